@@ -1,0 +1,45 @@
+# 3D Grad-CAM Studio. `make run` and `make test` are all a newcomer needs (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-fast test-browser install migrate demo bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	DEBUG=1 $(PY) manage.py migrate --noinput
+
+demo: migrate
+	DEBUG=1 $(PY) manage.py make_demo
+
+# Web server and one worker cluster; Ctrl-C stops both.
+run: demo
+	DEBUG=1 HOST=$(HOST) PORT=$(PORT) $(PY) manage.py run_studio --host $(HOST) --port $(PORT)
+
+# Every test: engine, web, worker and browser tests. Browser tests need Debian's chromium
+# (/usr/bin/chromium); without it they fail with a message saying so.
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not browser and not slow"
+
+test-browser: $(STAMP)
+	$(PY) -m pytest -m browser
+
+bench: $(STAMP)
+	$(PY) bench/engine.py
+	$(PY) bench/latency.py
+
+clean:
+	rm -rf $(VENV) var media .pytest_cache

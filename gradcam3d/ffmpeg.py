@@ -1,0 +1,148 @@
+"""Running FFmpeg safely: the binary from imageio-ffmpeg, argument lists (never a shell),
+`-nostdin`, the file protocol only, and a timeout that kills the whole process group.
+
+`encode_video` pipes raw RGB frames to FFmpeg through ffmpeg-python and writes a
+browser-playable H.264/yuv420p MP4 with `+faststart`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_TIMEOUT = 120.0
+
+
+class FFmpegError(RuntimeError):
+    def __init__(self, message: str, *, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+class FFmpegTimeout(FFmpegError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    override = os.environ.get("GRADCAM_FFMPEG")
+    if override:
+        return override
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_version() -> str:
+    result = run_ffmpeg(["-version"], timeout=30, check=True)
+    first_line = result.stdout.decode("utf-8", "replace").splitlines()[0]
+    # "ffmpeg version 7.1 Copyright ..." -> "7.1"
+    parts = first_line.split()
+    return parts[2] if len(parts) > 2 else first_line
+
+
+@dataclass
+class FFmpegResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    input_bytes: bytes | None = None,
+    check: bool = True,
+) -> FFmpegResult:
+    """Run `ffmpeg ARGS` in its own process group; kill the group on timeout."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(input=input_bytes, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.communicate()
+        raise FFmpegTimeout(f"FFmpeg did not finish within {timeout:g} s") from None
+    except BaseException:
+        _kill_group(process)
+        process.communicate()
+        raise
+    text = stderr.decode("utf-8", "replace")
+    if check and process.returncode != 0:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        raise FFmpegError(f"FFmpeg failed (exit {process.returncode}): {tail}", stderr=text)
+    return FFmpegResult(process.returncode, stdout, text)
+
+
+def encode_video(
+    frames: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    fps: float,
+    crf: int = 20,
+    preset: str = "veryfast",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Path:
+    """Encode uint8 RGB frames (N, H, W, 3) as H.264/yuv420p MP4 with +faststart.
+
+    yuv420p needs even sizes, so odd widths/heights are padded by one pixel (edge colour).
+    The file is written next to `path` and renamed into place, so a reader never sees half
+    a video.
+    """
+    import ffmpeg  # ffmpeg-python
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
+    if frames.shape[0] == 0:
+        raise ValueError("cannot encode a video with no frames")
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    count, height, width, _ = frames.shape
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial.mp4")
+    stream = (
+        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+        .output(
+            str(partial),
+            vcodec="libx264",
+            pix_fmt="yuv420p",
+            crf=crf,
+            preset=preset,
+            movflags="+faststart",
+            an=None,
+            **{"fps_mode": "passthrough"},
+        )
+        .overwrite_output()
+    )
+    args = stream.get_args()
+    try:
+        run_ffmpeg(["-loglevel", "error", *args], timeout=timeout, input_bytes=np.ascontiguousarray(frames).tobytes())
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return target
