@@ -25,7 +25,11 @@ class Team(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams"
+        settings.AUTH_USER_MODEL,
+        through="TeamMembership",
+        # TeamMembership has two user keys (user, added_by): the membership is `user`.
+        through_fields=("team", "user"),
+        related_name="teams",
     )
 
     class Meta:

@@ -149,6 +149,10 @@ class Analysis(OwnedModel):
     cancel_requested = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # "<host>:<pid>:<process start ticks>" of the worker process orchestrating the run, so the
+    # reaper can tell at once that a run's worker died (same host) instead of waiting for the
+    # heartbeat to go stale.
+    worker_lease = models.CharField(max_length=200, blank=True)
 
     predicted_class = models.IntegerField(null=True, blank=True)
     predictions = models.JSONField(default=dict, blank=True)

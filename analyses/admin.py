@@ -1,0 +1,130 @@
+"""Admin for classifiers, videos, analyses and the (read-only) audit trail.
+
+Uploads go through the library pages, which inspect/probe them in a child process; the admin
+therefore cannot add classifiers or videos, only look at and edit their descriptive fields.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+
+from analyses.models import Analysis, AuditEvent, Classifier, Video
+
+
+class _NoAddMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Classifier)
+class ClassifierAdmin(_NoAddMixin, admin.ModelAdmin):
+    list_display = (
+        "name", "owner", "team", "file_format", "shape", "num_classes", "conv3d_count",
+        "size", "archived", "created_at",
+    )
+    list_filter = ("file_format", "team", "archived_at", "created_at")
+    search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
+    list_select_related = ("owner", "team")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "code", "owner", "file", "original_filename", "file_format", "sha256", "size_bytes",
+        "input_shape", "num_classes", "conv3d_layers", "inspection", "created_at",
+    )
+    fields = ("name", "description", "team", "class_labels", "archived_at", *readonly_fields)
+
+    @admin.display(description="Input (T×H×W×C)")
+    def shape(self, obj: Classifier) -> str:
+        return "×".join(str(size) for size in obj.input_shape or [])
+
+    @admin.display(description="Conv3D")
+    def conv3d_count(self, obj: Classifier) -> int:
+        return len(obj.conv3d_layers or [])
+
+    @admin.display(description="Size", ordering="size_bytes")
+    def size(self, obj: Classifier) -> str:
+        return filesizeformat(obj.size_bytes)
+
+    @admin.display(description="Archived", boolean=True, ordering="archived_at")
+    def archived(self, obj: Classifier) -> bool:
+        return obj.archived_at is not None
+
+
+@admin.register(Video)
+class VideoAdmin(_NoAddMixin, admin.ModelAdmin):
+    list_display = (
+        "name", "owner", "team", "resolution", "fps", "duration_seconds", "frame_count", "codec",
+        "size", "expected_class", "archived", "created_at",
+    )
+    list_filter = ("codec", "container", "team", "archived_at", "created_at")
+    search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
+    list_select_related = ("owner", "team")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "code", "owner", "file", "rendition", "poster", "original_filename", "sha256",
+        "size_bytes", "container", "codec", "width", "height", "fps", "duration_seconds",
+        "frame_count", "probe", "created_at",
+    )
+    fields = ("name", "description", "team", "expected_class", "archived_at", *readonly_fields)
+
+    @admin.display(description="Resolution")
+    def resolution(self, obj: Video) -> str:
+        return f"{obj.width}×{obj.height}"
+
+    @admin.display(description="Size", ordering="size_bytes")
+    def size(self, obj: Video) -> str:
+        return filesizeformat(obj.size_bytes)
+
+    @admin.display(description="Archived", boolean=True, ordering="archived_at")
+    def archived(self, obj: Video) -> bool:
+        return obj.archived_at is not None
+
+
+@admin.register(Analysis)
+class AnalysisAdmin(_NoAddMixin, admin.ModelAdmin):
+    list_display = (
+        "__str__", "status", "progress_percent", "owner", "team", "classifier", "video",
+        "predicted_class", "expected_class", "attempts", "created_at", "finished_at",
+    )
+    list_filter = ("status", "team", "created_at", "cancel_requested")
+    search_fields = (
+        "title", "code", "owner__username", "classifier__name", "video__name", "error_message",
+        "task_id",
+    )
+    list_select_related = ("owner", "team", "classifier", "video")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("parent",)
+    readonly_fields = (
+        "code", "owner", "classifier", "video", "params", "status", "stage", "progress",
+        "attempts", "heartbeat_at", "started_at", "finished_at", "error_message", "task_id",
+        "predicted_class", "predictions", "timings", "versions", "input_hashes", "manifest",
+        "results_dir", "created_at",
+    )
+
+    @admin.display(description="Progress", ordering="progress")
+    def progress_percent(self, obj: Analysis) -> str:
+        return f"{obj.progress * 100:.0f}%"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "action", "actor", "team", "target_type", "target_code")
+    list_filter = ("action", "target_type", "team", "created_at")
+    search_fields = ("action", "actor__username", "target_code", "code")
+    list_select_related = ("actor", "team")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Viewing stays possible through has_view_permission; nothing can be saved.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

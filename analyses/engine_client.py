@@ -1,0 +1,261 @@
+"""Talking to the engine (`python -m gradcam3d ...`) from the web app, in child processes.
+
+Uploaded models and videos are untrusted: they are parsed only by a short-lived child process
+with a wall-clock timeout that kills its whole process group, an environment that carries no
+secrets (no SECRET_KEY, no DATABASE_URL), and a throw-away working directory. The web app never
+imports `gradcam3d` or TensorFlow; it reads the JSON object on the child's last stdout line
+(see docs/engine-contract.md).
+
+Exit status 2 is a refusal the user can act on -> `EngineRefusal(message)`; anything else
+(crash, timeout, unreadable output) -> `EngineFailure` with a message fit to show a user, the
+technical details going to the log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_REFUSED = 2
+# Variables a child may see: enough to find executables, a home and temp dir, the locale, and
+# the engine's own knobs. Everything else (SECRET_KEY, DATABASE_URL, REDIS_URL, cloud
+# credentials...) stays in the web process.
+_PASSED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+_PASSED_PREFIXES = ("GRADCAM_", "TF_")
+_MAX_STDERR_IN_LOG = 4000
+
+
+class EngineError(Exception):
+    """Base class: `str(exc)` is a complete sentence that can be shown to the user."""
+
+    def __init__(self, message: str, *, code: str = "", details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.details = details
+
+
+class EngineRefusal(EngineError):
+    """The engine refused the input (exit status 2) and said why."""
+
+
+class EngineFailure(EngineError):
+    """The engine crashed, timed out or printed nothing we understand."""
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of an engine child: an allowlist, never a copy of ours."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name in _PASSED_VARIABLES or name.startswith(_PASSED_PREFIXES)
+    }
+    environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    environment.setdefault("LANG", "C.UTF-8")
+    # Quiet TensorFlow's start-up chatter on stderr for the commands that import it.
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment["PYTHONPATH"] = str(Path(settings.BASE_DIR))
+    environment["PYTHONDONTWRITEBYTECODE"] = "1"
+    return environment
+
+
+def _kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _last_json_line(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and "ok" in value:
+            return value
+    return None
+
+
+def run_engine(
+    *,
+    command: str,
+    arguments: Sequence[str],
+    timeout_seconds: float,
+    what: str,
+) -> dict[str, Any]:
+    """Run `<engine python> -m gradcam3d COMMAND ARGUMENTS...` and return its result object.
+
+    `what` names the job in user-facing failure messages ("Inspecting the model").
+    """
+    argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", command, *map(str, arguments)]
+    with tempfile.TemporaryDirectory(prefix="gradcam-engine-") as working_dir:
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=working_dir,
+                env=child_environment(),
+                start_new_session=True,  # own process group, so a timeout kills FFmpeg too
+            )
+        except OSError as exc:
+            logger.error("could not start the engine %s: %s", argv[0], exc)
+            raise EngineFailure(
+                f"{what} failed: the analysis engine could not be started.", code="not_started"
+            ) from exc
+        try:
+            stdout_bytes, stderr_bytes = process.communicate(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_process_group(process)
+            process.communicate()
+            raise EngineFailure(
+                f"{what} took longer than {timeout_seconds:g} seconds and was stopped.",
+                code="timeout",
+            ) from None
+        except BaseException:
+            _kill_process_group(process)
+            process.communicate()
+            raise
+        # A child that exits leaves its own children (FFmpeg) behind only on a bug; clean up.
+        _kill_process_group(process)
+    stdout = stdout_bytes.decode("utf-8", "replace")
+    stderr = stderr_bytes.decode("utf-8", "replace")
+    result = _last_json_line(stdout)
+    if process.returncode == EXIT_REFUSED and result is not None and result.get("ok") is False:
+        message = str(result.get("error") or "The file was refused.").strip()
+        raise EngineRefusal(message, code=str(result.get("code") or "refused"))
+    if process.returncode == EXIT_REFUSED:
+        message = stderr.strip().splitlines()[-1] if stderr.strip() else "The file was refused."
+        raise EngineRefusal(message, code="refused")
+    if process.returncode != 0 or result is None or result.get("ok") is not True:
+        logger.error(
+            "engine command %s failed (exit %s): %s",
+            command,
+            process.returncode,
+            stderr[-_MAX_STDERR_IN_LOG:],
+        )
+        if process.returncode is not None and process.returncode < 0:
+            reason = f"the engine was killed by signal {-process.returncode}"
+        else:
+            reason = "the engine reported an internal error"
+        raise EngineFailure(f"{what} failed: {reason}.", code="internal", details=stderr[-_MAX_STDERR_IN_LOG:])
+    return {key: value for key, value in result.items() if key != "ok"}
+
+
+def _absolute(path: str | os.PathLike[str]) -> str:
+    # The child runs in a temp working directory, so relative paths would point elsewhere.
+    return os.path.abspath(os.fspath(path))
+
+
+def _video_limit_arguments() -> list[str]:
+    return [
+        "--max-bytes", str(settings.GRADCAM_MAX_VIDEO_BYTES),
+        "--max-seconds", str(settings.GRADCAM_MAX_VIDEO_SECONDS),
+        "--max-pixels", str(settings.GRADCAM_MAX_VIDEO_PIXELS),
+        "--max-frames", str(settings.GRADCAM_MAX_VIDEO_FRAMES),
+    ]
+
+
+def inspect_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a model's config (no code is deserialized): format, input_shape, conv3d_layers..."""
+    return run_engine(
+        command="inspect",
+        arguments=[_absolute(path), "--max-bytes", str(settings.GRADCAM_MAX_MODEL_BYTES)],
+        timeout_seconds=settings.GRADCAM_INSPECT_TIMEOUT,
+        what="Inspecting the model",
+    )
+
+
+def probe_video_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Container, codec, size, fps, duration and real frame count of a video, within limits."""
+    return run_engine(
+        command="probe",
+        arguments=[_absolute(path), *_video_limit_arguments()],
+        timeout_seconds=settings.GRADCAM_PROBE_TIMEOUT,
+        what="Reading the video",
+    )
+
+
+def transcode_video_file(
+    path: str | os.PathLike[str],
+    out_mp4: str | os.PathLike[str],
+    poster_jpg: str | os.PathLike[str],
+    *,
+    max_height: int = 720,
+) -> dict[str, Any]:
+    """Probe fields plus a browser-playable H.264 MP4 rendition and a poster JPEG."""
+    return run_engine(
+        command="transcode",
+        arguments=[
+            _absolute(path),
+            "--out", _absolute(out_mp4),
+            "--poster", _absolute(poster_jpg),
+            *_video_limit_arguments(),
+            "--max-height", str(max_height),
+        ],
+        timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
+        what="Converting the video for the browser",
+    )
+
+
+def _option_arguments(params: Mapping[str, Any]) -> list[str]:
+    """`{"frame_stride": 2, "mean": [0.4, 0.5], "x": True}` -> `--frame-stride 2 --mean 0.4,0.5 --x`."""
+    arguments: list[str] = []
+    for key, value in params.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            arguments.append(flag)
+        elif isinstance(value, (list, tuple)):
+            arguments.extend([flag, ",".join(map(str, value))])
+        else:
+            arguments.extend([flag, str(value)])
+    return arguments
+
+
+def preview_clip(
+    video_path: str | os.PathLike[str],
+    input_shape: Sequence[int],
+    params: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """The T frames the model would see, as an MP4, with their source indices and times."""
+    return run_engine(
+        command="preview",
+        arguments=[
+            _absolute(video_path),
+            "--input-shape", ",".join(str(int(size)) for size in input_shape),
+            "--out", _absolute(out_dir),
+            *_option_arguments(params),
+        ],
+        timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
+        what="Preparing the preview",
+    )
+
+
+def make_demo(
+    *, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False, timeout_seconds: float = 1800.0
+) -> dict[str, Any]:
+    """Train the demo model and write sample videos (minutes, not seconds; reused when present)."""
+    return run_engine(
+        command="make-demo",
+        arguments=["--out", _absolute(out_dir), "--seed", str(seed), *(["--force"] if force else [])],
+        timeout_seconds=timeout_seconds,
+        what="Building the demo",
+    )

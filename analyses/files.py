@@ -1,0 +1,151 @@
+"""Serving private files (uploads and results) with HTTP Range support.
+
+MEDIA_ROOT has no public URL: every file goes through a view that first checks the same
+permission as the page it belongs to, then calls `private_file_response`. Browsers seek in a
+<video> with Range requests, so single byte ranges are answered with 206 Partial Content (416
+for a range outside the file); multi-range requests get the whole file (allowed by RFC 9110).
+"""
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.utils.http import http_date, parse_http_date_safe, quote_etag
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CHUNK_BYTES = 64 * 1024
+
+
+def resolve_media_path(storage_path: str | os.PathLike[str]) -> Path:
+    """The absolute path of a MEDIA_ROOT-relative name; 404 if it escapes MEDIA_ROOT or is missing."""
+    if not storage_path:
+        raise Http404("No file")
+    root = Path(settings.MEDIA_ROOT).resolve()
+    path = (root / os.fspath(storage_path)).resolve()
+    if root not in path.parents or not path.is_file():
+        raise Http404("No file")
+    return path
+
+
+class _RangeFile:
+    """A file object that yields only bytes [start, start + length)."""
+
+    def __init__(self, path: Path, *, start: int, length: int) -> None:
+        self._handle = path.open("rb")
+        self._handle.seek(start)
+        self._remaining = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._remaining <= 0:
+            return b""
+        if size < 0 or size > self._remaining:
+            size = self._remaining
+        data = self._handle.read(size)
+        self._remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _parse_range(header: str, *, size: int) -> tuple[int, int] | None | str:
+    """(start, end inclusive), None to send everything, or "unsatisfiable"."""
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if match is None:
+        return None  # malformed or multiple ranges: ignore the header (RFC 9110 allows it)
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+def private_file_response(
+    request: HttpRequest,
+    *,
+    storage_path: str | os.PathLike[str],
+    content_type: str | None = None,
+    download_name: str | None = None,
+) -> HttpResponse:
+    """Send a MEDIA_ROOT file after the caller has checked permissions.
+
+    `download_name` makes it an attachment with that name; otherwise it is shown inline.
+    """
+    path = resolve_media_path(storage_path)
+    stat = path.stat()
+    size = stat.st_size
+    etag = quote_etag(f"{int(stat.st_mtime_ns):x}-{size:x}")
+    last_modified = http_date(stat.st_mtime)
+    content_type = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+        not_modified = HttpResponse(status=304)
+        not_modified["ETag"] = etag
+        return not_modified
+    if not if_none_match:
+        since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
+        if since is not None and int(stat.st_mtime) <= since:
+            not_modified = HttpResponse(status=304)
+            not_modified["ETag"] = etag
+            return not_modified
+
+    byte_range: tuple[int, int] | None | str = None
+    range_header = request.headers.get("Range")
+    if range_header:
+        if_range = request.headers.get("If-Range")
+        # A stale If-Range means "send the whole (new) file".
+        if not if_range or if_range.strip() in (etag, last_modified):
+            byte_range = _parse_range(range_header, size=size)
+    if byte_range == "unsatisfiable":
+        refused = HttpResponse(status=416)
+        refused["Content-Range"] = f"bytes */{size}"
+        refused["Accept-Ranges"] = "bytes"
+        return refused
+
+    if isinstance(byte_range, tuple):
+        start, end = byte_range
+        length = end - start + 1
+        response = FileResponse(
+            _RangeFile(path, start=start, length=length),
+            status=206,
+            content_type=content_type,
+        )
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(length)
+    else:
+        response = FileResponse(path.open("rb"), content_type=content_type)
+        response["Content-Length"] = str(size)
+    response.block_size = _CHUNK_BYTES
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    response["Last-Modified"] = last_modified
+    # Private data: caches may keep it only for this user.
+    response["Cache-Control"] = "private, max-age=0, must-revalidate"
+    response["X-Content-Type-Options"] = "nosniff"
+    if download_name:
+        response["Content-Disposition"] = _attachment(download_name)
+    else:
+        response["Content-Disposition"] = "inline"
+    return response
+
+
+def _attachment(name: str) -> str:
+    from django.utils.http import content_disposition_header
+
+    safe_name = os.path.basename(name).replace("\x00", "") or "download"
+    return content_disposition_header(as_attachment=True, filename=safe_name) or "attachment"

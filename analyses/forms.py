@@ -1,0 +1,107 @@
+"""Forms of the library pages. They only parse input; the services decide and store."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from accounts.models import Team
+from analyses.selectors import teams_of
+
+_CLASS_MAP_HELP = (
+    "“index: label” lines as in ClassMap.txt (e.g. “0: Basketball”), "
+    "or one label per line in class order."
+)
+_CLASS_MAP_MAX_BYTES = 256 * 1024
+
+
+class _TeamChoiceMixin:
+    """A `team` select limited to the user's teams, with "Only me" as the empty choice."""
+
+    def _setup_team_field(self, *, user: Any) -> None:
+        field = self.fields["team"]  # type: ignore[attr-defined]
+        field.queryset = teams_of(user=user).order_by("name")
+        field.empty_label = "Only me (private)"
+
+
+class ClassifierUploadForm(_TeamChoiceMixin, forms.Form):
+    file = forms.FileField(
+        label="Model file (.h5 or .keras)",
+        widget=forms.ClearableFileInput(attrs={"accept": ".h5,.hdf5,.keras"}),
+    )
+    name = forms.CharField(max_length=200, required=False, help_text="Defaults to the file name.")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team")
+    class_map_file = forms.FileField(
+        required=False, label="Class map file", help_text=_CLASS_MAP_HELP,
+        widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
+    )
+    class_map_text = forms.CharField(
+        required=False, label="…or type the labels",
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "0: Basketball\n1: Biking"}),
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_team_field(user=user)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        uploaded = cleaned.get("class_map_file")
+        if uploaded:
+            if uploaded.size > _CLASS_MAP_MAX_BYTES:
+                self.add_error("class_map_file", "The class map file is too large to be a class map.")
+                return cleaned
+            raw = uploaded.read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                self.add_error("class_map_file", "The class map file is not UTF-8 text.")
+                return cleaned
+            if cleaned.get("class_map_text", "").strip():
+                self.add_error("class_map_text", "Give either a class map file or typed labels, not both.")
+            cleaned["class_map_text"] = text
+        return cleaned
+
+
+class ClassifierEditForm(_TeamChoiceMixin, forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
+    class_map_text = forms.CharField(
+        required=False, label="Class labels", help_text=_CLASS_MAP_HELP,
+        widget=forms.Textarea(attrs={"rows": 6}),
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_team_field(user=user)
+
+
+class VideoUploadForm(_TeamChoiceMixin, forms.Form):
+    file = forms.FileField(
+        label="Video file",
+        widget=forms.ClearableFileInput(attrs={"accept": "video/*,.mp4,.avi,.mkv,.mov,.webm"}),
+    )
+    name = forms.CharField(max_length=200, required=False, help_text="Defaults to the file name.")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team")
+    expected_class = forms.IntegerField(
+        required=False, min_value=0, label="True class",
+        help_text="The class index this clip shows; analyses use it to show why a prediction was wrong.",
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_team_field(user=user)
+
+
+class VideoEditForm(_TeamChoiceMixin, forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
+    expected_class = forms.IntegerField(required=False, min_value=0, label="True class")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_team_field(user=user)

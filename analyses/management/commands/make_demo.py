@@ -1,0 +1,138 @@
+"""`manage.py make_demo`: train the offline demo classifier, write sample videos, register them.
+
+The engine (`python -m gradcam3d make-demo`, in a child process) generates a synthetic action
+dataset, trains a small Conv3D classifier, and writes the model, its class map and sample videos
+plus `demo.json` into <GRADCAM_VAR_DIR>/demo. This command then creates the user "demo" and
+registers the model and videos for it through the same services as the upload pages, so
+everything is inspected, probed and transcoded exactly like a user upload. Running it again
+reuses the trained model (the engine keeps it) and recognises the duplicates, so it is idempotent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from analyses import engine_client
+from analyses.models import Classifier, Video
+from analyses.services import library as library_services
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password-3d"
+DEMO_EMAIL = "demo@example.org"
+DEMO_TRAINING_TIMEOUT_SECONDS = 1800.0
+DEMO_MANIFEST = "demo.json"
+
+
+def _resolve(path: str, *, base: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+class Command(BaseCommand):
+    help = "Train the demo Conv3D classifier, write sample videos and register them for user 'demo'."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--out", default=None, help="Output folder (default: <GRADCAM_VAR_DIR>/demo)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--rebuild", action="store_true", help="Train again even if a complete demo exists")
+        parser.add_argument("--timeout", type=float, default=DEMO_TRAINING_TIMEOUT_SECONDS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        out_dir = Path(options["out"] or Path(settings.VAR_DIR) / "demo").resolve()
+        manifest = self._build_or_reuse(
+            out_dir=out_dir, seed=options["seed"], rebuild=options["rebuild"], timeout=options["timeout"]
+        )
+        user = self._demo_user()
+        classifier = self._register_classifier(user=user, manifest=manifest, base=out_dir)
+        videos = [
+            self._register_video(user=user, entry=entry, base=out_dir)
+            for entry in manifest.get("videos", [])
+        ]
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: classifier “{classifier.name}” ({classifier.num_classes} classes) "
+                f"and {len(videos)} videos."
+            )
+        )
+        self.stdout.write(f"Log in as: username {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}")
+
+    # ------------------------------------------------------------------ steps
+    def _build_or_reuse(self, *, out_dir: Path, seed: int, rebuild: bool, timeout: float) -> dict[str, Any]:
+        # The engine reuses a complete demo of the same version and seed by itself.
+        self.stdout.write(f"Building the demo in {out_dir} (training takes a minute or two the first time)…")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = engine_client.make_demo(
+                out_dir=out_dir, seed=seed, force=rebuild, timeout_seconds=timeout
+            )
+        except engine_client.EngineError as exc:
+            raise CommandError(exc.message) from exc
+        if result.get("model") and result.get("videos") is not None:
+            return result
+        manifest_path = out_dir / DEMO_MANIFEST
+        if manifest_path.is_file():
+            return json.loads(manifest_path.read_text(encoding="utf-8"))
+        raise CommandError("The demo builder did not report its model and videos.")
+
+    def _demo_user(self) -> Any:
+        user_model = get_user_model()
+        user, created = user_model.objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"email": DEMO_EMAIL}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save(update_fields=["password"])
+            self.stdout.write(f"Created user {DEMO_USERNAME!r}.")
+        return user
+
+    def _register_classifier(self, *, user: Any, manifest: dict[str, Any], base: Path) -> Classifier:
+        model_path = _resolve(str(manifest["model"]), base=base)
+        classmap_text = ""
+        if manifest.get("classmap"):
+            classmap_path = _resolve(str(manifest["classmap"]), base=base)
+            if classmap_path.is_file():
+                classmap_text = classmap_path.read_text(encoding="utf-8")
+        with model_path.open("rb") as handle:
+            try:
+                classifier = library_services.classifier_create(
+                    owner=user,
+                    team=None,
+                    uploaded_file=File(handle, name=model_path.name),
+                    name="Demo shapes C3D",
+                    description="Small C3D-style classifier trained on synthetic moving-shape clips.",
+                    class_map_text=classmap_text,
+                )
+                self.stdout.write(f"Registered classifier {classifier.name!r}.")
+            except library_services.DuplicateUpload as duplicate:
+                classifier = duplicate.existing  # type: ignore[assignment]
+                self.stdout.write(f"Classifier {classifier.name!r} already registered.")
+            except library_services.LibraryError as exc:
+                raise CommandError(f"The demo model was refused: {exc.message}") from exc
+        return classifier
+
+    def _register_video(self, *, user: Any, entry: dict[str, Any], base: Path) -> Video:
+        video_path = _resolve(str(entry["path"]), base=base)
+        labelled = entry.get("labelled_class", entry.get("true_class"))
+        with video_path.open("rb") as handle:
+            try:
+                video = library_services.video_create(
+                    owner=user,
+                    team=None,
+                    uploaded_file=File(handle, name=video_path.name),
+                    name=str(entry.get("name") or video_path.stem),
+                    description=str(entry.get("description") or ""),
+                    expected_class=int(labelled) if labelled is not None else None,
+                )
+                self.stdout.write(f"Registered video {video.name!r}.")
+            except library_services.DuplicateUpload as duplicate:
+                video = duplicate.existing  # type: ignore[assignment]
+                self.stdout.write(f"Video {video.name!r} already registered.")
+            except library_services.LibraryError as exc:
+                raise CommandError(f"The demo video {video_path.name} was refused: {exc.message}") from exc
+        return video

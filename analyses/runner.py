@@ -1,0 +1,433 @@
+"""Engine child processes for analyses: started with exec, watched, each used for ONE job.
+
+The django-q2 worker process that runs `analyses.tasks.run_analysis_task` never imports
+TensorFlow. It runs the engine as `<engine python> -m gradcam3d worker`, a fresh exec'ed
+process that imports TensorFlow, prints `{"event": "ready"}`, reads one job line on stdin and
+exits (docs/engine-contract.md).
+
+Speed: importing TensorFlow costs 5-8 s, more than the demo analysis itself. Each worker
+process therefore keeps ONE spare engine started ahead of time (already imported, not yet
+given any user file); a job takes the spare and the next spare starts as soon as that job ends. An engine is
+never reused for a second job, so nothing of one user's run (model objects, files, memory)
+can reach another's.
+
+Isolation of each engine child:
+- exec'ed, never forked from a process that imported TensorFlow;
+- its own process group (a timeout kills FFmpeg grandchildren too) and the parent-death
+  signal (`setpriv --pdeathsig KILL`), so a SIGKILLed worker leaves no orphan engine behind;
+- an environment without SECRET_KEY or database credentials (engine_client.child_environment);
+- its working directory is the analysis's own working folder: a spare waits in a scratch
+  folder that is renamed to the analysis's folder when the spare is taken (a rename keeps the
+  process's cwd);
+- a wall-clock timeout and a memory limit on the resident memory of its process tree (RLIMIT_AS
+  is unusable: TensorFlow reserves far more virtual memory than it ever touches).
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from django.conf import settings
+
+from analyses.engine_client import child_environment
+
+logger = logging.getLogger(__name__)
+
+WORK_FOLDER_NAME = ".work"
+STDERR_FILE_NAME = "engine-stderr.log"
+PID_FILE_NAME = "engine.pid"
+_POLL_SECONDS = 0.1
+_STDERR_TAIL_BYTES = 4000
+_SETPRIV = shutil.which("setpriv")
+
+OutcomeKind = Literal["succeeded", "refused", "crashed", "timeout", "memory", "cancelled"]
+
+
+@dataclass
+class EngineOutcome:
+    """How one engine job ended. `message` is a sentence fit to show a user (no traceback)."""
+
+    kind: OutcomeKind
+    message: str = ""
+    manifest_path: Path | None = None
+    refusal_code: str = ""
+    exit_status: int | None = None
+    peak_rss_mb: float = 0.0
+    stderr_tail: str = ""
+
+
+@dataclass
+class EngineProcess:
+    process: subprocess.Popen[str]
+    work_dir: Path
+    owner_pid: int
+    started_monotonic: float
+    lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+    ready_monotonic: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """Kill the engine and everything it started (its own process group)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+            logger.error("engine %s did not die after SIGKILL", self.process.pid)
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+
+def work_root() -> Path:
+    """MEDIA_ROOT/analyses/.work: on the same file system as the results, so renames are atomic."""
+    return Path(settings.MEDIA_ROOT) / "analyses" / WORK_FOLDER_NAME
+
+
+def engine_argv() -> list[str]:
+    argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", "worker"]
+    if _SETPRIV:
+        # Dies with the worker process that started it (a SIGKILLed cluster leaves no orphan).
+        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    return argv
+
+
+def _read_lines(*, stream: Any, lines: "queue.Queue[str | None]") -> None:
+    try:
+        for line in stream:
+            lines.put(line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        lines.put(None)  # end of output
+
+
+def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
+    """Start a fresh engine process waiting for its job in `work_dir` (a new scratch folder by default)."""
+    if work_dir is None:
+        work_dir = work_root() / f"spare-{uuid.uuid4().hex}"
+    work_dir.mkdir(parents=True, exist_ok=False)
+    with open(work_dir / STDERR_FILE_NAME, "ab") as stderr_file:
+        process = subprocess.Popen(
+            engine_argv(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            cwd=work_dir,
+            env=child_environment(),
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            close_fds=True,
+            start_new_session=True,
+        )
+    (work_dir / PID_FILE_NAME).write_text(str(process.pid))
+    engine = EngineProcess(
+        process=process, work_dir=work_dir, owner_pid=os.getpid(), started_monotonic=time.monotonic()
+    )
+    threading.Thread(
+        target=_read_lines, kwargs={"stream": process.stdout, "lines": engine.lines},
+        name=f"engine-{process.pid}-stdout", daemon=True,
+    ).start()
+    return engine
+
+
+# This worker process's spare engine. A module global is right here: django-q2 worker
+# processes are single-threaded task runners, and the spare holds no user data.
+_spare: EngineProcess | None = None
+_spare_lock = threading.Lock()
+
+
+def start_spare() -> None:
+    """Make sure this process has a spare engine importing TensorFlow (no-op if it has one)."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None and _spare.owner_pid == os.getpid() and _spare.is_alive():
+            return
+        if _spare is not None and _spare.owner_pid == os.getpid():
+            discard_engine(_spare)
+        try:
+            _spare = start_engine()
+        except OSError as exc:
+            logger.error("could not start a spare analysis engine: %s", exc)
+            _spare = None
+
+
+def take_engine(*, work_dir: Path, start_next_spare: bool = True) -> EngineProcess:
+    """Hand out this process's spare (renamed into `work_dir`), or a fresh engine if there is none.
+
+    The caller owns the returned engine and must `discard_engine` it after its one job.
+    """
+    global _spare
+    with _spare_lock:
+        engine, _spare = _spare, None
+    if engine is not None and (engine.owner_pid != os.getpid() or not engine.is_alive()):
+        if engine.owner_pid == os.getpid():
+            discard_engine(engine)
+        engine = None
+    if engine is None:
+        engine = start_engine(work_dir=work_dir)
+    else:
+        work_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(engine.work_dir, work_dir)
+        engine.work_dir = work_dir
+    if start_next_spare:
+        start_spare()
+    return engine
+
+
+def discard_engine(engine: EngineProcess, *, remove_work_dir: bool = True) -> None:
+    engine.kill()
+    if remove_work_dir:
+        shutil.rmtree(engine.work_dir, ignore_errors=True)
+
+
+@atexit.register
+def _discard_spare_at_exit() -> None:
+    global _spare
+    if _spare is not None and _spare.owner_pid == os.getpid():
+        discard_engine(_spare)
+        _spare = None
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB (0 when it is gone)."""
+    total_kb = 0
+    pending = [pid]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/status", encoding="ascii", errors="replace") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total_kb += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return total_kb / 1024.0
+
+
+def _stderr_tail(work_dir: Path) -> str:
+    try:
+        with open(work_dir / STDERR_FILE_NAME, "rb") as stderr_file:
+            stderr_file.seek(0, os.SEEK_END)
+            stderr_file.seek(max(0, stderr_file.tell() - _STDERR_TAIL_BYTES))
+            return stderr_file.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def run_engine_job(
+    *,
+    engine: EngineProcess,
+    job: dict[str, Any],
+    timeout_seconds: float,
+    memory_limit_mb: float,
+    on_event: Callable[[dict[str, Any]], None],
+    should_cancel: Callable[[], bool],
+) -> EngineOutcome:
+    """Give `engine` its one job and watch it until it ends; the engine is dead on return.
+
+    `on_event` receives every progress/prediction JSON line; `should_cancel` is polled often
+    (it throttles its own database reads). The wall-clock limit starts now, when the job is
+    handed over (a spare still importing TensorFlow spends part of it).
+    """
+    deadline = time.monotonic() + timeout_seconds
+    final: dict[str, Any] | None = None
+    stopped: OutcomeKind | None = None
+    peak_rss_mb = 0.0
+    try:
+        assert engine.process.stdin is not None
+        engine.process.stdin.write(json.dumps(job) + "\n")
+        engine.process.stdin.flush()
+        engine.process.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the engine already died: its exit status tells why, below
+    end_of_output = False
+    while not end_of_output:
+        try:
+            line: str | None = engine.lines.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            line = ""
+        while line:
+            message = _parse_line(line)
+            if message is not None:
+                if "ok" in message:
+                    # The result is complete (the manifest is written before this line): do not
+                    # wait for the interpreter's slow TensorFlow teardown, the engine is killed below.
+                    final = message
+                    break
+                elif message.get("event") == "ready":
+                    engine.ready_monotonic = time.monotonic()
+                elif "event" in message:
+                    on_event(message)
+            try:
+                line = engine.lines.get_nowait()
+            except queue.Empty:
+                line = ""
+        if line is None or final is not None:
+            end_of_output = True
+            break
+        if time.monotonic() > deadline:
+            stopped = "timeout"
+        elif (rss := process_tree_rss_mb(engine.pid)) > memory_limit_mb:
+            peak_rss_mb = max(peak_rss_mb, rss)
+            stopped = "memory"
+        elif should_cancel():
+            stopped = "cancelled"
+        else:
+            peak_rss_mb = max(peak_rss_mb, rss)
+        if stopped is not None:
+            break
+    exit_status: int | None = None
+    if stopped is None and final is None:
+        try:  # output ended without a result line: the exit status tells why
+            exit_status = engine.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    elif final is not None:
+        # The result line's own claim (2 for a refusal, 0 for success) unless it already exited.
+        exit_status = engine.process.poll()
+        if exit_status is None:
+            exit_status = 0 if final.get("ok") is True else (2 if final.get("code") != "internal" else 1)
+    engine.kill()  # also reaps FFmpeg grandchildren left behind
+    if exit_status is None:
+        exit_status = engine.process.returncode
+    tail = _stderr_tail(engine.work_dir)
+    outcome = _classify(
+        final=final, stopped=stopped, exit_status=exit_status,
+        timeout_seconds=timeout_seconds, memory_limit_mb=memory_limit_mb,
+    )
+    outcome.peak_rss_mb = peak_rss_mb
+    outcome.stderr_tail = tail
+    if outcome.kind == "crashed":
+        logger.error("engine %s crashed (exit %s): %s", engine.pid, exit_status, tail)
+    return outcome
+
+
+def _parse_line(line: str) -> dict[str, Any] | None:
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _one_line(text: str, *, limit: int = 300) -> str:
+    words = " ".join(str(text).split())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+def _classify(
+    *,
+    final: dict[str, Any] | None,
+    stopped: OutcomeKind | None,
+    exit_status: int | None,
+    timeout_seconds: float,
+    memory_limit_mb: float,
+) -> EngineOutcome:
+    if stopped == "timeout":
+        return EngineOutcome(
+            kind="timeout", exit_status=exit_status,
+            message=f"The analysis took longer than the limit of {timeout_seconds:g} seconds and was stopped.",
+        )
+    if stopped == "memory":
+        return EngineOutcome(
+            kind="memory", exit_status=exit_status,
+            message=(
+                f"The analysis needed more than the memory limit of {memory_limit_mb:g} MB and was "
+                "stopped. Try fewer layers or a smaller model input."
+            ),
+        )
+    if stopped == "cancelled":
+        return EngineOutcome(kind="cancelled", exit_status=exit_status, message="Cancelled by the user.")
+    if final is not None and final.get("ok") is True and exit_status == 0:
+        manifest = final.get("manifest")
+        return EngineOutcome(
+            kind="succeeded", exit_status=exit_status,
+            manifest_path=Path(str(manifest)) if manifest else None,
+        )
+    if exit_status == 2 and final is not None and final.get("ok") is False:
+        return EngineOutcome(
+            kind="refused", exit_status=exit_status,
+            message=_one_line(str(final.get("error") or "The input was refused.")),
+            refusal_code=str(final.get("code") or "refused"),
+        )
+    if exit_status is not None and exit_status < 0:
+        reason = f"was killed by {_signal_name(-exit_status)}"
+        if -exit_status == signal.SIGKILL:
+            reason += " (the system may have run out of memory)"
+        return EngineOutcome(
+            kind="crashed", exit_status=exit_status,
+            message=f"The analysis engine {reason} and the analysis was stopped.",
+        )
+    detail = ""
+    if final is not None and final.get("ok") is False and final.get("error"):
+        detail = f": {_one_line(str(final['error']), limit=200)}"
+    return EngineOutcome(
+        kind="crashed", exit_status=exit_status,
+        message=f"The analysis engine stopped with an internal error (exit status {exit_status}){detail}.",
+    )
+
+
+def connect_worker_signals() -> None:
+    """Start a spare engine, schedule the reaper and reap dead runs as each django-q2 worker starts.
+
+    Call from `AnalysesConfig.ready()`; the receivers only act inside qcluster worker processes.
+    """
+    from django_q.signals import post_spawn
+
+    post_spawn.connect(_on_worker_spawn, dispatch_uid="analyses.runner.worker_spawn")
+
+
+def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
+    try:
+        from analyses.services.analysis import analysis_reap_stale, reaper_schedule_ensure
+
+        reaper_schedule_ensure()
+        analysis_reap_stale()
+    except Exception:  # noqa: BLE001 - a worker must start even if the database is unavailable now
+        logger.exception("reaping stale analyses at worker start failed")
+    start_spare()

@@ -1,0 +1,104 @@
+"""Reads scoped to a user: what they may see, and what they may change.
+
+Visible: the user owns the object, or the object belongs to one of the user's teams.
+Writable: the user owns it, or holds the owner role in the object's team.
+An object the user may not see does not exist for them (404); one they may see but not change
+answers 403 to a write.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+
+from accounts.models import Team, TeamMembership, TeamRole
+from analyses.models import Analysis, Classifier, Video
+
+ModelT = TypeVar("ModelT", bound=Model)
+
+
+def _anonymous(user: Any) -> bool:
+    return user is None or not getattr(user, "is_authenticated", False)
+
+
+def teams_of(*, user: Any) -> QuerySet[Team]:
+    if _anonymous(user):
+        return Team.objects.none()
+    return Team.objects.filter(memberships__user=user).distinct()
+
+
+def _visible(queryset: QuerySet[ModelT], *, user: Any) -> QuerySet[ModelT]:
+    if _anonymous(user):
+        return queryset.none()
+    team_ids = TeamMembership.objects.filter(user=user).values("team_id")
+    return queryset.filter(Q(owner=user) | Q(team_id__in=team_ids))
+
+
+def classifiers_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Classifier]:
+    queryset = _visible(Classifier.objects.select_related("owner", "team"), user=user)
+    return queryset if include_archived else queryset.filter(archived_at__isnull=True)
+
+
+def videos_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Video]:
+    queryset = _visible(Video.objects.select_related("owner", "team"), user=user)
+    return queryset if include_archived else queryset.filter(archived_at__isnull=True)
+
+
+def analyses_visible_to(*, user: Any) -> QuerySet[Analysis]:
+    return _visible(
+        Analysis.objects.select_related("owner", "team", "classifier", "video"), user=user
+    )
+
+
+def can_write(*, user: Any, obj: Any) -> bool:
+    if _anonymous(user):
+        return False
+    if obj.owner_id == user.pk:
+        return True
+    if obj.team_id is None:
+        return False
+    return TeamMembership.objects.filter(
+        team_id=obj.team_id, user=user, role=TeamRole.OWNER
+    ).exists()
+
+
+def _get_for_user(
+    queryset: QuerySet[ModelT], *, code: Any, user: Any, for_write: bool
+) -> ModelT:
+    try:
+        parsed_code = code if isinstance(code, uuid.UUID) else uuid.UUID(str(code))
+    except (ValueError, TypeError, AttributeError):
+        raise Http404("No such object") from None
+    try:
+        obj = queryset.get(code=parsed_code)
+    except queryset.model.DoesNotExist:
+        raise Http404("No such object") from None
+    if for_write and not can_write(user=user, obj=obj):
+        raise PermissionDenied("You can view this but not change it.")
+    return obj
+
+
+def classifier_get_for_user(
+    *, code: Any, user: Any, for_write: bool = False, include_archived: bool = True
+) -> Classifier:
+    # Archived classifiers stay reachable by code: past analyses link to them.
+    return _get_for_user(
+        classifiers_visible_to(user=user, include_archived=include_archived),
+        code=code, user=user, for_write=for_write,
+    )
+
+
+def video_get_for_user(
+    *, code: Any, user: Any, for_write: bool = False, include_archived: bool = True
+) -> Video:
+    return _get_for_user(
+        videos_visible_to(user=user, include_archived=include_archived),
+        code=code, user=user, for_write=for_write,
+    )
+
+
+def analysis_get_for_user(*, code: Any, user: Any, for_write: bool = False) -> Analysis:
+    return _get_for_user(analyses_visible_to(user=user), code=code, user=user, for_write=for_write)

@@ -1,0 +1,563 @@
+"""Classifier and video libraries: upload, inspect/probe in a child process, store, edit, delete.
+
+An upload is streamed to MEDIA_ROOT/tmp while it is hashed and its size checked, inspected or
+probed by the engine in a child process, and only then renamed to its generated final name
+(`classifiers/<uuid hex>.h5`, `videos/<uuid hex>.mp4`) and recorded. Every failure path removes
+what it wrote, so a refused or failed upload leaves no row and no file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Team, TeamMembership
+from analyses import engine_client
+from analyses.audit import audit_log
+from analyses.models import Classifier, Video
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_BYTES = 1024 * 1024
+MAX_LABEL_LENGTH = 100
+
+
+# --------------------------------------------------------------------------- errors
+class LibraryError(Exception):
+    """A user-facing refusal: `str(exc)` is a complete sentence."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UploadRefused(LibraryError):
+    """The uploaded file is not acceptable; nothing was stored."""
+
+
+class InvalidClassMap(LibraryError):
+    """The class map text cannot be read or does not fit the model."""
+
+
+class InvalidTeam(LibraryError):
+    """The chosen team is not one of the user's teams."""
+
+
+class DuplicateUpload(LibraryError):
+    """The same owner already uploaded a file with this sha256; `existing` is that object."""
+
+    def __init__(self, existing: Classifier | Video) -> None:
+        kind = "model" if isinstance(existing, Classifier) else "video"
+        super().__init__(f"You already uploaded this {kind} as “{existing.name}”.")
+        self.existing = existing
+
+
+class InUse(LibraryError):
+    """The object cannot be deleted because analyses refer to it."""
+
+
+# --------------------------------------------------------------------------- file helpers
+def media_root() -> Path:
+    return Path(settings.MEDIA_ROOT)
+
+
+def _tmp_dir() -> Path:
+    directory = media_root() / "tmp"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _remove_quietly(*paths: Path | None) -> None:
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # never mask the original error with a cleanup error
+            logger.warning("could not remove %s: %s", path, exc)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+@dataclass
+class StagedUpload:
+    path: Path
+    sha256: str
+    size_bytes: int
+    original_filename: str
+
+
+def _clean_original_filename(uploaded_file: Any) -> str:
+    # Kept only as data for display; never used to build a path.
+    name = os.path.basename(str(getattr(uploaded_file, "name", "") or "upload")).strip()
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name)
+    return (name or "upload")[:255]
+
+
+def _iter_chunks(uploaded_file: Any) -> Iterable[bytes]:
+    if hasattr(uploaded_file, "chunks"):
+        yield from uploaded_file.chunks(_CHUNK_BYTES)
+        return
+    while True:
+        chunk = uploaded_file.read(_CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str) -> StagedUpload:
+    """Copy the upload to MEDIA_ROOT/tmp, hashing it and refusing it past `max_bytes`."""
+    target = _tmp_dir() / f"{uuid.uuid4().hex}.upload"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with target.open("xb") as handle:
+            for chunk in _iter_chunks(uploaded_file):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadRefused(
+                        f"The {kind} file is larger than the limit of {_human_bytes(max_bytes)}."
+                    )
+                digest.update(chunk)
+                handle.write(chunk)
+        if size == 0:
+            raise UploadRefused(f"The {kind} file is empty (0 bytes).")
+    except BaseException:
+        _remove_quietly(target)
+        raise
+    return StagedUpload(
+        path=target,
+        sha256=digest.hexdigest(),
+        size_bytes=size,
+        original_filename=_clean_original_filename(uploaded_file),
+    )
+
+
+def _move_into_media(*, source: Path, relative_name: str) -> Path:
+    destination = media_root() / relative_name
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, destination)
+    return destination
+
+
+def _delete_media_file(relative_name: str) -> None:
+    if not relative_name:
+        return
+    root = media_root().resolve()
+    path = (root / relative_name).resolve()
+    if root in path.parents:
+        _remove_quietly(path)
+
+
+# --------------------------------------------------------------------------- teams
+def _check_team(*, team: Team | None, user: Any) -> Team | None:
+    if team is None:
+        return None
+    if not TeamMembership.objects.filter(team=team, user=user).exists():
+        raise InvalidTeam(f"You are not a member of the team “{team.name}”.")
+    return team
+
+
+# --------------------------------------------------------------------------- class maps
+_INDEXED_LINE = re.compile(r"^\s*(\d+)\s*[:=,\t]\s*(.*?)\s*$")
+
+
+def parse_class_map(*, text: str, num_classes: int | None = None) -> list[str]:
+    """Labels by class index from `index: label` lines (ClassMap.txt) or one label per line.
+
+    Blank lines and `#` comments are ignored. Either every line has an index or none does.
+    Returns a list of length `num_classes` (when given), with "" for classes without a label.
+    """
+    lines = [
+        line.strip()
+        for line in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    ]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines:
+        return [""] * num_classes if num_classes else []
+    indexed = [_INDEXED_LINE.match(line) for line in lines]
+    labels_by_index: dict[int, str] = {}
+    if all(indexed):
+        for line_number, match in enumerate(indexed, start=1):
+            assert match is not None
+            index, label = int(match.group(1)), match.group(2).strip()
+            if not label:
+                raise InvalidClassMap(f"Class map line {line_number}: class {index} has no label.")
+            if index in labels_by_index:
+                raise InvalidClassMap(f"Class map line {line_number}: class {index} appears twice.")
+            labels_by_index[index] = label
+    elif any(indexed):
+        first_plain = next(number for number, match in enumerate(indexed, start=1) if not match)
+        raise InvalidClassMap(
+            f"Class map line {first_plain} has no index: use “index: label” on every line, "
+            "or one label per line with no indices."
+        )
+    else:
+        labels_by_index = dict(enumerate(lines))
+    for index, label in labels_by_index.items():
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidClassMap(
+                f"The label of class {index} is longer than {MAX_LABEL_LENGTH} characters."
+            )
+    highest = max(labels_by_index)
+    if num_classes is not None and highest >= num_classes:
+        raise InvalidClassMap(
+            f"The class map names class {highest}, but the model has {num_classes} classes "
+            f"(indices 0 to {num_classes - 1})."
+        )
+    size = num_classes if num_classes is not None else highest + 1
+    return [labels_by_index.get(index, "") for index in range(size)]
+
+
+def class_map_text(*, labels: list[str]) -> str:
+    """The editable `index: label` form of stored labels."""
+    return "\n".join(f"{index}: {label}" for index, label in enumerate(labels) if label)
+
+
+# --------------------------------------------------------------------------- classifiers
+_MODEL_EXTENSIONS = {"h5": ".h5", "keras": ".keras"}
+
+
+def _inspect_or_refuse(path: Path) -> dict[str, Any]:
+    try:
+        return engine_client.inspect_model_file(path)
+    except engine_client.EngineError as exc:
+        raise UploadRefused(exc.message) from None
+
+
+def classifier_create(
+    *,
+    owner: Any,
+    team: Team | None,
+    uploaded_file: Any,
+    name: str,
+    description: str = "",
+    class_map_text: str = "",
+) -> Classifier:
+    team = _check_team(team=team, user=owner)
+    # Syntax errors in the class map are cheap to find: before the upload is even copied.
+    parse_class_map(text=class_map_text)
+    staged = stage_upload(
+        uploaded_file=uploaded_file, max_bytes=settings.GRADCAM_MAX_MODEL_BYTES, kind="model"
+    )
+    final_path: Path | None = None
+    try:
+        existing = Classifier.objects.filter(owner=owner, sha256=staged.sha256).first()
+        if existing is not None:
+            _restore_if_archived(existing, actor=owner)
+            raise DuplicateUpload(existing)
+        inspection = _inspect_or_refuse(staged.path)
+        extension = _MODEL_EXTENSIONS.get(str(inspection.get("format")))
+        if extension is None:
+            raise UploadRefused("The file is not a Keras model in .h5 or .keras format.")
+        num_classes = int(inspection["num_classes"])
+        labels = parse_class_map(text=class_map_text, num_classes=num_classes)
+        relative_name = f"classifiers/{uuid.uuid4().hex}{extension}"
+        final_path = _move_into_media(source=staged.path, relative_name=relative_name)
+        with transaction.atomic():
+            classifier = Classifier.objects.create(
+                owner=owner,
+                team=team,
+                name=(name or "").strip()[:200] or Path(staged.original_filename).stem[:200] or "Model",
+                description=(description or "").strip(),
+                file=relative_name,
+                original_filename=staged.original_filename,
+                file_format=str(inspection["format"]),
+                sha256=staged.sha256,
+                size_bytes=staged.size_bytes,
+                input_shape=[int(size) for size in inspection["input_shape"]],
+                num_classes=num_classes,
+                conv3d_layers=list(inspection.get("conv3d_layers") or []),
+                class_labels=labels,
+                inspection=inspection,
+            )
+            audit_log(
+                actor=owner,
+                action="classifier.created",
+                target=classifier,
+                data={
+                    "name": classifier.name,
+                    "sha256": classifier.sha256,
+                    "size_bytes": classifier.size_bytes,
+                    "original_filename": classifier.original_filename,
+                },
+            )
+        return classifier
+    except IntegrityError:
+        # Two identical uploads racing: the other one won.
+        _remove_quietly(final_path)
+        existing = Classifier.objects.filter(owner=owner, sha256=staged.sha256).first()
+        if existing is None:
+            raise
+        raise DuplicateUpload(existing) from None
+    except BaseException:
+        _remove_quietly(final_path)
+        raise
+    finally:
+        _remove_quietly(staged.path)
+
+
+def _restore_if_archived(obj: Classifier | Video, *, actor: Any) -> None:
+    # Re-uploading an archived file brings it back instead of failing on the unique constraint.
+    if obj.archived_at is None:
+        return
+    obj.archived_at = None
+    obj.save(update_fields=["archived_at"])
+    audit_log(actor=actor, action=f"{obj._meta.model_name}.restored", target=obj, data={})
+
+
+def _check_team_change(*, obj: Classifier | Video, actor: Any, team: Team | None) -> Team | None:
+    if (team.pk if team else None) == obj.team_id:
+        return team
+    if obj.owner_id != actor.pk:
+        raise InvalidTeam("Only the owner can move this to another team.")
+    return _check_team(team=team, user=actor)
+
+
+def classifier_update(
+    *,
+    classifier: Classifier,
+    actor: Any,
+    name: str,
+    description: str,
+    class_map_text: str,
+    team: Team | None,
+) -> Classifier:
+    team = _check_team_change(obj=classifier, actor=actor, team=team)
+    labels = parse_class_map(text=class_map_text, num_classes=classifier.num_classes)
+    before = {
+        "name": classifier.name,
+        "description": classifier.description,
+        "class_labels": classifier.class_labels,
+        "team": classifier.team_id,
+    }
+    classifier.name = (name or "").strip()[:200] or classifier.name
+    classifier.description = (description or "").strip()
+    classifier.class_labels = labels
+    classifier.team = team
+    after = {
+        "name": classifier.name,
+        "description": classifier.description,
+        "class_labels": classifier.class_labels,
+        "team": classifier.team_id,
+    }
+    changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
+    with transaction.atomic():
+        classifier.save(update_fields=["name", "description", "class_labels", "team"])
+        if changed:
+            audit_log(actor=actor, action="classifier.updated", target=classifier, data=changed)
+    return classifier
+
+
+def classifier_delete(*, classifier: Classifier, actor: Any) -> str:
+    """Delete the classifier, or archive it when analyses use it (their results stay valid).
+
+    Returns "deleted" or "archived".
+    """
+    with transaction.atomic():
+        if classifier.analyses.exists():
+            classifier.archived_at = timezone.now()
+            classifier.save(update_fields=["archived_at"])
+            audit_log(
+                actor=actor, action="classifier.archived", target=classifier,
+                data={"name": classifier.name, "analyses": classifier.analyses.count()},
+            )
+            return "archived"
+        relative_name = classifier.file.name
+        audit_log(
+            actor=actor, action="classifier.deleted", target=classifier,
+            data={"name": classifier.name, "sha256": classifier.sha256},
+        )
+        classifier.delete()
+        # The file goes only once the row is gone for good.
+        transaction.on_commit(lambda: _delete_media_file(relative_name))
+    return "deleted"
+
+
+# --------------------------------------------------------------------------- videos
+# FFmpeg demuxer names -> the extension we store the original under.
+_CONTAINER_EXTENSIONS = {
+    "mp4": ".mp4", "mov": ".mov", "m4a": ".mp4", "3gp": ".3gp", "matroska": ".mkv",
+    "webm": ".webm", "avi": ".avi", "flv": ".flv", "mpegts": ".ts", "mpeg": ".mpg",
+    "ogg": ".ogv", "asf": ".wmv", "gif": ".gif", "mjpeg": ".mjpeg", "h264": ".h264",
+    "hevc": ".hevc", "rawvideo": ".raw", "image2": ".img", "y4m": ".y4m", "yuv4mpegpipe": ".y4m",
+}
+
+
+def video_extension_for(*, container: str) -> str:
+    """`"mov,mp4,m4a,3gp,3g2,mj2"` -> `.mp4`; an unknown demuxer -> `.video`."""
+    names = [name.strip().lower() for name in (container or "").split(",") if name.strip()]
+    # FFmpeg's MP4 demuxer is called "mov,mp4,...": prefer mp4, the far more common case.
+    if "mp4" in names:
+        return ".mp4"
+    for name in names:
+        if name in _CONTAINER_EXTENSIONS:
+            return _CONTAINER_EXTENSIONS[name]
+    return ".video"
+
+
+def _check_expected_class(expected_class: Any) -> int | None:
+    if expected_class in (None, ""):
+        return None
+    try:
+        value = int(expected_class)
+    except (TypeError, ValueError):
+        raise LibraryError("The expected class must be a whole number (a class index).") from None
+    if value < 0:
+        raise LibraryError("The expected class must be 0 or more.")
+    return value
+
+
+def video_create(
+    *,
+    owner: Any,
+    team: Team | None,
+    uploaded_file: Any,
+    name: str,
+    description: str = "",
+    expected_class: int | None = None,
+) -> Video:
+    team = _check_team(team=team, user=owner)
+    expected_class = _check_expected_class(expected_class)
+    staged = stage_upload(
+        uploaded_file=uploaded_file, max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES, kind="video"
+    )
+    stem = uuid.uuid4().hex
+    rendition_tmp = staged.path.with_name(f"{stem}.web.mp4")
+    poster_tmp = staged.path.with_name(f"{stem}.poster.jpg")
+    moved: list[Path] = []
+    try:
+        existing = Video.objects.filter(owner=owner, sha256=staged.sha256).first()
+        if existing is not None:
+            _restore_if_archived(existing, actor=owner)
+            raise DuplicateUpload(existing)
+        try:
+            # `transcode` probes first (same limits and refusals as `probe`) and returns the
+            # probe fields, so one child process does both.
+            probe = engine_client.transcode_video_file(staged.path, rendition_tmp, poster_tmp)
+        except engine_client.EngineError as exc:
+            raise UploadRefused(exc.message) from None
+        if not rendition_tmp.exists() or not poster_tmp.exists():
+            raise UploadRefused("The video could not be converted for playback in the browser.")
+        original_name = f"videos/{stem}{video_extension_for(container=str(probe.get('container', '')))}"
+        rendition_name = f"videos/{stem}.web.mp4"
+        poster_name = f"videos/{stem}.poster.jpg"
+        for source, relative_name in (
+            (staged.path, original_name),
+            (rendition_tmp, rendition_name),
+            (poster_tmp, poster_name),
+        ):
+            moved.append(_move_into_media(source=source, relative_name=relative_name))
+        probe_fields = {key: value for key, value in probe.items() if key not in ("rendition", "poster")}
+        with transaction.atomic():
+            video = Video.objects.create(
+                owner=owner,
+                team=team,
+                name=(name or "").strip()[:200] or Path(staged.original_filename).stem[:200] or "Video",
+                description=(description or "").strip(),
+                file=original_name,
+                original_filename=staged.original_filename,
+                sha256=staged.sha256,
+                size_bytes=staged.size_bytes,
+                container=str(probe.get("container") or "")[:100],
+                codec=str(probe.get("codec") or "")[:100],
+                width=int(probe.get("width") or 0),
+                height=int(probe.get("height") or 0),
+                fps=float(probe.get("fps") or 0.0),
+                duration_seconds=float(probe.get("duration_seconds") or 0.0),
+                frame_count=int(probe.get("frame_count") or 0),
+                probe=probe_fields,
+                rendition=rendition_name,
+                poster=poster_name,
+                expected_class=expected_class,
+            )
+            audit_log(
+                actor=owner,
+                action="video.created",
+                target=video,
+                data={
+                    "name": video.name,
+                    "sha256": video.sha256,
+                    "size_bytes": video.size_bytes,
+                    "original_filename": video.original_filename,
+                },
+            )
+        return video
+    except IntegrityError:
+        _remove_quietly(*moved)
+        existing = Video.objects.filter(owner=owner, sha256=staged.sha256).first()
+        if existing is None:
+            raise
+        raise DuplicateUpload(existing) from None
+    except BaseException:
+        _remove_quietly(*moved)
+        raise
+    finally:
+        _remove_quietly(staged.path, rendition_tmp, poster_tmp)
+
+
+def video_update(
+    *,
+    video: Video,
+    actor: Any,
+    name: str,
+    description: str,
+    expected_class: int | None,
+    team: Team | None,
+) -> Video:
+    team = _check_team_change(obj=video, actor=actor, team=team)
+    expected_class = _check_expected_class(expected_class)
+    before = {"name": video.name, "description": video.description,
+              "expected_class": video.expected_class, "team": video.team_id}
+    video.name = (name or "").strip()[:200] or video.name
+    video.description = (description or "").strip()
+    video.expected_class = expected_class
+    video.team = team
+    after = {"name": video.name, "description": video.description,
+             "expected_class": video.expected_class, "team": video.team_id}
+    changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
+    with transaction.atomic():
+        video.save(update_fields=["name", "description", "expected_class", "team"])
+        if changed:
+            audit_log(actor=actor, action="video.updated", target=video, data=changed)
+    return video
+
+
+def video_delete(*, video: Video, actor: Any) -> str:
+    """Delete the video and its rendition/poster, or archive it when analyses use it."""
+    with transaction.atomic():
+        if video.analyses.exists():
+            video.archived_at = timezone.now()
+            video.save(update_fields=["archived_at"])
+            audit_log(
+                actor=actor, action="video.archived", target=video,
+                data={"name": video.name, "analyses": video.analyses.count()},
+            )
+            return "archived"
+        names = [video.file.name, video.rendition.name, video.poster.name]
+        audit_log(
+            actor=actor, action="video.deleted", target=video,
+            data={"name": video.name, "sha256": video.sha256},
+        )
+        video.delete()
+        transaction.on_commit(lambda: [_delete_media_file(name) for name in names])
+    return "deleted"

@@ -1,0 +1,336 @@
+"""Turning a video into a model input, as the original tool did by default (NumPy/OpenCV/FFmpeg,
+no TensorFlow).
+
+Default (the original tool): every 2nd decoded frame starting from the second (0-based 1, 3,
+5, ...), then T of those picked evenly with `np.linspace(0, len(kept) - 1, T)` truncated to
+int, resized (stretched) to the model's H x W, RGB scaled to [0, 1].
+
+How it is fast: the probe counts the real frames; the T source indices are computed from that
+count; ONE FFmpeg process decodes the video, keeps only those T frames with its `select` filter
+(which counts real decoded frames), resizes just them and pipes raw RGB into NumPy. FFmpeg also
+reports how many frames it decoded; if that differs from the probe's packet count (rare:
+broken or field-coded streams) the selection is recomputed from the decoded count and run once
+more, so the selection always follows the real decoded frames.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+from gradcam3d.errors import Refusal, VideoRefused
+from gradcam3d.video import VideoLimits, add_limit_arguments, decode_frames, limits_from_args, probe_video
+
+ResizeMode = Literal["stretch", "center_crop", "letterbox"]
+Scaling = Literal["unit", "symmetric", "raw", "mean_std"]
+RESIZE_MODES: tuple[str, ...] = ("stretch", "center_crop", "letterbox")
+SCALINGS: tuple[str, ...] = ("unit", "symmetric", "raw", "mean_std")
+PREVIEW_FPS = 3.0  # the original tool showed the preprocessed clip at 3 fps
+
+
+class PreprocessParamsRefused(Refusal):
+    pass
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """How a video becomes a model input.
+
+    frame_stride / frame_offset: kept = decoded_frames[offset::stride] (original: 2 and 1).
+    resize_mode: "stretch" (original), "center_crop" (fill, crop the overflow) or "letterbox"
+    (fit, pad with black). scaling: "unit" [0, 1] (original), "symmetric" [-1, 1], "raw" 0-255,
+    or "mean_std": (value / 255 - mean) / std per channel (mean/std in [0, 1] units, one value
+    or one per model channel).
+    """
+
+    frame_stride: int = 2
+    frame_offset: int = 1
+    resize_mode: str = "stretch"
+    scaling: str = "unit"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        def refuse(message: str) -> None:
+            raise PreprocessParamsRefused(message, code="bad_params")
+
+        if not isinstance(self.frame_stride, int) or isinstance(self.frame_stride, bool) or self.frame_stride < 1:
+            refuse(f"frame_stride must be an integer >= 1, not {self.frame_stride!r}.")
+        if not isinstance(self.frame_offset, int) or isinstance(self.frame_offset, bool) or self.frame_offset < 0:
+            refuse(f"frame_offset must be an integer >= 0, not {self.frame_offset!r}.")
+        if self.resize_mode not in RESIZE_MODES:
+            refuse(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, not {self.resize_mode!r}.")
+        if self.scaling not in SCALINGS:
+            refuse(f"scaling must be one of {', '.join(SCALINGS)}, not {self.scaling!r}.")
+        if self.scaling == "mean_std":
+            for name in ("mean", "std"):
+                values = getattr(self, name)
+                if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                    refuse(f"scaling mean_std needs {name} as one number or one per channel.")
+            if any(v <= 0 for v in self.std or ()):
+                refuse("std values must be positive.")
+            object.__setattr__(self, "mean", tuple(float(v) for v in self.mean or ()))
+            object.__setattr__(self, "std", tuple(float(v) for v in self.std or ()))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "PreprocessParams":
+        data = dict(data or {})
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise PreprocessParamsRefused(f"Unknown preprocessing options: {', '.join(sorted(unknown))}.", code="bad_params")
+        for name in ("mean", "std"):
+            if isinstance(data.get(name), (int, float)):
+                data[name] = (data[name],)
+            elif data.get(name) is not None:
+                data[name] = tuple(data[name])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        for name in ("mean", "std"):
+            values[name] = list(values[name]) if values[name] is not None else None
+        return values
+
+
+@dataclass
+class PreprocessedClip:
+    """`x` float32 (1, T, H, W, C) model input; `frames_rgb` uint8 (T, H, W, 3) the resized
+    frames before scaling (always RGB, also for grayscale models); for each model frame its
+    index among ALL decoded frames and its time in seconds from the start of the video."""
+
+    x: np.ndarray
+    frames_rgb: np.ndarray
+    source_frame_indices: list[int]
+    timestamps: list[float]
+    source_fps: float | None
+    source_frame_count: int
+    params: PreprocessParams
+    probe: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source_frame_indices": self.source_frame_indices,
+            "timestamps": self.timestamps,
+            "source_fps": self.source_fps,
+            "source_frame_count": self.source_frame_count,
+        }
+
+
+def select_source_indices(*, frame_count: int, frames_needed: int, stride: int = 2, offset: int = 1) -> list[int]:
+    """Indices into all decoded frames, as the original tool picked them: kept =
+    frames[offset::stride]; T of them at `linspace(0, len(kept) - 1, T)` truncated to int.
+    Refuses when fewer frames are kept than the model needs (repeating frames would show
+    the model a motion that never happened)."""
+    kept = list(range(offset, frame_count, stride))
+    if len(kept) < frames_needed:
+        raise VideoRefused(
+            f"The video has {frame_count} frames; keeping every {_ordinal(stride)} frame from frame "
+            f"{offset} leaves {len(kept)}, but the model needs {frames_needed}. Use a longer video or "
+            f"a smaller frame stride.",
+            code="video_too_short",
+        )
+    positions = np.linspace(0, len(kept) - 1, frames_needed).astype(int)
+    return [kept[position] for position in positions]
+
+
+def _ordinal(number: int) -> str:
+    return {1: "", 2: "2nd", 3: "3rd"}.get(number, f"{number}th") or "single"
+
+
+def resize_filters(*, mode: str, width: int, height: int) -> list[str]:
+    """FFmpeg filters resizing to exactly width x height in the given mode (area averaging,
+    like cv2.INTER_AREA, which the demo model was trained with)."""
+    if mode == "stretch":
+        return [f"scale={width}:{height}:flags=area"]
+    if mode == "center_crop":
+        return [f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=area",
+                f"crop={width}:{height}"]
+    if mode == "letterbox":
+        return [f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags=area",
+                f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"]
+    raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def resize_with_cv2(frames: np.ndarray, *, mode: str, width: int, height: int) -> np.ndarray:
+    """The same geometry as `resize_filters`, with OpenCV on frames already in memory."""
+    import cv2
+
+    out = np.zeros((len(frames), height, width, 3), dtype=np.uint8)
+    source_h, source_w = frames.shape[1:3]
+    for index, frame in enumerate(frames):
+        if mode == "stretch":
+            out[index] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            continue
+        scale = (max if mode == "center_crop" else min)(width / source_w, height / source_h)
+        new_w = max(1, int(round(source_w * scale)))
+        new_h = max(1, int(round(source_h * scale)))
+        resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        if mode == "center_crop":
+            top, left = (new_h - height) // 2, (new_w - width) // 2
+            out[index] = resized[top:top + height, left:left + width]
+        else:
+            top, left = (height - new_h) // 2, (width - new_w) // 2
+            out[index, top:top + new_h, left:left + new_w] = resized
+    return out
+
+
+def scale_frames(frames_rgb: np.ndarray, *, channels: int, params: PreprocessParams) -> np.ndarray:
+    """uint8 RGB (T, H, W, 3) -> float32 (T, H, W, channels) scaled as `params.scaling` says."""
+    values = frames_rgb.astype(np.float32)
+    if channels == 1:
+        # ITU-R BT.601 luma, as cv2.cvtColor(RGB2GRAY) computes it.
+        values = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        values = values[..., None]
+    elif channels != 3:
+        raise VideoRefused(f"The model expects {channels} channels per frame; only 1 or 3 are supported.", code="bad_channels")
+    if params.scaling == "unit":
+        return values / np.float32(255.0)
+    if params.scaling == "symmetric":
+        return values / np.float32(127.5) - np.float32(1.0)
+    if params.scaling == "raw":
+        return values
+    mean = np.asarray(params.mean, dtype=np.float32)
+    std = np.asarray(params.std, dtype=np.float32)
+    if mean.size not in (1, channels) or std.size not in (1, channels):
+        raise PreprocessParamsRefused(
+            f"mean and std need 1 or {channels} values for this model, not {mean.size} and {std.size}.", code="bad_params"
+        )
+    return ((values / np.float32(255.0)) - mean) / std
+
+
+def _validate_input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    if len(input_shape) != 4 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in input_shape):
+        raise VideoRefused(f"The model input shape must be (T, H, W, C) with positive sizes, not {input_shape!r}.", code="bad_shape")
+    frames, height, width, channels = (int(v) for v in input_shape)
+    if channels not in (1, 3):
+        raise VideoRefused(f"The model expects {channels} channels per frame; only 1 or 3 are supported.", code="bad_channels")
+    return frames, height, width, channels
+
+
+def preprocess_video(
+    path: str | os.PathLike[str],
+    *,
+    input_shape: tuple[int, int, int, int],
+    params: PreprocessParams = PreprocessParams(),
+    limits: VideoLimits = VideoLimits(),
+    resize_engine: Literal["ffmpeg", "cv2"] = "ffmpeg",
+) -> PreprocessedClip:
+    """Probe (enforcing limits), pick the T source frames, decode just those in one FFmpeg
+    process, resize and scale them. `resize_engine="cv2"` pipes the selected frames at full
+    size and resizes them with OpenCV (kept for measuring; FFmpeg is the default)."""
+    frames_needed, height, width, channels = _validate_input_shape(tuple(input_shape))
+    info = probe_video(path, limits=limits)
+    frame_count = info["frame_count"]
+    for _attempt in range(2):
+        indices = select_source_indices(
+            frame_count=frame_count, frames_needed=frames_needed, stride=params.frame_stride, offset=params.frame_offset
+        )
+        if resize_engine == "ffmpeg":
+            decoded = decode_frames(
+                path, size=(width, height), select=indices, limits=limits,
+                filters=resize_filters(mode=params.resize_mode, width=width, height=height),
+            )
+        else:
+            decoded = decode_frames(path, select=indices, limits=limits, source_size=(info["width"], info["height"]))
+        if decoded.decoded_count is None or decoded.decoded_count == frame_count:
+            break
+        # The probe counted packets; the decoder produced a different number of frames.
+        frame_count = decoded.decoded_count
+    if len(decoded.frames) != frames_needed:
+        raise VideoRefused(
+            f"Only {len(decoded.frames)} of the {frames_needed} selected frames could be decoded; the video may be damaged.",
+            code="video_undecodable",
+        )
+    frames_rgb = decoded.frames
+    if resize_engine == "cv2":
+        frames_rgb = resize_with_cv2(frames_rgb, mode=params.resize_mode, width=width, height=height)
+    else:
+        frames_rgb = frames_rgb.copy()  # own, writable memory rather than a view of FFmpeg's bytes
+    start = float(info.get("start_seconds") or 0.0)
+    fps = info["fps"]
+    timestamps = [
+        round(pts - start, 6) if pts is not None else round(index / fps, 6) if fps else float("nan")
+        for pts, index in zip(decoded.pts_seconds + [None] * (frames_needed - len(decoded.pts_seconds)), indices)
+    ]
+    x = scale_frames(frames_rgb, channels=channels, params=params)[None]
+    return PreprocessedClip(
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        frames_rgb=frames_rgb,
+        source_frame_indices=[int(i) for i in indices],
+        timestamps=timestamps,
+        source_fps=fps,
+        source_frame_count=int(frame_count),
+        params=params,
+        probe=info,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: preview
+# ---------------------------------------------------------------------------------------------
+def parse_input_shape(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise VideoRefused(f"--input-shape must be T,H,W,C integers, not {text!r}.", code="bad_shape") from None
+    return _validate_input_shape(values)
+
+
+def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = PreprocessParams()
+    parser.add_argument("--frame-stride", type=int, default=defaults.frame_stride)
+    parser.add_argument("--frame-offset", type=int, default=defaults.frame_offset)
+    parser.add_argument("--resize-mode", choices=RESIZE_MODES, default=defaults.resize_mode)
+    parser.add_argument("--scaling", choices=SCALINGS, default=defaults.scaling)
+    parser.add_argument("--mean", help="comma-separated, [0,1] units (scaling mean_std)")
+    parser.add_argument("--std", help="comma-separated, [0,1] units (scaling mean_std)")
+
+
+def params_from_args(args: argparse.Namespace) -> PreprocessParams:
+    def floats(text: str | None) -> tuple[float, ...] | None:
+        if text is None:
+            return None
+        try:
+            return tuple(float(part) for part in text.split(","))
+        except ValueError:
+            raise PreprocessParamsRefused(f"Expected comma-separated numbers, not {text!r}.", code="bad_params") from None
+
+    return PreprocessParams(
+        frame_stride=args.frame_stride, frame_offset=args.frame_offset, resize_mode=args.resize_mode,
+        scaling=args.scaling, mean=floats(args.mean), std=floats(args.std),
+    )
+
+
+def write_preview(clip: PreprocessedClip, *, out_dir: str | os.PathLike[str]) -> Path:
+    """DIR/preview.mp4: the T model frames at 3 fps (as the original tool showed them)."""
+    from gradcam3d.ffmpeg import encode_video
+
+    return encode_video(clip.frames_rgb, Path(out_dir) / "preview.mp4", fps=PREVIEW_FPS)
+
+
+def _preview_command(args: argparse.Namespace) -> dict[str, Any]:
+    clip = preprocess_video(
+        args.video, input_shape=parse_input_shape(args.input_shape), params=params_from_args(args),
+        limits=limits_from_args(args),
+    )
+    out = write_preview(clip, out_dir=args.out)
+    return {"clip": str(out), **clip.summary(), "params": clip.params.to_dict(),
+            "input_shape": list(clip.x.shape[1:])}
+
+
+def register_cli(subparsers: Any) -> None:
+    if "preview" in subparsers.choices:  # also registered via gradcam3d.video
+        return
+    preview = subparsers.add_parser("preview", help="the T model frames as an MP4, with their source indices")
+    preview.add_argument("video")
+    preview.add_argument("--input-shape", required=True, help="T,H,W,C")
+    preview.add_argument("--out", required=True, help="directory for preview.mp4")
+    add_preprocess_arguments(preview)
+    add_limit_arguments(preview)
+    preview.set_defaults(handler=_preview_command)
+

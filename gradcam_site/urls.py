@@ -1,0 +1,10 @@
+"""Root URLs: admin, accounts, and the library/analyses pages (mounted at the site root)."""
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.urls")),
+    path("", include("analyses.urls_library")),
+    path("", include("analyses.urls_analyses")),
+]

@@ -1,0 +1,100 @@
+/* Tiny shared behaviour for every page. Page-specific scripts live in their own templates.
+ *
+ * - [data-nav-toggle]: opens/closes the main navigation on phones.
+ * - .account-menu (<details>): closes when clicking elsewhere or pressing Escape.
+ * - [data-tabs]: a tab group. Inside it, buttons/links with class .tab and
+ *   data-tab="<panel id>" show the .tab-panel with that id and hide its siblings; the chosen
+ *   tab is kept in the URL hash so a reload or a shared link opens the same tab.
+ * - form[data-confirm="question"]: asks for confirmation before submitting.
+ * - [data-submit-once] forms: disable their submit buttons after the first submit (uploads).
+ */
+(function () {
+  "use strict";
+
+  function onReady(callback) {
+    if (document.readyState !== "loading") callback();
+    else document.addEventListener("DOMContentLoaded", callback);
+  }
+
+  function setupNavToggle() {
+    var toggle = document.querySelector("[data-nav-toggle]");
+    var nav = document.getElementById("site-nav");
+    if (!toggle || !nav) return;
+    toggle.addEventListener("click", function () {
+      var open = nav.classList.toggle("open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
+  function setupAccountMenu() {
+    var menu = document.querySelector(".account-menu");
+    if (!menu) return;
+    document.addEventListener("click", function (event) {
+      if (menu.open && !menu.contains(event.target)) menu.open = false;
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") menu.open = false;
+    });
+  }
+
+  function activateTab(group, panelId) {
+    var tabs = group.querySelectorAll(".tab[data-tab]");
+    var found = false;
+    tabs.forEach(function (tab) {
+      var active = tab.getAttribute("data-tab") === panelId;
+      found = found || active;
+      tab.classList.toggle("active", active);
+      tab.setAttribute("aria-selected", active ? "true" : "false");
+      var panel = document.getElementById(tab.getAttribute("data-tab"));
+      if (panel) panel.classList.toggle("active", active);
+    });
+    return found;
+  }
+
+  function setupTabs() {
+    document.querySelectorAll("[data-tabs]").forEach(function (group) {
+      var tabs = group.querySelectorAll(".tab[data-tab]");
+      if (!tabs.length) return;
+      tabs.forEach(function (tab) {
+        tab.setAttribute("role", "tab");
+        tab.addEventListener("click", function (event) {
+          event.preventDefault();
+          var id = tab.getAttribute("data-tab");
+          activateTab(group, id);
+          if (history.replaceState) history.replaceState(null, "", "#" + id);
+          group.dispatchEvent(new CustomEvent("tabchange", { detail: { panel: id } }));
+        });
+      });
+      var fromHash = window.location.hash.replace(/^#/, "");
+      var initiallyActive = group.querySelector(".tab.active[data-tab]");
+      if (!(fromHash && activateTab(group, fromHash))) {
+        activateTab(group, (initiallyActive || tabs[0]).getAttribute("data-tab"));
+      }
+    });
+  }
+
+  function setupConfirmAndSubmitOnce() {
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      var question = form.getAttribute("data-confirm");
+      if (question && !window.confirm(question)) {
+        event.preventDefault();
+        return;
+      }
+      if (form.hasAttribute("data-submit-once")) {
+        form.querySelectorAll("button[type=submit], input[type=submit]").forEach(function (button) {
+          // Disable after the browser has collected the form data (a disabled button's
+          // name/value would otherwise be dropped from the submission).
+          setTimeout(function () { button.disabled = true; }, 0);
+        });
+      }
+    });
+  }
+
+  onReady(function () {
+    setupNavToggle();
+    setupAccountMenu();
+    setupTabs();
+    setupConfirmAndSubmitOnce();
+  });
+})();

@@ -1,0 +1,257 @@
+"""Classifier library over real HTTP: upload, inspection results, every refusal, duplicates."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyses.models import AuditEvent, Classifier
+from analyses.services.library import InvalidClassMap, parse_class_map
+from tests.web.library_factories import (  # noqa: F401 - fixtures
+    MODEL_CLASSES,
+    MODEL_SHAPE,
+    code_from_location,
+    media_files,
+    model_files,
+    private_media_root,
+    sha256_of,
+    upload_model,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_uploaded_h5_is_inspected_stored_under_a_generated_name_and_audited(
+    web: Any, owner: Any, team: Any, model_files: dict[str, Path], private_media_root: Path
+) -> None:
+    client = web(owner)
+    response = upload_model(
+        client, model_files["good_h5"], name="Tiny C3D", team=str(team.pk),
+        class_map_text="0: Basketball\n2: Diving",
+    )
+    assert response.status_code == 302, response.text[:2000]
+    code = code_from_location(response, prefix="/classifiers/")
+    classifier = Classifier.objects.get(code=code)
+    assert classifier.input_shape == list(MODEL_SHAPE)
+    assert classifier.num_classes == MODEL_CLASSES
+    assert [layer.split("/")[-1] for layer in classifier.conv3d_layers] == ["conv3d_a", "conv3d_b"]
+    assert classifier.class_labels == ["Basketball", "", "Diving"]
+    assert classifier.file_format == "h5"
+    assert classifier.sha256 == sha256_of(model_files["good_h5"])
+    assert classifier.original_filename == "tiny_c3d.h5"
+    stored = private_media_root / classifier.file.name
+    assert stored.parent == private_media_root / "classifiers"
+    assert stored.suffix == ".h5" and "tiny_c3d" not in stored.name
+    assert stored.read_bytes() == model_files["good_h5"].read_bytes()
+    assert media_files(private_media_root) == [stored]  # the temp copy is gone
+    assert AuditEvent.objects.filter(action="classifier.created", target_code=classifier.code).count() == 1
+
+    page = client.get(f"/classifiers/{code}/")
+    assert page.status_code == 200
+    for text in ("4 × 16 × 16 × 3", "conv3d_a", "Basketball", "Diving", classifier.sha256, "Vision Lab"):
+        assert text in html.unescape(page.text)
+    assert "Tiny C3D" in client.get("/classifiers/").text
+
+
+def test_keras_v3_file_is_accepted_and_stored_with_keras_extension(
+    web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path
+) -> None:
+    response = upload_model(web(owner), model_files["good_keras"])
+    assert response.status_code == 302, response.text[:2000]
+    classifier = Classifier.objects.get()
+    assert classifier.file_format == "keras"
+    assert classifier.file.name.endswith(".keras")
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected_words"),
+    [
+        ("empty", ["empty"]),
+        ("truncated", ["truncated", "corrupted"]),
+        ("not_keras", ["not a keras model"]),
+        ("weights_only", ["only weights", "weights only"]),
+        ("no_conv3d", ["no conv3d"]),
+        ("input_2d", ["2d"]),
+        ("absurd_shape", ["absurd", "too large"]),
+        ("lambda", ["lambda layer"]),
+        ("custom_object", ["custom"]),
+    ],
+)
+def test_refused_model_shows_why_and_stores_nothing(
+    web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path,
+    variant: str, expected_words: list[str],
+) -> None:
+    response = upload_model(web(owner), model_files[variant])
+    assert response.status_code == 400, response.status_code
+    assert 'data-testid="error-file"' in response.text
+    message = html.unescape(response.text.split('data-testid="error-file"', 1)[1].split("</ul>", 1)[0]).lower()
+    assert any(word in message for word in expected_words), message
+    assert Classifier.objects.count() == 0
+    assert media_files(private_media_root) == []
+    assert not AuditEvent.objects.filter(action="classifier.created").exists()
+
+
+def test_lambda_code_in_an_uploaded_model_never_runs(
+    web: Any, owner: Any, model_files: dict[str, Path]
+) -> None:
+    marker = model_files["lambda_marker"]
+    assert not marker.exists()
+    response = upload_model(web(owner), model_files["lambda"])
+    assert response.status_code == 400
+    assert not marker.exists(), "the Lambda's code was executed while inspecting the upload"
+
+
+def test_same_file_uploaded_twice_by_one_owner_redirects_to_the_first(
+    web: Any, owner: Any, member: Any, team: Any, model_files: dict[str, Path], private_media_root: Path
+) -> None:
+    client = web(owner)
+    first = upload_model(client, model_files["good_h5"], name="First")
+    second = upload_model(client, model_files["good_h5"], name="Second")
+    assert second.status_code == 302
+    assert second.headers["Location"] == first.headers["Location"]
+    assert Classifier.objects.count() == 1
+    assert len(media_files(private_media_root)) == 1
+    page = client.get(second.headers["Location"])
+    assert "already uploaded this model" in html.unescape(page.text)
+    # Another user uploading the same bytes gets their own copy.
+    assert upload_model(web(member), model_files["good_h5"]).status_code == 302
+    assert Classifier.objects.count() == 2
+
+
+def test_class_map_file_upload_and_index_errors(
+    web: Any, owner: Any, model_files: dict[str, Path]
+) -> None:
+    client = web(owner)
+    with model_files["good_h5"].open("rb") as model:
+        response = client.post(
+            "/classifiers/",
+            data={"name": "With map"},
+            files={
+                "file": ("m.h5", model, "application/octet-stream"),
+                "class_map_file": ("ClassMap.txt", b"0: Walk\n1: Run\n5: Jump\n", "text/plain"),
+            },
+        )
+    assert response.status_code == 400
+    assert "class 5" in html.unescape(response.text) and "3 classes" in html.unescape(response.text)
+    assert Classifier.objects.count() == 0
+    with model_files["good_h5"].open("rb") as model:
+        response = client.post(
+            "/classifiers/",
+            data={"name": "With map"},
+            files={
+                "file": ("m.h5", model, "application/octet-stream"),
+                "class_map_file": ("ClassMap.txt", b"0: Walk\n1: Run\n2: Jump\n", "text/plain"),
+            },
+        )
+    assert response.status_code == 302
+    assert Classifier.objects.get().class_labels == ["Walk", "Run", "Jump"]
+
+
+def test_class_map_parser_reads_both_forms_and_explains_mistakes() -> None:
+    assert parse_class_map(text="0: Basketball\n1: Biking\n", num_classes=3) == ["Basketball", "Biking", ""]
+    assert parse_class_map(text="Walk\nRun\n\n# comment\nJump", num_classes=3) == ["Walk", "Run", "Jump"]
+    assert parse_class_map(text="", num_classes=2) == ["", ""]
+    with pytest.raises(InvalidClassMap, match="appears twice"):
+        parse_class_map(text="0: a\n0: b", num_classes=2)
+    with pytest.raises(InvalidClassMap, match="no index"):
+        parse_class_map(text="0: a\nb", num_classes=2)
+    with pytest.raises(InvalidClassMap, match="class 3"):
+        parse_class_map(text="Walk\nRun\nJump\nSit", num_classes=3)
+
+
+def test_model_larger_than_the_limit_is_refused_with_the_limit_in_words(
+    web: Any, owner: Any, settings: Any, model_files: dict[str, Path], private_media_root: Path
+) -> None:
+    settings.GRADCAM_MAX_MODEL_BYTES = 1024
+    response = upload_model(web(owner), model_files["good_h5"])
+    assert response.status_code == 400
+    assert "larger than the limit" in response.text
+    assert Classifier.objects.count() == 0
+    assert media_files(private_media_root) == []
+
+
+def test_owner_edits_labels_and_deletes_which_removes_the_file(
+    web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path
+) -> None:
+    client = web(owner)
+    code = code_from_location(upload_model(client, model_files["good_h5"]), prefix="/classifiers/")
+    response = client.post(
+        f"/classifiers/{code}/",
+        data={"name": "Renamed", "description": "d", "team": "", "class_map_text": "Walk\nRun\nJump"},
+    )
+    assert response.status_code == 302
+    classifier = Classifier.objects.get(code=code)
+    assert (classifier.name, classifier.class_labels) == ("Renamed", ["Walk", "Run", "Jump"])
+    assert AuditEvent.objects.filter(action="classifier.updated").count() == 1
+    bad = client.post(
+        f"/classifiers/{code}/", data={"name": "Renamed", "class_map_text": "7: Nope"},
+    )
+    assert bad.status_code == 400 and "class 7" in html.unescape(bad.text)
+    assert client.post(f"/classifiers/{code}/delete/").status_code == 302
+    assert not Classifier.objects.exists()
+    assert media_files(private_media_root) == []
+    assert AuditEvent.objects.filter(action="classifier.deleted").count() == 1
+
+
+# --------------------------------------------------------------------------- engine client
+def test_engine_child_gets_no_secrets_and_runs_in_a_temp_dir(
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyses import engine_client
+
+    monkeypatch.setenv("SECRET_KEY", "super-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgres://user:pw@db/x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
+    monkeypatch.setenv("GRADCAM_FFMPEG_THREADS", "1")
+    environment = engine_client.child_environment()
+    assert "SECRET_KEY" not in environment and "DATABASE_URL" not in environment
+    assert "AWS_SECRET_ACCESS_KEY" not in environment
+    assert environment["GRADCAM_FFMPEG_THREADS"] == "1"
+
+    # A stand-in engine that reports what it sees proves what a real child receives.
+    script = tmp_path / "report_env.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'printf \'{"ok": true, "cwd": "%s", "secret": "%s", "db": "%s"}\\n\' "$PWD" "$SECRET_KEY" "$DATABASE_URL"\n'
+    )
+    script.chmod(0o755)
+    settings.GRADCAM_ENGINE_PYTHON = str(script)
+    result = engine_client.run_engine(command="inspect", arguments=[], timeout_seconds=10, what="Testing")
+    assert result["secret"] == "" and result["db"] == ""
+    assert "gradcam-engine-" in result["cwd"] and not Path(result["cwd"]).exists()
+
+
+def test_engine_timeout_kills_the_whole_process_group_and_says_so(
+    settings: Any, tmp_path: Path
+) -> None:
+    from analyses import engine_client
+
+    marker = tmp_path / "grandchild_survived"
+    script = tmp_path / "hang.sh"
+    # The grandchild would write the marker after 3 s if it were not killed with the group.
+    script.write_text(f"#!/bin/sh\n(sleep 3; touch {marker}) &\nsleep 60\n")
+    script.chmod(0o755)
+    settings.GRADCAM_ENGINE_PYTHON = str(script)
+    with pytest.raises(engine_client.EngineFailure, match="longer than 1 seconds"):
+        engine_client.run_engine(command="probe", arguments=[], timeout_seconds=1, what="Reading the video")
+    import time
+
+    time.sleep(3.5)
+    assert not marker.exists()
+
+
+def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(
+    settings: Any, tmp_path: Path
+) -> None:
+    from analyses import engine_client
+
+    script = tmp_path / "crash.sh"
+    script.write_text("#!/bin/sh\necho 'Traceback: boom' >&2\nexit 1\n")
+    script.chmod(0o755)
+    settings.GRADCAM_ENGINE_PYTHON = str(script)
+    with pytest.raises(engine_client.EngineFailure) as failure:
+        engine_client.inspect_model_file(tmp_path / "x.h5")
+    assert str(failure.value) == "Inspecting the model failed: the engine reported an internal error."
+    assert "boom" in failure.value.details
