@@ -1,22 +1,44 @@
-"""Admin for users and teams (memberships edited inline on the team)."""
+"""Admin for users and teams.
+
+Memberships are edited in one place only, inline on the team, and every change there is
+recorded with `audit_log` (the same action codes as the team pages, with "via": "admin") and
+must leave the team an owner. Elsewhere (on the user, in the membership list) they are
+read-only. Teams are not deleted here: that would silently unshare everything shared with them.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
-from accounts.models import Team, TeamMembership, User
+from accounts.models import Team, TeamMembership, TeamRole, User
+from analyses.audit import audit_log
 
 
-class MembershipOfUserInline(admin.TabularInline):
+class _ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipOfUserInline(_ReadOnlyMixin, admin.TabularInline):
     model = TeamMembership
     fk_name = "user"
     extra = 0
     fields = ("team", "role", "added_by", "created_at")
-    readonly_fields = ("added_by", "created_at")
-    autocomplete_fields = ("team",)
-    verbose_name_plural = "Team memberships"
+    readonly_fields = ("team", "role", "added_by", "created_at")
+    verbose_name_plural = "Team memberships (edit them on the team)"
 
 
 @admin.register(User)
@@ -39,8 +61,23 @@ class UserAdmin(DjangoUserAdmin):
         return obj._team_count
 
 
+class _KeepAnOwnerFormSet(BaseInlineFormSet):
+    """A team that keeps members must keep an owner (as the team pages insist)."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form for form in self.forms
+            if getattr(form, "cleaned_data", None) and form.cleaned_data.get("user")
+            and not self._should_delete_form(form)
+        ]
+        if kept and not any(form.cleaned_data.get("role") == TeamRole.OWNER for form in kept):
+            raise ValidationError("A team needs at least one owner: make someone else an owner first.")
+
+
 class TeamMembershipInline(admin.TabularInline):
     model = TeamMembership
+    formset = _KeepAnOwnerFormSet
     fk_name = "team"
     extra = 1
     fields = ("user", "role", "added_by", "created_at")
@@ -73,25 +110,54 @@ class TeamAdmin(admin.ModelAdmin):
     def owner_names(self, obj: Team) -> str:
         return ", ".join(m.user.get_username() for m in obj.memberships.all() if m.role == "owner")
 
-    def save_model(self, request: HttpRequest, obj: Team, form: object, change: bool) -> None:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        if not change:
+            audit_log(actor=request.user, action="team.created", target=obj, team=obj,
+                      data={"name": obj.name, "via": "admin"})
 
-    def save_formset(self, request: HttpRequest, form: object, formset: object, change: bool) -> None:
-        # Memberships added by an admin record who added them, like those added in the app.
+    @transaction.atomic
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        # The same audit events as the team pages; memberships added here record who added them.
+        team = form.instance
+        before = {m.pk: m for m in TeamMembership.objects.filter(team=team).select_related("user")}
         instances = formset.save(commit=False)
         for instance in instances:
             if isinstance(instance, TeamMembership) and instance.added_by_id is None:
                 instance.added_by = request.user
             instance.save()
+        events: list[tuple[str, Any, str]] = []  # (action, user, role)
         for obj in formset.deleted_objects:
+            old = before.get(obj.pk, obj)
             obj.delete()
+            events.append(("team.member_removed", old.user, old.role))
+        for obj in instances:
+            old = before.get(obj.pk)
+            if old is None:
+                events.append(("team.member_added", obj.user, obj.role))
+            elif old.user_id != obj.user_id:
+                events += [("team.member_removed", old.user, old.role), ("team.member_added", obj.user, obj.role)]
+            elif old.role != obj.role:
+                audit_log(
+                    actor=request.user, action="team.member_role_changed", target=team, team=team,
+                    data={"username": obj.user.get_username(), "user": str(obj.user.code),
+                          "from": old.role, "to": obj.role, "via": "admin"},
+                )
+        for action, user, role in events:
+            audit_log(
+                actor=request.user, action=action, target=team, team=team,
+                data={"username": user.get_username(), "user": str(user.code), "role": role, "via": "admin"},
+            )
         formset.save_m2m()
 
 
 @admin.register(TeamMembership)
-class TeamMembershipAdmin(admin.ModelAdmin):
+class TeamMembershipAdmin(_ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("team", "user", "role", "added_by", "created_at")
     list_filter = ("role", "created_at")
     search_fields = ("team__name", "user__username", "user__email")

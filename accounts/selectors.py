@@ -19,8 +19,10 @@ def teams_of(*, user: Any) -> QuerySet[Team]:
     if not getattr(user, "is_authenticated", False):
         return Team.objects.none()
     my_role = TeamMembership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1]
+    # Filter by pk__in rather than `memberships__user=user`: that join would restrict the
+    # counted memberships to the user's own row, so every team would show 1 member.
     return (
-        Team.objects.filter(memberships__user=user)
+        Team.objects.filter(pk__in=TeamMembership.objects.filter(user=user).values("team_id"))
         .annotate(member_count=Count("memberships", distinct=True), my_role=Subquery(my_role))
         .order_by("name", "pk")
     )

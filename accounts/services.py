@@ -20,9 +20,20 @@ from analyses.audit import audit_log
 LAST_OWNER_MESSAGE = "A team needs at least one owner: make someone else an owner first."
 
 
+_NOT_OWNER_MESSAGE = "Only team owners can manage members."
+
+
 def _require_owner(*, actor: Any, team: Team) -> None:
+    """A cheap early refusal; the decision is re-made on the locked rows (_require_owner_in)."""
     if not TeamMembership.objects.filter(team=team, user=actor, role=TeamRole.OWNER).exists():
-        raise PermissionDenied("Only team owners can manage members.")
+        raise PermissionDenied(_NOT_OWNER_MESSAGE)
+
+
+def _require_owner_in(memberships: list[TeamMembership], *, actor: Any) -> None:
+    """The actor is an owner according to the LOCKED membership rows: a concurrent request
+    that demoted or removed them has either committed (and is seen here) or waits for us."""
+    if not any(m.user_id == actor.pk and m.role == TeamRole.OWNER for m in memberships):
+        raise PermissionDenied(_NOT_OWNER_MESSAGE)
 
 
 def _lock_memberships(*, team: Team) -> list[TeamMembership]:
@@ -54,6 +65,7 @@ def team_member_add(
 ) -> TeamMembership:
     _require_owner(actor=actor, team=team)
     _validate_role(role)
+    _require_owner_in(_lock_memberships(team=team), actor=actor)
     username = username.strip()
     user_model = get_user_model()
     try:
@@ -96,6 +108,7 @@ def team_member_set_role(*, actor: Any, team: Team, user: Any, role: str) -> Tea
     _require_owner(actor=actor, team=team)
     _validate_role(role)
     memberships = _lock_memberships(team=team)
+    _require_owner_in(memberships, actor=actor)
     membership = next((m for m in memberships if m.user_id == user.pk), None)
     if membership is None:
         raise ValidationError(f"{user.get_username()} is not a member of {team.name}.")
@@ -130,6 +143,8 @@ def team_member_remove(*, actor: Any, team: Team, user: Any) -> None:
     if not leaving:
         _require_owner(actor=actor, team=team)
     memberships = _lock_memberships(team=team)
+    if not leaving:
+        _require_owner_in(memberships, actor=actor)
     membership = next((m for m in memberships if m.user_id == user.pk), None)
     if membership is None:
         raise ValidationError(f"{user.get_username()} is not a member of {team.name}.")

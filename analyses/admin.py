@@ -2,16 +2,34 @@
 
 Uploads go through the library pages, which inspect/probe them in a child process; the admin
 therefore cannot add classifiers or videos, only look at and edit their descriptive fields.
+It cannot delete them either: deleting goes through the services (files removed after commit,
+archived instead when analyses use them, audited), which the admin's delete would bypass.
+Every edit made here is recorded with `audit_log` like the same edit made on the pages, and
+the state the worker owns (status, progress, attempts, lease, cancel flag...) is read-only.
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.contrib import admin
+from django.db import models, transaction
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
+from analyses.audit import audit_log
 from analyses.models import Analysis, AuditEvent, Classifier, Video
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able form of a form value, for the audit trail."""
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return str(value)
 
 
 class _NoAddMixin:
@@ -19,8 +37,30 @@ class _NoAddMixin:
         return False
 
 
+class _ServicesOnlyMixin(_NoAddMixin):
+    """No add, no delete (the services do both); edits are audited."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        changed = {
+            name: {"from": _plain(form.initial.get(name)), "to": _plain(form.cleaned_data.get(name))}
+            for name in form.changed_data
+        }
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)  # type: ignore[misc]
+            if changed:
+                audit_log(
+                    actor=request.user,
+                    action=f"{obj._meta.model_name}.updated",
+                    target=obj,
+                    data={**changed, "via": "admin"},
+                )
+
+
 @admin.register(Classifier)
-class ClassifierAdmin(_NoAddMixin, admin.ModelAdmin):
+class ClassifierAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
         "name", "owner", "team", "file_format", "shape", "num_classes", "conv3d_count",
         "size", "archived", "created_at",
@@ -29,11 +69,12 @@ class ClassifierAdmin(_NoAddMixin, admin.ModelAdmin):
     search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
     list_select_related = ("owner", "team")
     date_hierarchy = "created_at"
+    # Class labels are validated against the model by the service (edit them on the page).
     readonly_fields = (
         "code", "owner", "file", "original_filename", "file_format", "sha256", "size_bytes",
-        "input_shape", "num_classes", "conv3d_layers", "inspection", "created_at",
+        "input_shape", "num_classes", "conv3d_layers", "class_labels", "inspection", "created_at",
     )
-    fields = ("name", "description", "team", "class_labels", "archived_at", *readonly_fields)
+    fields = ("name", "description", "team", "archived_at", *readonly_fields)
 
     @admin.display(description="Input (T×H×W×C)")
     def shape(self, obj: Classifier) -> str:
@@ -53,7 +94,7 @@ class ClassifierAdmin(_NoAddMixin, admin.ModelAdmin):
 
 
 @admin.register(Video)
-class VideoAdmin(_NoAddMixin, admin.ModelAdmin):
+class VideoAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
         "name", "owner", "team", "resolution", "fps", "duration_seconds", "frame_count", "codec",
         "size", "expected_class", "archived", "created_at",
@@ -83,7 +124,7 @@ class VideoAdmin(_NoAddMixin, admin.ModelAdmin):
 
 
 @admin.register(Analysis)
-class AnalysisAdmin(_NoAddMixin, admin.ModelAdmin):
+class AnalysisAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
         "__str__", "status", "progress_percent", "owner", "team", "classifier", "video",
         "predicted_class", "expected_class", "attempts", "created_at", "finished_at",
@@ -95,13 +136,12 @@ class AnalysisAdmin(_NoAddMixin, admin.ModelAdmin):
     )
     list_select_related = ("owner", "team", "classifier", "video")
     date_hierarchy = "created_at"
-    raw_id_fields = ("parent",)
-    readonly_fields = (
-        "code", "owner", "classifier", "video", "params", "status", "stage", "progress",
-        "attempts", "heartbeat_at", "started_at", "finished_at", "error_message", "task_id",
-        "predicted_class", "predictions", "timings", "versions", "input_hashes", "manifest",
-        "results_dir", "created_at",
-    )
+    # Only the descriptive fields are editable: the rest is the run's record or state that
+    # the worker and the reaper own (an edit to status, lease or attempts would corrupt a run).
+    editable_fields = ("title", "team")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in self.model._meta.fields if field.name not in self.editable_fields]
 
     @admin.display(description="Progress", ordering="progress")
     def progress_percent(self, obj: Analysis) -> str:

@@ -6,8 +6,9 @@ secrets (no SECRET_KEY, no DATABASE_URL), and a throw-away working directory. Th
 imports `gradcam3d` or TensorFlow; it reads the JSON object on the child's last stdout line
 (see docs/engine-contract.md).
 
-Exit status 2 is a refusal the user can act on -> `EngineRefusal(message)`; anything else
-(crash, timeout, unreadable output) -> `EngineFailure` with a message fit to show a user, the
+Exit status 2 with an `{"ok": false, "error": ...}` line is a refusal the user can act on ->
+`EngineRefusal(message)`; anything else (crash, timeout, unreadable output, exit 2 without that
+line, e.g. an argparse usage error) -> `EngineFailure` with a message fit to show a user, the
 technical details going to the log.
 """
 from __future__ import annotations
@@ -102,7 +103,11 @@ def run_engine(
     `what` names the job in user-facing failure messages ("Inspecting the model").
     """
     argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", command, *map(str, arguments)]
-    with tempfile.TemporaryDirectory(prefix="gradcam-engine-") as working_dir:
+    # Each child gets its own working and temp directory, removed when it ends, however it
+    # ends (the process group is killed before the directory goes).
+    with tempfile.TemporaryDirectory(prefix="gradcam-engine-", ignore_cleanup_errors=True) as working_dir:
+        environment = child_environment()
+        environment["TMPDIR"] = working_dir
         try:
             process = subprocess.Popen(
                 argv,
@@ -110,7 +115,7 @@ def run_engine(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=working_dir,
-                env=child_environment(),
+                env=environment,
                 start_new_session=True,  # own process group, so a timeout kills FFmpeg too
             )
         except OSError as exc:
@@ -139,9 +144,9 @@ def run_engine(
     if process.returncode == EXIT_REFUSED and result is not None and result.get("ok") is False:
         message = str(result.get("error") or "The file was refused.").strip()
         raise EngineRefusal(message, code=str(result.get("code") or "refused"))
-    if process.returncode == EXIT_REFUSED:
-        message = stderr.strip().splitlines()[-1] if stderr.strip() else "The file was refused."
-        raise EngineRefusal(message, code="refused")
+    # Exit status 2 without a refusal object is not a refusal: argparse exits 2 on a usage
+    # error, for instance. That is our bug, not the user's file, so it falls through to
+    # EngineFailure below (stderr goes to the log, never to the page).
     if process.returncode != 0 or result is None or result.get("ok") is not True:
         logger.error(
             "engine command %s failed (exit %s): %s",
@@ -162,12 +167,34 @@ def _absolute(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def _video_limit_arguments() -> list[str]:
+def child_timeouts(*, parent_seconds: float, short_steps: int, long_steps: int) -> tuple[float, float]:
+    """`(--timeout, --processing-timeout)` for a video child that runs `short_steps` FFmpeg
+    steps bounded by --timeout (probe, poster) and `long_steps` bounded by
+    --processing-timeout (transcode, decode), one after the other.
+
+    Their worst-case sum stays a little below `parent_seconds`, the wall clock after which
+    run_engine SIGKILLs the child: the child's own limit must fire first, so it refuses with
+    a clear message and removes its partial files instead of being killed mid-write.
+    """
+    margin = min(30.0, max(parent_seconds * 0.05, min(2.0, parent_seconds * 0.5)))
+    budget = parent_seconds - margin
+    short = min(float(settings.GRADCAM_PROBE_TIMEOUT), budget / max(1, short_steps + long_steps))
+    long = (budget - short_steps * short) / long_steps if long_steps else short
+    return short, long
+
+
+def _timeout_arguments(*, parent_seconds: float, short_steps: int, long_steps: int) -> list[str]:
+    short, long = child_timeouts(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps)
+    return ["--timeout", f"{short:.3f}", "--processing-timeout", f"{long:.3f}"]
+
+
+def _video_limit_arguments(*, parent_seconds: float, short_steps: int, long_steps: int) -> list[str]:
     return [
         "--max-bytes", str(settings.GRADCAM_MAX_VIDEO_BYTES),
         "--max-seconds", str(settings.GRADCAM_MAX_VIDEO_SECONDS),
         "--max-pixels", str(settings.GRADCAM_MAX_VIDEO_PIXELS),
         "--max-frames", str(settings.GRADCAM_MAX_VIDEO_FRAMES),
+        *_timeout_arguments(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps),
     ]
 
 
@@ -185,7 +212,11 @@ def probe_video_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Container, codec, size, fps, duration and real frame count of a video, within limits."""
     return run_engine(
         command="probe",
-        arguments=[_absolute(path), *_video_limit_arguments()],
+        arguments=[
+            _absolute(path),
+            # probe: one --timeout step
+            *_video_limit_arguments(parent_seconds=settings.GRADCAM_PROBE_TIMEOUT, short_steps=1, long_steps=0),
+        ],
         timeout_seconds=settings.GRADCAM_PROBE_TIMEOUT,
         what="Reading the video",
     )
@@ -205,7 +236,11 @@ def transcode_video_file(
             _absolute(path),
             "--out", _absolute(out_mp4),
             "--poster", _absolute(poster_jpg),
-            *_video_limit_arguments(),
+            # probe + poster (+ its one retry) under --timeout, the H.264 encode under
+            # --processing-timeout (gradcam3d.video.transcode_for_browser)
+            *_video_limit_arguments(
+                parent_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT, short_steps=3, long_steps=1
+            ),
             "--max-height", str(max_height),
         ],
         timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
@@ -243,6 +278,10 @@ def preview_clip(
             "--input-shape", ",".join(str(int(size)) for size in input_shape),
             "--out", _absolute(out_dir),
             *_option_arguments(params),
+            # probe under --timeout; the decode (and its one retry) under --processing-timeout
+            *_timeout_arguments(
+                parent_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT, short_steps=1, long_steps=2
+            ),
         ],
         timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
         what="Preparing the preview",

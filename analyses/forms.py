@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.db.models import Q
 
 from accounts.models import Team
 from analyses.selectors import teams_of
@@ -12,15 +13,28 @@ _CLASS_MAP_HELP = (
     "“index: label” lines as in ClassMap.txt (e.g. “0: Basketball”), "
     "or one label per line in class order."
 )
-_CLASS_MAP_MAX_BYTES = 256 * 1024
+# Enforced while the upload streams in (views.library.UploadLimitHandler) and again here.
+CLASS_MAP_MAX_BYTES = 256 * 1024
 
 
 class _TeamChoiceMixin:
-    """A `team` select limited to the user's teams, with "Only me" as the empty choice."""
+    """A `team` select limited to the user's teams, with "Only me" as the empty choice.
 
-    def _setup_team_field(self, *, user: Any) -> None:
+    An edit form also keeps the object's current team, even when the user is no longer in it
+    (an owner who left the team): otherwise the select would fall back to "Only me" and saving
+    any other change would silently unshare the object.
+    """
+
+    def _setup_team_field(self, *, user: Any, current_team: Team | None = None) -> None:
         field = self.fields["team"]  # type: ignore[attr-defined]
-        field.queryset = teams_of(user=user).order_by("name")
+        choices = Q(pk__in=teams_of(user=user).values("pk"))
+        if current_team is not None:
+            choices |= Q(pk=current_team.pk)
+            my_team_pks = set(teams_of(user=user).values_list("pk", flat=True))
+            field.label_from_instance = lambda team: (
+                team.name if team.pk in my_team_pks else f"{team.name} (you are no longer a member)"
+            )
+        field.queryset = Team.objects.filter(choices).order_by("name", "pk")
         field.empty_label = "Only me (private)"
 
 
@@ -49,7 +63,7 @@ class ClassifierUploadForm(_TeamChoiceMixin, forms.Form):
         cleaned = super().clean() or {}
         uploaded = cleaned.get("class_map_file")
         if uploaded:
-            if uploaded.size > _CLASS_MAP_MAX_BYTES:
+            if uploaded.size > CLASS_MAP_MAX_BYTES:
                 self.add_error("class_map_file", "The class map file is too large to be a class map.")
                 return cleaned
             raw = uploaded.read()
@@ -73,9 +87,9 @@ class ClassifierEditForm(_TeamChoiceMixin, forms.Form):
         widget=forms.Textarea(attrs={"rows": 6}),
     )
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, current_team: Team | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._setup_team_field(user=user)
+        self._setup_team_field(user=user, current_team=current_team)
 
 
 class VideoUploadForm(_TeamChoiceMixin, forms.Form):
@@ -102,6 +116,6 @@ class VideoEditForm(_TeamChoiceMixin, forms.Form):
     team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
     expected_class = forms.IntegerField(required=False, min_value=0, label="True class")
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, current_team: Team | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._setup_team_field(user=user)
+        self._setup_team_field(user=user, current_team=current_team)

@@ -13,14 +13,19 @@ can reach another's.
 
 Isolation of each engine child:
 - exec'ed, never forked from a process that imported TensorFlow;
-- its own process group (a timeout kills FFmpeg grandchildren too) and the parent-death
-  signal (`setpriv --pdeathsig KILL`), so a SIGKILLed worker leaves no orphan engine behind;
+- its own process group (a timeout kills FFmpeg grandchildren too), killed while the engine is
+  still unreaped (its pid, hence the group id, cannot have been reused), and the parent-death
+  signal (`setpriv --pdeathsig KILL`, or without setpriv a tiny exec wrapper calling
+  prctl(PR_SET_PDEATHSIG)), so a SIGKILLed worker leaves no orphan engine behind;
 - an environment without SECRET_KEY or database credentials (engine_client.child_environment);
 - its working directory is the analysis's own working folder: a spare waits in a scratch
   folder that is renamed to the analysis's folder when the spare is taken (a rename keeps the
   process's cwd);
 - a wall-clock timeout and a memory limit on the resident memory of its process tree (RLIMIT_AS
-  is unusable: TensorFlow reserves far more virtual memory than it ever touches).
+  is unusable: TensorFlow reserves far more virtual memory than it ever touches), checked
+  even while the engine writes output without a pause;
+- its working folder holds `owner.json` (the leases of the worker and the engine), so the
+  reaper can remove the folders of dead workers and engines (`work_folders_sweep`).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -49,9 +55,22 @@ logger = logging.getLogger(__name__)
 WORK_FOLDER_NAME = ".work"
 STDERR_FILE_NAME = "engine-stderr.log"
 PID_FILE_NAME = "engine.pid"
+OWNER_FILE_NAME = "owner.json"
+WORK_FOLDER_GRACE_SECONDS = 300  # a working folder younger than this is never swept
 _POLL_SECONDS = 0.1
 _STDERR_TAIL_BYTES = 4000
 _SETPRIV = shutil.which("setpriv")
+# Without setpriv: set the parent-death signal, check the parent is still the worker, then exec
+# the engine (same pid; the signal survives execve). Run with -I -S: it imports only ctypes.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "if libc.prctl(1, 9, 0, 0, 0) != 0:\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "    sys.exit('engine: cannot set the parent-death signal (errno %d)' % ctypes.get_errno())\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit('engine: the worker died before the engine started')\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 OutcomeKind = Literal["succeeded", "refused", "crashed", "timeout", "memory", "cancelled"]
 
@@ -82,15 +101,38 @@ class EngineProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def exit_status_nowait(self) -> int | None:
+        """The engine's exit status if it has exited, else None, WITHOUT reaping it.
+
+        An unreaped (zombie) engine keeps its pid, so its process group id cannot be given to
+        another process before `kill()` has killed the group.
+        """
+        if self.process.returncode is not None:
+            return self.process.returncode
+        try:
+            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # pragma: no cover - reaped behind our back
+            return self.process.poll()
+        if info is None or info.si_pid == 0:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+    def wait_exit_nowait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while (status := self.exit_status_nowait()) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return status
+
     def is_alive(self) -> bool:
-        return self.process.poll() is None
+        return self.exit_status_nowait() is None
 
     def kill(self) -> None:
-        """Kill the engine and everything it started (its own process group)."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """Kill the engine and everything it started (its own process group), then reap it."""
+        if self.process.returncode is None:  # not reaped yet: the group id is still ours
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
@@ -110,10 +152,10 @@ def work_root() -> Path:
 
 def engine_argv() -> list[str]:
     argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", "worker"]
+    # Dies with the worker process that started it (a SIGKILLed cluster leaves no orphan).
     if _SETPRIV:
-        # Dies with the worker process that started it (a SIGKILLed cluster leaves no orphan).
-        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
-    return argv
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
 
 
 def _read_lines(*, stream: Any, lines: "queue.Queue[str | None]") -> None:
@@ -147,6 +189,11 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
             start_new_session=True,
         )
     (work_dir / PID_FILE_NAME).write_text(str(process.pid))
+    from analyses.services.analysis import process_lease
+
+    (work_dir / OWNER_FILE_NAME).write_text(
+        json.dumps({"worker": process_lease(os.getpid()), "engine": process_lease(process.pid)})
+    )
     engine = EngineProcess(
         process=process, work_dir=work_dir, owner_pid=os.getpid(), started_monotonic=time.monotonic()
     )
@@ -213,6 +260,48 @@ def _discard_spare_at_exit() -> None:
     if _spare is not None and _spare.owner_pid == os.getpid():
         discard_engine(_spare)
         _spare = None
+
+
+def work_folders_sweep(*, older_than_seconds: float = WORK_FOLDER_GRACE_SECONDS) -> int:
+    """Remove working folders (spare-* and <code hex>-<attempt>) left by dead workers and engines.
+
+    A folder goes only when it is older than `older_than_seconds` and both the worker and the
+    engine named in its owner file are certainly dead (same host, pid gone or reused); a folder
+    without a readable owner file that old was left by a worker that died while creating it.
+    Returns how many folders were removed.
+    """
+    from analyses.services.analysis import worker_lease_is_dead
+
+    root = work_root()
+    try:
+        folders = [path for path in root.iterdir() if path.is_dir() and not path.is_symlink()]
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    now = time.time()
+    for folder in folders:
+        try:
+            if now - folder.stat().st_mtime < older_than_seconds:
+                continue
+        except OSError:  # renamed (a spare taken) or removed meanwhile
+            continue
+        try:
+            owner = json.loads((folder / OWNER_FILE_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            owner = None  # a worker died between creating the folder and starting its engine
+        except (OSError, ValueError):
+            continue
+        if owner is None and not folder.exists():
+            continue
+        if owner is not None:
+            leases = [owner.get("worker"), owner.get("engine")] if isinstance(owner, dict) else [None]
+            if not all(isinstance(lease, str) and lease and worker_lease_is_dead(lease) for lease in leases):
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed += 1
+            logger.warning("removed the working folder %s of a dead worker", folder.name)
+    return removed
 
 
 def process_tree_rss_mb(pid: int) -> float:
@@ -282,13 +371,15 @@ def run_engine_job(
         engine.process.stdin.close()
     except (BrokenPipeError, OSError, ValueError):
         pass  # the engine already died: its exit status tells why, below
-    end_of_output = False
-    while not end_of_output:
+    last_check = time.monotonic()
+    while True:
         try:
             line: str | None = engine.lines.get(timeout=_POLL_SECONDS)
         except queue.Empty:
             line = ""
-        while line:
+        if line is None:
+            break  # end of output
+        if line:
             message = _parse_line(line)
             if message is not None:
                 if "ok" in message:
@@ -300,13 +391,9 @@ def run_engine_job(
                     engine.ready_monotonic = time.monotonic()
                 elif "event" in message:
                     on_event(message)
-            try:
-                line = engine.lines.get_nowait()
-            except queue.Empty:
-                line = ""
-        if line is None or final is not None:
-            end_of_output = True
-            break
+            if time.monotonic() - last_check < _POLL_SECONDS:
+                continue  # more output may be waiting; the limits are checked at least this often
+        last_check = time.monotonic()
         if time.monotonic() > deadline:
             stopped = "timeout"
         elif (rss := process_tree_rss_mb(engine.pid)) > memory_limit_mb:
@@ -319,17 +406,17 @@ def run_engine_job(
         if stopped is not None:
             break
     exit_status: int | None = None
+    # Never reap the engine before its group is killed (engine.kill): a reaped pid may be reused,
+    # and killpg would then hit an unrelated process group.
     if stopped is None and final is None:
-        try:  # output ended without a result line: the exit status tells why
-            exit_status = engine.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        # Output ended without a result line: the exit status tells why.
+        exit_status = engine.wait_exit_nowait(timeout=10)
     elif final is not None:
         # The result line's own claim (2 for a refusal, 0 for success) unless it already exited.
-        exit_status = engine.process.poll()
+        exit_status = engine.exit_status_nowait()
         if exit_status is None:
             exit_status = 0 if final.get("ok") is True else (2 if final.get("code") != "internal" else 1)
-    engine.kill()  # also reaps FFmpeg grandchildren left behind
+    engine.kill()  # also kills FFmpeg grandchildren left behind, then reaps the engine
     if exit_status is None:
         exit_status = engine.process.returncode
     tail = _stderr_tail(engine.work_dir)

@@ -5,14 +5,21 @@ exec'ed child managed by `analyses.runner`. The task owns the Analysis row's sta
 queued -> running by compare-and-set with the attempt counter incremented before any heavy work,
 a heartbeat while the engine runs, and running -> succeeded / failed / cancelled at the end.
 Results are written by the engine into the run's working folder and renamed into
-MEDIA_ROOT/analyses/<code hex>/ only when complete, so a partial result is never visible.
+MEDIA_ROOT/analyses/<code hex>/attempt-<n>/ only when complete, so a partial result is never visible.
+
+Every write of an attempt is conditional on the row still being THAT attempt (`status=running`,
+its `worker_lease` and `attempts`): a worker whose run was reaped and handed to another attempt
+while it was in fact still alive can no longer heartbeat, fail, cancel or finish the row, and it
+only ever deletes the results folder of its own attempt.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,7 @@ from django.utils import timezone
 from analyses import runner
 from analyses.models import Analysis, AnalysisStatus
 from analyses.services.analysis import (
+    ATTEMPT_FOLDER_PREFIX,
     RESULTS_FOLDER,
     analysis_reap_stale,
     analysis_results_path,
@@ -35,26 +43,51 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0  # also how often a cancel request is noticed
 PROGRESS_SAVE_SECONDS = 0.5  # progress rows are written at most this often (stage changes: always)
 INTERNAL_ERROR_MESSAGE = "The analysis failed because of an internal error in the worker; it has been logged."
+NOT_A_NUMBER_MESSAGE = (
+    "The analysis engine produced a result containing values that are not a number (NaN or infinity); "
+    "nothing was saved."
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at running an analysis: the row is ours only while it still names this attempt."""
+
+    analysis_id: int
+    lease: str
+    number: int
+
+    @property
+    def where(self) -> dict[str, Any]:
+        return {"worker_lease": self.lease, "attempts": self.number}
+
+    def running_rows(self) -> Any:
+        return Analysis.objects.filter(pk=self.analysis_id, status=AnalysisStatus.RUNNING, **self.where)
+
+
+class NotANumberError(ValueError):
+    """The engine's manifest holds NaN or infinity (never stored: PostgreSQL's JSON refuses them)."""
 
 
 class RunReporter:
     """Saves the engine's progress and heartbeat on the row (throttled) and notices cancel requests.
 
-    Every write is conditional on the row still being `running` and not cancel-requested: when
-    it matches nothing, the run has been cancelled or taken away (reaped), and the engine stops.
+    Every write is conditional on the row still being this attempt's `running` row and not
+    cancel-requested: when it matches nothing, the run has been cancelled or taken away
+    (reaped, maybe already re-run by another worker), and the engine stops.
     """
 
-    def __init__(self, *, analysis_id: int) -> None:
-        self.analysis_id = analysis_id
+    def __init__(self, *, attempt: Attempt) -> None:
+        self.attempt = attempt
         self.last_write = time.monotonic()
         self.stage = ""
         self.pending: dict[str, Any] = {}
         self.lost = False
 
     def save(self, fields: dict[str, Any]) -> None:
-        updated = Analysis.objects.filter(
-            pk=self.analysis_id, status=AnalysisStatus.RUNNING, cancel_requested=False
-        ).update(heartbeat_at=timezone.now(), **fields)
+        updated = self.attempt.running_rows().filter(cancel_requested=False).update(
+            heartbeat_at=timezone.now(), **fields
+        )
         self.last_write = time.monotonic()
         self.pending = {}
         if not updated:
@@ -89,16 +122,17 @@ class RunReporter:
         return self.lost
 
 
-def _fail(analysis_id: int, message: str, *, stage: str = "failed") -> bool:
+def _fail(attempt: Attempt, message: str, *, stage: str = "failed") -> bool:
     return analysis_transition(
-        analysis_id=analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.FAILED,
-        finished_at=timezone.now(), stage=stage, error_message=message,
+        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.FAILED,
+        where=attempt.where, finished_at=timezone.now(), stage=stage, error_message=message,
     )
 
 
-def _finish_cancelled(analysis_id: int) -> bool:
+def _finish_cancelled(attempt: Attempt) -> bool:
     return analysis_transition(
-        analysis_id=analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.CANCELLED,
+        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.CANCELLED,
+        where={**attempt.where, "cancel_requested": True},
         finished_at=timezone.now(), stage="cancelled", error_message="Cancelled by the user.",
     )
 
@@ -131,70 +165,132 @@ def _load_manifest(*, manifest_path: Path | None, out_dir: Path) -> dict[str, An
     return manifest
 
 
-def _publish(*, analysis: Analysis, out_dir: Path, manifest: dict[str, Any], outcome: runner.EngineOutcome) -> bool:
-    """Rename the finished folder into place, then CAS running -> succeeded; undo on a lost race."""
-    results = analysis_results_path(analysis)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    if results.exists():  # left by an attempt that died between rename and commit
-        shutil.rmtree(results)
-    out_dir.rename(results)
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(item) for item in value)
+    return True
+
+
+def _result_fields(*, manifest: dict[str, Any], outcome: runner.EngineOutcome) -> dict[str, Any]:
+    """The row's result fields from the manifest; NotANumberError if any number is NaN or infinite."""
     prediction = manifest.get("prediction") or {}
     predicted = prediction.get("predicted_class")
-    won = analysis_transition(
-        analysis_id=analysis.pk, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.SUCCEEDED,
-        cancel_requested=False,
-        finished_at=timezone.now(), heartbeat_at=timezone.now(), stage="done", progress=1.0,
-        results_dir=f"{RESULTS_FOLDER}/{analysis.code.hex}",
-        predicted_class=predicted if isinstance(predicted, int) else None,
-        predictions=prediction,
-        timings={**(manifest.get("timings") or {}), "peak_rss_mb": round(outcome.peak_rss_mb, 1)},
-        versions=manifest.get("engine") or {},
-        input_hashes={name: (record or {}).get("sha256") for name, record in (manifest.get("inputs") or {}).items()},
-        manifest=manifest,
-        error_message="",
-    )
+    fields = {
+        "predicted_class": predicted if isinstance(predicted, int) else None,
+        "predictions": prediction,
+        "timings": {**(manifest.get("timings") or {}), "peak_rss_mb": round(outcome.peak_rss_mb, 1)},
+        "versions": manifest.get("engine") or {},
+        "input_hashes": {name: (record or {}).get("sha256") for name, record in (manifest.get("inputs") or {}).items()},
+        "manifest": manifest,
+    }
+    if not _all_finite(fields):
+        raise NotANumberError("the manifest contains NaN or infinity")
+    return fields
+
+
+def _publish(*, attempt: Attempt, analysis: Analysis, out_dir: Path, manifest: dict[str, Any],
+             outcome: runner.EngineOutcome) -> bool:
+    """Rename the finished folder into this attempt's own results folder, then CAS running -> succeeded.
+
+    The CAS requires the row to still be this attempt's and not cancel-requested. When it loses
+    (or raises: a locked database, a value the database refuses) only this attempt's folder is
+    removed; the folder of an attempt that won is never touched.
+    """
+    fields = _result_fields(manifest=manifest, outcome=outcome)  # before anything becomes visible
+    folder_name = f"{ATTEMPT_FOLDER_PREFIX}{attempt.number}"
+    results = analysis_results_path(analysis) / folder_name
+    results.parent.mkdir(parents=True, exist_ok=True)
+    if results.exists():  # this attempt's number is ours alone (claimed by compare-and-set)
+        shutil.rmtree(results)
+    out_dir.rename(results)
+    results_dir = f"{RESULTS_FOLDER}/{analysis.code.hex}/{folder_name}"
+    try:
+        now = timezone.now()
+        won = analysis_transition(
+            analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.SUCCEEDED,
+            where={**attempt.where, "cancel_requested": False},
+            finished_at=now, heartbeat_at=now, stage="done", progress=1.0,
+            results_dir=results_dir, error_message="", **fields,
+        )
+    except BaseException:
+        # The update may still have been committed (a connection lost after the commit): remove
+        # the folder only when the row certainly does not name it. When even that cannot be
+        # read, the folder stays (inside the analysis's own folder, removed with it).
+        try:
+            published = Analysis.objects.filter(
+                pk=attempt.analysis_id, status=AnalysisStatus.SUCCEEDED, results_dir=results_dir
+            ).exists()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            published = True
+        if not published:
+            shutil.rmtree(results, ignore_errors=True)
+        raise
     if not won:
         shutil.rmtree(results, ignore_errors=True)
-    return won
+        return False
+    # Folders of earlier attempts that died between their rename and their commit: the row now
+    # names this attempt's folder, so nothing can serve them.
+    for sibling in results.parent.iterdir():
+        if sibling.name.startswith(ATTEMPT_FOLDER_PREFIX) and sibling.name != folder_name:
+            shutil.rmtree(sibling, ignore_errors=True)
+    return True
 
 
 def run_analysis_task(analysis_id: int) -> str:
     """Run one analysis (a django-q2 task). Returns the final status, or "skipped" when not queued."""
     now = timezone.now()
+    lease = current_worker_lease()
     won = Analysis.objects.filter(
         pk=analysis_id, status=AnalysisStatus.QUEUED, cancel_requested=False
     ).update(
         status=AnalysisStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-        finished_at=None, stage="starting the engine", progress=0.0, worker_lease=current_worker_lease(),
+        finished_at=None, stage="starting the engine", progress=0.0, worker_lease=lease,
         error_message="",
     )
-    if not won:
+    # This process runs one task at a time, so a running row with its lease is the one just claimed.
+    number = (
+        Analysis.objects.filter(pk=analysis_id, status=AnalysisStatus.RUNNING, worker_lease=lease)
+        .values_list("attempts", flat=True).first()
+        if won else None
+    )
+    if number is None:
         logger.info("analysis %s is not queued (cancelled, taken or gone): skipped", analysis_id)
         return "skipped"
+    attempt = Attempt(analysis_id=analysis_id, lease=lease, number=number)
     try:
-        return _run(analysis_id)
+        return _run(attempt)
     except Exception:  # noqa: BLE001 - the row must end in a final state, never `running`
         logger.exception("analysis %s failed inside the worker", analysis_id)
-        _fail(analysis_id, INTERNAL_ERROR_MESSAGE)
-        return AnalysisStatus.FAILED
+        _fail(attempt, INTERNAL_ERROR_MESSAGE)
+        return _status_now(analysis_id)
 
 
-def _run(analysis_id: int) -> str:
+def _status_now(analysis_id: int) -> str:
+    status = Analysis.objects.filter(pk=analysis_id).values_list("status", flat=True).first()
+    return str(status or "deleted")
+
+
+def _run(attempt: Attempt) -> str:
+    analysis_id = attempt.analysis_id
     analysis = Analysis.objects.select_related("classifier", "video").get(pk=analysis_id)
     model_path = Path(analysis.classifier.file.path)
     video_path = Path(analysis.video.file.path)
     for path, what in ((model_path, "model"), (video_path, "video")):
         if not path.is_file():
-            _fail(analysis_id, f"The {what} file of this analysis is missing from the server.")
-            return AnalysisStatus.FAILED
-    work_dir = runner.work_root() / f"{analysis.code.hex}-{analysis.attempts}"
+            _fail(attempt, f"The {what} file of this analysis is missing from the server.")
+            return _status_now(analysis_id)
+    work_dir = runner.work_root() / f"{analysis.code.hex}-{attempt.number}"
     shutil.rmtree(work_dir, ignore_errors=True)
     # The next spare starts only when this job's engine is done: on 2 cores its TensorFlow
     # import would otherwise slow this analysis down by 30-70 % (bench/latency.py).
     engine = runner.take_engine(work_dir=work_dir, start_next_spare=False)
     try:
         out_dir = engine.work_dir / "out"
-        reporter = RunReporter(analysis_id=analysis_id)
+        reporter = RunReporter(attempt=attempt)
         reporter.save({"stage": "loading the model"})
         outcome = runner.run_engine_job(
             engine=engine,
@@ -207,26 +303,34 @@ def _run(analysis_id: int) -> str:
         )
         runner.start_spare()
         if outcome.kind == "cancelled":
-            if _finish_cancelled(analysis_id):
+            if _finish_cancelled(attempt):
                 return AnalysisStatus.CANCELLED
-            analysis.refresh_from_db(fields=["status"])
-            return str(analysis.status)  # taken away (reaped) while running
+            return _status_now(analysis_id)  # taken away (reaped) while running
         if outcome.kind != "succeeded":
-            _fail(analysis_id, outcome.message)
-            return AnalysisStatus.FAILED
+            _fail(attempt, outcome.message)
+            return _status_now(analysis_id)
         try:
             manifest = _load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
         except (OSError, ValueError) as exc:
             logger.error("analysis %s: unusable manifest: %s", analysis_id, exc)
-            _fail(analysis_id, "The analysis engine finished without a readable result; nothing was saved.")
-            return AnalysisStatus.FAILED
-        if _publish(analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome):
+            _fail(attempt, "The analysis engine finished without a readable result; nothing was saved.")
+            return _status_now(analysis_id)
+        try:
+            won = _publish(attempt=attempt, analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome)
+        except NotANumberError as exc:
+            logger.error("analysis %s: %s", analysis_id, exc)
+            _fail(attempt, NOT_A_NUMBER_MESSAGE)
+            return _status_now(analysis_id)
+        except OSError as exc:
+            logger.error("analysis %s: the results could not be moved into place: %s", analysis_id, exc)
+            _fail(attempt, "The analysis finished but its results could not be saved on the server; nothing was kept.")
+            return _status_now(analysis_id)
+        if won:
             return AnalysisStatus.SUCCEEDED
-        # Cancelled at the last moment: honour it.
-        if _finish_cancelled(analysis_id):
+        # Cancelled at the last moment: honour it (a no-op when the run was taken away).
+        if _finish_cancelled(attempt):
             return AnalysisStatus.CANCELLED
-        analysis.refresh_from_db(fields=["status"])
-        return str(analysis.status)
+        return _status_now(analysis_id)
     finally:
         runner.discard_engine(engine)
 

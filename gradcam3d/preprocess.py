@@ -253,9 +253,17 @@ def preprocess_video(
         frames_rgb = frames_rgb.copy()  # own, writable memory rather than a view of FFmpeg's bytes
     start = float(info.get("start_seconds") or 0.0)
     fps = info["fps"]
+    pts_seconds = decoded.pts_seconds + [None] * (frames_needed - len(decoded.pts_seconds))
+    if not fps and any(pts is None for pts in pts_seconds):
+        # Never a NaN in the manifest: without a time there is nothing honest to show.
+        raise VideoRefused(
+            "The video's frames carry no timestamps and it declares no frame rate, so the model "
+            "frames cannot be placed in time. Re-encode it (for example to MP4) and upload it again.",
+            code="video_no_timestamps",
+        )
     timestamps = [
-        round(pts - start, 6) if pts is not None else round(index / fps, 6) if fps else float("nan")
-        for pts, index in zip(decoded.pts_seconds + [None] * (frames_needed - len(decoded.pts_seconds)), indices)
+        round(pts - start, 6) if pts is not None else round(index / fps, 6)
+        for pts, index in zip(pts_seconds, indices)
     ]
     x = scale_frames(frames_rgb, channels=channels, params=params)[None]
     return PreprocessedClip(

@@ -9,6 +9,15 @@ playlist, concat script, image pattern or device never opens), `-max_pixels` for
 There is no ffprobe: `probe_video` reads the `-i` header FFmpeg prints on stderr and counts the
 real packets of the first video stream by stream-copying it to the null muxer (headers' and
 OpenCV's frame counts are wrong for variable-frame-rate files).
+
+FFmpeg's stderr also carries the file's own metadata (tag names and values, which may contain
+newlines), printed in the input dump before everything else we read. So nothing that decides a
+limit is read from that dump: the stream fields come from the OUTPUT dump after the last
+`Stream mapping:` line (with `-map_metadata -1 -map_chapters -1` it holds no text from the
+file), the packet/frame statistics from the last anchored statistics line, and the measured
+frame count and duration from `-progress pipe:1` on stdout, which metadata cannot reach. Only the
+container name, the header duration (checked against the measured one) and the start time come
+from the input dump.
 """
 from __future__ import annotations
 
@@ -71,8 +80,41 @@ _DURATION_RE = re.compile(r"^\s*Duration: (?P<duration>N/A|\d+:\d+:\d+(?:\.\d+)?
 _STREAM_RE = re.compile(r"^\s*Stream #0:(?P<index>\d+)\S*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$", re.MULTILINE)
 _SIZE_RE = re.compile(r"^(?P<w>\d+)x(?P<h>\d+)(?:\s|$)")
 _INVALID_SIZE_RE = re.compile(r"Picture size (?P<w>\d+)x(?P<h>\d+) is invalid")
-_PACKETS_READ_RE = re.compile(r"Input stream #0:\d+ \(video\): (?P<packets>\d+) packets read")
-_FRAMES_DECODED_RE = re.compile(r"Input stream #0:\d+ \(video\): \d+ packets read \(\d+ bytes\); (?P<frames>\d+) frames decoded")
+# Statistics lines FFmpeg prints at exit, "[in#0/mov,... @ 0x...]   Input stream #0:0 (video): ...".
+_PACKETS_READ_RE = re.compile(
+    r"^(?:\[in#0/[^\]\n]*\])?[ \t]*Input stream #0:\d+ \(video\): (?P<packets>\d+) packets read", re.MULTILINE)
+_FRAMES_DECODED_RE = re.compile(
+    r"^(?:\[in#0/[^\]\n]*\])?[ \t]*Input stream #0:\d+ \(video\): \d+ packets read \(\d+ bytes\); "
+    r"(?P<frames>\d+) frames decoded", re.MULTILINE)
+_STREAM_MAPPING_RE = re.compile(r"^Stream mapping:[ \t]*$", re.MULTILINE)
+_PROGRESS_FRAME_RE = re.compile(r"^frame=(?P<frames>\d+)[ \t]*$", re.MULTILINE)
+_PROGRESS_TIME_RE = re.compile(r"^out_time_us=(?P<us>-?\d+)[ \t]*$", re.MULTILINE)
+# Output options that keep the file's own tags and chapters out of FFmpeg's output dump.
+_NO_METADATA_ARGS = ["-map_metadata", "-1", "-map_chapters", "-1"]
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The last match: FFmpeg prints its statistics after every dump of the file's metadata."""
+    match = None
+    for match in pattern.finditer(text):
+        pass
+    return match
+
+
+def _after_input_dump(stderr: str) -> str:
+    """The stderr after the real `Stream mapping:` line (the last one: forged copies can only
+    sit in the input dump before it), or "" when FFmpeg stopped before mapping streams."""
+    mapping = _last_match(_STREAM_MAPPING_RE, stderr)
+    return stderr[mapping.end():] if mapping else ""
+
+
+def _progress(stdout: bytes) -> tuple[int | None, float | None]:
+    """(frames, seconds) from the last `-progress` block on stdout."""
+    text = stdout.decode("ascii", "replace")
+    frames = _last_match(_PROGRESS_FRAME_RE, text)
+    micros = _last_match(_PROGRESS_TIME_RE, text)
+    seconds = int(micros["us"]) / 1e6 if micros else None
+    return (int(frames["frames"]) if frames else None), (seconds if seconds and seconds > 0 else None)
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -105,8 +147,10 @@ def _seconds(text: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def parse_input_header(stderr: str) -> dict[str, Any] | None:
-    """Fields of FFmpeg's `Input #0` block, or None when no input was opened."""
+def parse_input_header(stderr: str, *, streams_from: str | None = None) -> dict[str, Any] | None:
+    """Fields of FFmpeg's `Input #0` block, or None when no input was opened. `streams_from`:
+    read the video stream line from this text instead (the output dump, free of the file's
+    tags); `has_audio` (informational only) always comes from the input dump."""
     container_match = _INPUT_RE.search(stderr)
     if container_match is None:
         return None
@@ -119,10 +163,8 @@ def parse_input_header(stderr: str) -> dict[str, Any] | None:
     if duration_match and duration_match["start"]:
         start = float(duration_match["start"])
     video: dict[str, Any] | None = None
-    has_audio = False
-    for stream in _STREAM_RE.finditer(header):
-        if stream["kind"] == "Audio":
-            has_audio = True
+    has_audio = any(stream["kind"] == "Audio" for stream in _STREAM_RE.finditer(header))
+    for stream in _STREAM_RE.finditer(header if streams_from is None else streams_from):
         if stream["kind"] != "Video" or video is not None:
             continue
         parts = _split_top_level(stream["rest"])
@@ -189,8 +231,9 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
     size = _check_file(path=source, limits=limits)
     try:
         result = run_ffmpeg(
-            ["-v", "verbose", *hardened_input_args(path=source, limits=limits),
-             "-map", "0:v:0?", "-c", "copy", "-f", "null", "-"],
+            # 0:V = video that is not cover art. Measured counts go to stdout (-progress).
+            ["-v", "verbose", "-progress", "pipe:1", *hardened_input_args(path=source, limits=limits),
+             "-map", "0:V:0?", *_NO_METADATA_ARGS, "-c", "copy", "-f", "null", "-"],
             timeout=limits.timeout_seconds,
             check=False,
         )
@@ -199,7 +242,10 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
             f"Reading the video took longer than {limits.timeout_seconds:g} s; it is refused.",
             code="video_timeout",
         ) from None
-    header = parse_input_header(result.stderr)
+    output_dump = _after_input_dump(result.stderr)
+    # Stream fields from the input dump (forgeable) serve only to explain a refusal.
+    streams_trusted = _STREAM_RE.search(output_dump) is not None
+    header = parse_input_header(result.stderr, streams_from=output_dump if streams_trusted else None)
     if header is None:
         raise VideoRefused(
             "The file is not a video FFmpeg can read in an allowed format "
@@ -210,7 +256,10 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
     if video is None:
         what = "audio only" if header["has_audio"] else "no streams FFmpeg can use"
         raise VideoRefused(f"The file has no video stream ({what}).", code="video_no_stream")
+    measured_frames, measured_seconds = _progress(result.stdout)
     duration = header["duration_seconds"]
+    if measured_seconds is not None and (duration is None or measured_seconds > duration):
+        duration = measured_seconds  # a header (or forged tag) may not claim less than was read
     if duration is not None and duration > limits.max_seconds:
         raise VideoRefused(
             f"The video lasts {duration:.1f} s; the limit is {limits.max_seconds:g} s.", code="video_too_long"
@@ -230,12 +279,12 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
             f"the limit is {limits.max_pixels} pixels.",
             code="video_too_large",
         )
-    packets = _PACKETS_READ_RE.search(result.stderr)
-    if result.returncode != 0 and packets is None:
+    packets = _last_match(_PACKETS_READ_RE, output_dump)
+    if (result.returncode != 0 and packets is None) or not streams_trusted:
         raise VideoRefused(
             f"The video stream cannot be read ({_ffmpeg_reason(result.stderr)}).", code="video_unreadable"
         )
-    frame_count = int(packets["packets"]) if packets else 0
+    frame_count = max(int(packets["packets"]) if packets else 0, measured_frames or 0)
     if frame_count == 0:
         raise VideoRefused("The video has zero frames (it may be truncated).", code="video_no_frames")
     if frame_count > limits.max_frames:
@@ -269,7 +318,9 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
 # ---------------------------------------------------------------------------------------------
 # Decode
 # ---------------------------------------------------------------------------------------------
-_SHOWINFO_RE = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*(?P<n>\d+) pts:\s*(?P<pts>-?\d+|NOPTS) pts_time:(?P<t>\S+)")
+_SHOWINFO_RE = re.compile(
+    r"^\[Parsed_showinfo_\d+ @ [^\]\n]*\] n:[ \t]*(?P<n>\d+) pts:[ \t]*(?P<pts>-?\d+|NOPTS) pts_time:(?P<t>\S+)",
+    re.MULTILINE)
 
 
 @dataclass
@@ -315,7 +366,7 @@ def decode_frames(
     selected = select_filter(select)
     if selected:
         chain.append(selected)
-    chain.append("showinfo")
+    chain.append("showinfo")  # one line per selected frame with its pts, n counting from 0
     if filters:
         chain.extend(filters)
         if size is None:
@@ -334,7 +385,7 @@ def decode_frames(
             # only see the selected frames, and extra threads cost more hand-offs than they
             # save (measured: 339 vs 365 ms for 150 frames of 720p, 95 vs 135 ms for 300 of 320x240).
             ["-v", "verbose", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
-             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(chain),
+             "-map", "0:V:0", "-an", "-sn", "-dn", *_NO_METADATA_ARGS, "-vf", ",".join(chain),
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
             timeout=limits.processing_timeout_seconds,
             check=True,
@@ -348,13 +399,17 @@ def decode_frames(
     frame_bytes = width * height * 3
     count = len(result.stdout) // frame_bytes
     frames = np.frombuffer(result.stdout, dtype=np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)
-    pts: list[float | None] = []
-    for match in _SHOWINFO_RE.finditer(result.stderr):
-        pts.append(None if match["pts"] == "NOPTS" else float(match["t"]))
-    decoded = _FRAMES_DECODED_RE.search(result.stderr)
+    # Only after the real "Stream mapping:" line: a forged showinfo line in the file's tags
+    # would otherwise shift every timestamp. Each n is kept once (its last line).
+    after_dump = _after_input_dump(result.stderr)
+    by_number: dict[int, float | None] = {}
+    for match in _SHOWINFO_RE.finditer(after_dump):
+        by_number[int(match["n"])] = None if match["pts"] == "NOPTS" else float(match["t"])
+    pts: list[float | None] = [by_number.get(n) for n in range(count)]
+    decoded = _last_match(_FRAMES_DECODED_RE, after_dump)
     return DecodedFrames(
         frames=frames,
-        pts_seconds=pts[:count],
+        pts_seconds=pts,
         decoded_count=int(decoded["frames"]) if decoded else None,
         output_size=(width, height),
     )
@@ -396,21 +451,29 @@ def transcode_for_browser(
     scale = f"scale={width}:{height}:flags=bicubic,setsar=1"
     try:
         run_ffmpeg(
-            ["-v", "error", *hardened_input_args(path=path, limits=limits),
-             "-map", "0:v:0", "-map", "0:a:0?", "-vf", scale, "-fps_mode", "passthrough",
-             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+            # At most two decoder and two encoder threads and one filter thread (a 2-core
+            # target): one upload must not take every core of the machine.
+            ["-v", "error", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
+             "-map", "0:V:0", "-map", "0:a:0?", "-vf", scale, "-fps_mode", "passthrough",
+             "-c:v", "libx264", "-threads", "2", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
              "-profile:v", "high", "-c:a", "aac", "-b:a", "128k", "-ac", "2",
              "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4", "-y", str(partial_mp4)],
             timeout=limits.processing_timeout_seconds,
         )
         # The poster comes from the rendition we just made (a known-good H.264 MP4).
-        poster_args = ["-v", "error", "-protocol_whitelist", "file", "-ss", f"{poster_at:.3f}",
+        poster_args = ["-v", "error", "-threads", "2", "-protocol_whitelist", "file", "-ss", f"{poster_at:.3f}",
                        "-i", "file:" + str(partial_mp4.resolve()), "-map", "0:v:0", "-frames:v", "1",
                        "-q:v", "3", "-update", "1", "-f", "image2", "-y", str(partial_jpg)]
         run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
         if not partial_jpg.exists() or partial_jpg.stat().st_size == 0:
             poster_args[poster_args.index("-ss") + 1] = "0"
             run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
+        if not partial_jpg.exists() or partial_jpg.stat().st_size == 0:
+            raise VideoRefused(
+                "The video was converted, but not even its first frame could be saved as a poster "
+                "image; the video may be damaged.",
+                code="video_no_poster",
+            )
         os.replace(partial_mp4, target)
         os.replace(partial_jpg, poster)
     except FFmpegTimeout:

@@ -1,6 +1,7 @@
 """Read settings from the environment and fail loudly on bad values (after healthchecks' envbool)."""
 from __future__ import annotations
 
+import math
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +47,9 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
         value = float(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        # float() accepts "inf" and "nan": GRADCAM_TRANSCODE_TIMEOUT=inf would mean no timeout.
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}")
     return value

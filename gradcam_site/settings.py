@@ -23,10 +23,13 @@ DEBUG = env_bool("DEBUG", False)
 _INSECURE_DEV_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    if DEBUG or "pytest" in sys.modules or env_bool("GRADCAM_ALLOW_DEV_SECRET", False):
+    # Only on an explicit request: DEBUG=1, or GRADCAM_ALLOW_DEV_SECRET=1 (the test run sets it).
+    if DEBUG or env_bool("GRADCAM_ALLOW_DEV_SECRET", False):
         SECRET_KEY = _INSECURE_DEV_KEY
     else:
-        raise ImproperlyConfigured("SECRET_KEY is not set (set DEBUG=1 for local development)")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (set DEBUG=1 for local development, GRADCAM_ALLOW_DEV_SECRET=1 for tests)"
+        )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -40,12 +40,22 @@ def test_env_int_and_float_refuse_garbage_and_values_below_minimum(monkeypatch):
     assert env_list("X_LIST", []) == ["a", "b", "c"]
 
 
-def _settings_in_fresh_process(**env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG"}}
+def test_env_float_refuses_infinity_and_nan(monkeypatch):
+    for raw in ("inf", "-inf", "Infinity", "nan", " NaN "):
+        monkeypatch.setenv("GRADCAM_TRANSCODE_TIMEOUT", raw)
+        with pytest.raises(ImproperlyConfigured, match="is not a finite number"):
+            env_float("GRADCAM_TRANSCODE_TIMEOUT", 900.0, minimum=1.0)
+    monkeypatch.setenv("GRADCAM_TRANSCODE_TIMEOUT", "1e3")
+    assert env_float("GRADCAM_TRANSCODE_TIMEOUT", 900.0, minimum=1.0) == 1000.0
+
+
+def _settings_in_fresh_process(*, preamble: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", "GRADCAM_ALLOW_DEV_SECRET"}}
     clean.update(env)
     clean["DJANGO_SETTINGS_MODULE"] = "gradcam_site.settings"
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"],
+        [sys.executable, "-c", preamble + "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"],
         cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60,
     )
 
@@ -66,3 +76,16 @@ def test_database_url_selects_postgresql():
     result = _settings_in_fresh_process(DEBUG="1", DATABASE_URL="postgres://u:p@127.0.0.1:5432/db")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "django.db.backends.postgresql"
+
+
+def test_importing_pytest_does_not_unlock_the_dev_secret_key():
+    result = _settings_in_fresh_process(preamble="import pytest; ", DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_dev_secret_key_needs_an_explicit_flag():
+    allowed = _settings_in_fresh_process(DEBUG="0", GRADCAM_ALLOW_DEV_SECRET="1")
+    assert allowed.returncode == 0, allowed.stderr
+    refused = _settings_in_fresh_process(DEBUG="0", GRADCAM_ALLOW_DEV_SECRET="0")
+    assert refused.returncode != 0 and "SECRET_KEY is not set" in refused.stderr

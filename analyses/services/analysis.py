@@ -39,6 +39,8 @@ TASK_FUNCTION = "analyses.tasks.run_analysis_task"
 REAPER_FUNCTION = "analyses.tasks.reap_stale_analyses_task"
 REAPER_SCHEDULE_NAME = "gradcam: reap stale analyses"
 RESULTS_FOLDER = "analyses"
+# Each attempt publishes into MEDIA_ROOT/analyses/<code hex>/attempt-<n>/ (results_dir names it).
+ATTEMPT_FOLDER_PREFIX = "attempt-"
 
 # Parameter choices, in the engine's own parameter schema (gradcam3d.manifest.DEFAULT_PARAMS,
 # gradcam3d.preprocess.PreprocessParams). They mirror the engine's lists; the web side may not
@@ -217,16 +219,22 @@ def _team_checked(*, team: Team | None, user: Any) -> Team | None:
 
 
 # --------------------------------------------------------------------------- create, re-run
-def _enqueue(analysis_id: int) -> None:
-    """Queue the task (called on commit). A broker failure is logged and leaves the row queued."""
+def _task_name(analysis_id: int) -> str:
+    return f"analysis-{analysis_id}"
+
+
+def _enqueue(analysis_id: int) -> bool:
+    """Queue the task (called on commit). A broker failure is logged and leaves the row queued:
+    the reaper queues it again later (`analysis_reap_stale`)."""
     from django_q.tasks import async_task
 
     try:
-        task_id = async_task(TASK_FUNCTION, analysis_id, task_name=f"analysis-{analysis_id}", group="analyses")
+        task_id = async_task(TASK_FUNCTION, analysis_id, task_name=_task_name(analysis_id), group="analyses")
     except Exception:  # noqa: BLE001 - the row is committed; do not fail the user's request
         logger.exception("could not enqueue analysis %s", analysis_id)
-        return
+        return False
     Analysis.objects.filter(pk=analysis_id).update(task_id=str(task_id or "")[:64])
+    return True
 
 
 def analysis_create(
@@ -308,10 +316,16 @@ def analysis_rerun(
 
 
 # --------------------------------------------------------------------------- state machine
-def analysis_transition(*, analysis_id: int, from_status: str, to_status: str, **fields: Any) -> bool:
-    """Compare-and-set the status; returns whether this caller won."""
+def analysis_transition(
+    *, analysis_id: int, from_status: str, to_status: str, where: dict[str, Any] | None = None, **fields: Any
+) -> bool:
+    """Compare-and-set the status; returns whether this caller won.
+
+    `where` adds conditions to the compare (a worker passes its `worker_lease` and `attempts`, so
+    it can only move the row while the row is still its own attempt); `fields` are written.
+    """
     return bool(
-        Analysis.objects.filter(pk=analysis_id, status=from_status).update(status=to_status, **fields)
+        Analysis.objects.filter(pk=analysis_id, status=from_status, **(where or {})).update(status=to_status, **fields)
     )
 
 
@@ -370,9 +384,13 @@ def _process_start_ticks(pid: int) -> str | None:
         return None
 
 
-def current_worker_lease() -> str:
-    pid = os.getpid()
+def process_lease(pid: int) -> str:
+    """"<host>:<pid>:<start ticks>": identifies one process even after its pid is reused."""
     return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or '?'}"
+
+
+def current_worker_lease() -> str:
+    return process_lease(os.getpid())
 
 
 def worker_lease_is_dead(lease: str) -> bool:
@@ -388,16 +406,78 @@ def worker_lease_is_dead(lease: str) -> bool:
     return current_ticks is None or (ticks != "?" and current_ticks != ticks)
 
 
+def _pending_task_names() -> tuple[set[str], set[str]] | None:
+    """(task ids, task names) waiting in or taken from the ORM broker's queue (until acknowledged,
+    after its result is saved); None with another broker, which cannot be listed."""
+    from django_q.models import OrmQ
+
+    if not settings.Q_CLUSTER.get("orm"):
+        return None
+    ids: set[str] = set()
+    names: set[str] = set()
+    for entry in OrmQ.objects.all():
+        try:
+            ids.add(str(entry.task_id()))
+            names.add(str(entry.name()))
+        except Exception:  # noqa: BLE001 - an undecodable entry (another SECRET_KEY) is not ours
+            continue
+    return ids, names
+
+
+def _task_is_pending(analysis: Analysis, pending: tuple[set[str], set[str]] | None) -> bool:
+    from django_q.models import Task
+
+    if pending is not None:
+        ids, names = pending
+        return analysis.task_id in ids or _task_name(analysis.pk) in names
+    # Another broker (Redis): its queue cannot be searched; a task is pending until its result exists.
+    return bool(analysis.task_id) and not Task.objects.filter(id=analysis.task_id).exists()
+
+
+def _reap_lost_queued(*, now: datetime, counts: dict[str, int]) -> None:
+    """Queued rows whose task is gone (enqueueing failed at commit, a broker lost it): queue them
+    again, or fail them in words when no attempt is left."""
+    lost_before = now - timedelta(seconds=settings.GRADCAM_HEARTBEAT_STALE_SECONDS)
+    candidates = list(
+        Analysis.objects.filter(status=AnalysisStatus.QUEUED, cancel_requested=False, created_at__lt=lost_before)
+        .exclude(started_at__gte=lost_before)
+        .only("pk", "task_id", "attempts", "max_attempts")
+    )
+    if not candidates:
+        return
+    pending = _pending_task_names()
+    for analysis in candidates:
+        if _task_is_pending(analysis, pending):
+            continue
+        if analysis.attempts >= analysis.max_attempts:
+            won = Analysis.objects.filter(pk=analysis.pk, status=AnalysisStatus.QUEUED, cancel_requested=False).update(
+                status=AnalysisStatus.FAILED, finished_at=now, stage="failed",
+                error_message=(
+                    f"This analysis was queued but never started: its task was lost after attempt "
+                    f"{analysis.attempts} of {analysis.max_attempts}. Re-run it to try again."
+                ),
+            )
+            counts["failed"] += won
+        elif _enqueue(analysis.pk):
+            logger.warning("analysis %s was queued without a pending task: queued again", analysis.pk)
+            counts["enqueued_again"] += 1
+
+
 def analysis_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
-    """Fail, re-queue or finish cancelling runs whose worker died.
+    """Fail, re-queue or finish cancelling runs whose worker died; re-enqueue lost queued rows;
+    remove the working folders that dead workers and engines left behind.
 
     A running row is dead when its heartbeat is older than GRADCAM_HEARTBEAT_STALE_SECONDS or
     its worker process (same host) is gone. While attempts remain it goes back to the queue,
-    otherwise it fails with a message saying what happened.
+    otherwise it fails with a message saying what happened. A queued row older than that with
+    no pending django-q2 task is enqueued again (a duplicate task is harmless: the queued ->
+    running compare-and-set lets only one run it).
     """
+    from analyses import runner
+
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=settings.GRADCAM_HEARTBEAT_STALE_SECONDS)
-    counts = {"requeued": 0, "failed": 0, "cancelled": 0}
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "enqueued_again": 0, "work_folders_removed": 0}
     running = Analysis.objects.filter(status=AnalysisStatus.RUNNING)
     for analysis in running.only("pk", "heartbeat_at", "started_at", "worker_lease", "attempts",
                                  "max_attempts", "cancel_requested"):
@@ -434,6 +514,8 @@ def analysis_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
             counts["failed"] += won
         if won:
             logger.warning("reaped analysis %s (heartbeat %s)", analysis.pk, analysis.heartbeat_at)
+    _reap_lost_queued(now=now, counts=counts)
+    counts["work_folders_removed"] = runner.work_folders_sweep()
     return counts
 
 

@@ -11,14 +11,17 @@ import hashlib
 import logging
 import os
 import re
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from accounts.models import Team, TeamMembership
@@ -89,7 +92,7 @@ def _remove_quietly(*paths: Path | None) -> None:
             logger.warning("could not remove %s: %s", path, exc)
 
 
-def _human_bytes(size: int) -> str:
+def human_bytes(size: int) -> str:
     value = float(size)
     for unit in ("bytes", "KB", "MB", "GB"):
         if value < 1024 or unit == "GB":
@@ -135,7 +138,7 @@ def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str) -> StagedUplo
                 size += len(chunk)
                 if size > max_bytes:
                     raise UploadRefused(
-                        f"The {kind} file is larger than the limit of {_human_bytes(max_bytes)}."
+                        f"The {kind} file is larger than the limit of {human_bytes(max_bytes)}."
                     )
                 digest.update(chunk)
                 handle.write(chunk)
@@ -368,29 +371,53 @@ def classifier_update(
     return classifier
 
 
+def _delete_or_archive(
+    obj: Classifier | Video, *, actor: Any, media_names: Callable[[Classifier | Video], list[str]]
+) -> str:
+    """Delete `obj` and (after commit) its files, or archive it when analyses use it.
+
+    The row is locked first, so an analysis created concurrently either committed before
+    (and is seen by the check) or waits for this transaction (PostgreSQL). Should one still
+    slip in between the check and the delete, the PROTECT foreign key raises ProtectedError
+    and the object is archived instead of the request failing.
+    """
+    kind = obj._meta.model_name
+    with transaction.atomic():
+        locked = type(obj).objects.select_for_update().filter(pk=obj.pk).first()
+        if locked is None:  # deleted meanwhile by someone else (who audited it)
+            return "deleted"
+        if not locked.analyses.exists():
+            names = media_names(locked)
+            try:
+                with transaction.atomic():  # a savepoint: the audit event goes with the delete
+                    audit_log(
+                        actor=actor, action=f"{kind}.deleted", target=locked,
+                        data={"name": locked.name, "sha256": locked.sha256},
+                    )
+                    locked.delete()
+            except ProtectedError:
+                logger.info("%s %s gained an analysis while being deleted; archiving it", kind, obj.pk)
+            else:
+                # The files go only once the row is gone for good.
+                transaction.on_commit(lambda: [_delete_media_file(name) for name in names])
+                return "deleted"
+        if locked.archived_at is None:
+            locked.archived_at = timezone.now()
+            locked.save(update_fields=["archived_at"])
+        obj.archived_at = locked.archived_at
+        audit_log(
+            actor=actor, action=f"{kind}.archived", target=locked,
+            data={"name": locked.name, "analyses": locked.analyses.count()},
+        )
+    return "archived"
+
+
 def classifier_delete(*, classifier: Classifier, actor: Any) -> str:
     """Delete the classifier, or archive it when analyses use it (their results stay valid).
 
     Returns "deleted" or "archived".
     """
-    with transaction.atomic():
-        if classifier.analyses.exists():
-            classifier.archived_at = timezone.now()
-            classifier.save(update_fields=["archived_at"])
-            audit_log(
-                actor=actor, action="classifier.archived", target=classifier,
-                data={"name": classifier.name, "analyses": classifier.analyses.count()},
-            )
-            return "archived"
-        relative_name = classifier.file.name
-        audit_log(
-            actor=actor, action="classifier.deleted", target=classifier,
-            data={"name": classifier.name, "sha256": classifier.sha256},
-        )
-        classifier.delete()
-        # The file goes only once the row is gone for good.
-        transaction.on_commit(lambda: _delete_media_file(relative_name))
-    return "deleted"
+    return _delete_or_archive(classifier, actor=actor, media_names=lambda obj: [obj.file.name])
 
 
 # --------------------------------------------------------------------------- videos
@@ -442,10 +469,15 @@ def video_create(
         uploaded_file=uploaded_file, max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES, kind="video"
     )
     stem = uuid.uuid4().hex
-    rendition_tmp = staged.path.with_name(f"{stem}.web.mp4")
-    poster_tmp = staged.path.with_name(f"{stem}.poster.jpg")
+    # The transcode child writes (and, if it is killed, leaves) its partial files next to its
+    # outputs: give it a folder of its own under MEDIA_ROOT/tmp (same file system, so the
+    # final rename stays atomic) and remove the whole folder afterwards, whatever happened.
+    work_dir: Path | None = None
     moved: list[Path] = []
     try:
+        work_dir = Path(tempfile.mkdtemp(prefix=f"transcode-{stem}-", dir=_tmp_dir()))
+        rendition_tmp = work_dir / f"{stem}.web.mp4"
+        poster_tmp = work_dir / f"{stem}.poster.jpg"
         existing = Video.objects.filter(owner=owner, sha256=staged.sha256).first()
         if existing is not None:
             _restore_if_archived(existing, actor=owner)
@@ -512,7 +544,9 @@ def video_create(
         _remove_quietly(*moved)
         raise
     finally:
-        _remove_quietly(staged.path, rendition_tmp, poster_tmp)
+        _remove_quietly(staged.path)
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def video_update(
@@ -544,20 +578,6 @@ def video_update(
 
 def video_delete(*, video: Video, actor: Any) -> str:
     """Delete the video and its rendition/poster, or archive it when analyses use it."""
-    with transaction.atomic():
-        if video.analyses.exists():
-            video.archived_at = timezone.now()
-            video.save(update_fields=["archived_at"])
-            audit_log(
-                actor=actor, action="video.archived", target=video,
-                data={"name": video.name, "analyses": video.analyses.count()},
-            )
-            return "archived"
-        names = [video.file.name, video.rendition.name, video.poster.name]
-        audit_log(
-            actor=actor, action="video.deleted", target=video,
-            data={"name": video.name, "sha256": video.sha256},
-        )
-        video.delete()
-        transaction.on_commit(lambda: [_delete_media_file(name) for name in names])
-    return "deleted"
+    return _delete_or_archive(
+        video, actor=actor, media_names=lambda obj: [obj.file.name, obj.rendition.name, obj.poster.name]
+    )

@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopFutureHandlers
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve
@@ -20,51 +21,123 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from analyses import selectors
 from analyses.files import private_file_response
-from analyses.forms import ClassifierEditForm, ClassifierUploadForm, VideoEditForm, VideoUploadForm
+from analyses.forms import (
+    CLASS_MAP_MAX_BYTES,
+    ClassifierEditForm,
+    ClassifierUploadForm,
+    VideoEditForm,
+    VideoUploadForm,
+)
 from analyses.services import library as library_services
-from analyses.services.library import DuplicateUpload, LibraryError, class_map_text
+from analyses.services.library import DuplicateUpload, LibraryError, class_map_text, human_bytes
 
 RECENT_ON_HOME = 5
 
 
 # --------------------------------------------------------------------------- upload size
-class UploadLimitHandler(FileUploadHandler):
-    """Stops receiving the `file` field once it passes the limit and remembers why.
+# Room for the multipart headers and the text fields (whose size Django itself caps with
+# DATA_UPLOAD_MAX_MEMORY_SIZE) on top of the file limits, when judging Content-Length.
+_MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
-    Without it Django would write the whole oversized upload to disk before any view code runs.
-    The rest of the request body is still read (and discarded), so the browser gets a normal
-    page with the message instead of a reset connection.
+
+class UploadLimitHandler(FileUploadHandler):
+    """Refuses oversized uploads while they stream in, before anything reaches disk.
+
+    `file_limits` maps each expected file field to its own limit; file fields not in it are
+    skipped unread. Bytes are also counted across ALL file parts (a field repeated a hundred
+    times cannot add up past the sum of the limits), and a request whose Content-Length is
+    already over that sum plus room for the text fields has every file part skipped from the
+    start. Without this handler Django would write every file part to disk before any view
+    code runs. The rest of the request body is still read (and discarded) and the text
+    fields parsed, so the browser gets a normal page with the message instead of a reset
+    connection. `refusal` / `refusal_field` say why and where.
     """
 
-    def __init__(self, request: HttpRequest | None = None, *, max_bytes: int, kind: str) -> None:
+    def __init__(
+        self, request: HttpRequest | None = None, *, file_limits: dict[str, int], kind: str
+    ) -> None:
         super().__init__(request)
-        self.max_bytes = max_bytes
+        self.file_limits = dict(file_limits)
+        self.total_limit = sum(self.file_limits.values())
         self.kind = kind
         self.received = 0
+        self.total_received = 0
         self.refusal: str | None = None
-        self._watching = False
+        self.refusal_field: str = "file"
+        self._field: str | None = None
+        self._refuse_everything = False
+        self._discarding = False
+
+    def _refuse(self, *, field: str, message: str) -> None:
+        if self.refusal is None:  # the first reason is the one the user needs
+            self.refusal, self.refusal_field = message, field
+
+    def handle_raw_input(
+        self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: str | None = None
+    ) -> None:
+        text_room = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+        if content_length and content_length > self.total_limit + text_room + _MULTIPART_OVERHEAD_BYTES:
+            self._refuse_everything = True
+            self._refuse(
+                field="file",
+                message=f"The upload is larger than the limit of {human_bytes(self.total_limit)} "
+                f"for a {self.kind} file.",
+            )
+        return None
 
     def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
-        self._watching = field_name == "file"
         self.received = 0
+        self._field = field_name
+        self._discarding = False
+        if self._refuse_everything:
+            raise SkipFile()
+        if field_name not in self.file_limits:
+            # Not a field of the form: read and drop it here. (SkipFile would also close the
+            # file parts already received, breaking an otherwise valid upload.)
+            self._discarding = True
+            raise StopFutureHandlers()
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
-        if self._watching:
-            self.received += len(raw_data)
-            if self.received > self.max_bytes:
-                limit_mb = self.max_bytes / (1024 * 1024)
-                self.refusal = f"The {self.kind} file is larger than the limit of {limit_mb:.1f} MB."
-                raise SkipFile()
+        if self._discarding:
+            return None  # no later handler sees the bytes
+        field = self._field or ""
+        self.received += len(raw_data)
+        self.total_received += len(raw_data)
+        limit = self.file_limits.get(field, 0)
+        if self.received > limit:
+            what = f"The {self.kind} file" if field == "file" else f"The {field.replace('_', ' ')}"
+            self._refuse(field=field, message=f"{what} is larger than the limit of {human_bytes(limit)}.")
+            raise SkipFile()
+        if self.total_received > self.total_limit:
+            self._refuse(
+                field="file",
+                message=f"The upload is larger than the limit of {human_bytes(self.total_limit)} "
+                f"for a {self.kind} file.",
+            )
+            raise SkipFile()
         return raw_data
 
-    def file_complete(self, file_size: int) -> None:
+    def file_complete(self, file_size: int) -> SimpleUploadedFile | None:
+        if self._discarding:
+            # An empty stand-in, so no later handler hands out the previous part's file under
+            # this field's name; forms ignore fields they do not have.
+            return SimpleUploadedFile("discarded", b"")
         return None
 
 
-def _install_upload_limit(request: HttpRequest, *, max_bytes: int, kind: str) -> UploadLimitHandler:
-    handler = UploadLimitHandler(request, max_bytes=max_bytes, kind=kind)
+def _install_upload_limit(
+    request: HttpRequest, *, file_limits: dict[str, int], kind: str
+) -> UploadLimitHandler:
+    handler = UploadLimitHandler(request, file_limits=file_limits, kind=kind)
     request.upload_handlers.insert(0, handler)
     return handler
+
+
+def _show_upload_refusal(form: Any, limit: UploadLimitHandler) -> None:
+    form.is_valid()
+    field = limit.refusal_field if limit.refusal_field in form.fields else "file"
+    form.errors.pop(field, None)
+    form.add_error(field, limit.refusal)
 
 
 def _team_choice(form: Any) -> Any:
@@ -117,7 +190,9 @@ def classifier_list(request: HttpRequest) -> HttpResponse:
     limit = None
     if request.method == "POST":
         limit = _install_upload_limit(
-            request, max_bytes=settings.GRADCAM_MAX_MODEL_BYTES, kind="model"
+            request,
+            file_limits={"file": settings.GRADCAM_MAX_MODEL_BYTES, "class_map_file": CLASS_MAP_MAX_BYTES},
+            kind="model",
         )
     return _classifier_list_protected(request, limit=limit)
 
@@ -128,9 +203,7 @@ def _classifier_list_protected(request: HttpRequest, *, limit: UploadLimitHandle
         return _classifier_list_page(request, form=ClassifierUploadForm(user=request.user))
     form = ClassifierUploadForm(request.POST, request.FILES, user=request.user)
     if limit is not None and limit.refusal:
-        form.is_valid()
-        form.errors.pop("file", None)
-        form.add_error("file", limit.refusal)
+        _show_upload_refusal(form, limit)
         return _classifier_list_page(request, form=form, status=400)
     if not form.is_valid():
         return _classifier_list_page(request, form=form, status=400)
@@ -163,6 +236,7 @@ def _classifier_edit_form(classifier: Any, *, user: Any, data: Any = None) -> Cl
     return ClassifierEditForm(
         data,
         user=user,
+        current_team=classifier.team,
         initial={
             "name": classifier.name,
             "description": classifier.description,
@@ -268,7 +342,7 @@ def video_list(request: HttpRequest) -> HttpResponse:
     limit = None
     if request.method == "POST":
         limit = _install_upload_limit(
-            request, max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES, kind="video"
+            request, file_limits={"file": settings.GRADCAM_MAX_VIDEO_BYTES}, kind="video"
         )
     return _video_list_protected(request, limit=limit)
 
@@ -279,9 +353,7 @@ def _video_list_protected(request: HttpRequest, *, limit: UploadLimitHandler | N
         return _video_list_page(request, form=VideoUploadForm(user=request.user))
     form = VideoUploadForm(request.POST, request.FILES, user=request.user)
     if limit is not None and limit.refusal:
-        form.is_valid()
-        form.errors.pop("file", None)
-        form.add_error("file", limit.refusal)
+        _show_upload_refusal(form, limit)
         return _video_list_page(request, form=form, status=400)
     if not form.is_valid():
         return _video_list_page(request, form=form, status=400)
@@ -315,6 +387,7 @@ def video_detail(request: HttpRequest, code: str) -> HttpResponse:
     form = VideoEditForm(
         request.POST if for_write else None,
         user=request.user,
+        current_team=video.team,
         initial={
             "name": video.name,
             "description": video.description,

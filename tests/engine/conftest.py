@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.engine.conftest_demo import demo_bundle  # noqa: F401 - shared demo fixture
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Before any TensorFlow import: see gradcam3d/loading.py (oneDNN gives wrong graph gradients).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

@@ -171,3 +171,41 @@ def test_cli_preview_refuses_a_short_video_with_status_2(videos: dict[str, Path]
     assert done.returncode == 2
     assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == "video_too_short"
     assert not (tmp_path / "preview.mp4").exists()
+
+
+def test_video_without_timestamps_or_frame_rate_is_refused_instead_of_nan_times(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gradcam3d.preprocess as preprocess
+
+    real_probe, real_decode = preprocess.probe_video, preprocess.decode_frames
+
+    def probe_without_rate(*args, **kwargs):
+        return {**real_probe(*args, **kwargs), "fps": None}
+
+    def decode_without_pts(*args, **kwargs):
+        decoded = real_decode(*args, **kwargs)
+        decoded.pts_seconds = [None] * len(decoded.pts_seconds)
+        return decoded
+
+    monkeypatch.setattr(preprocess, "probe_video", probe_without_rate)
+    monkeypatch.setattr(preprocess, "decode_frames", decode_without_pts)
+    with pytest.raises(VideoRefused) as refused:
+        preprocess_video(videos["mp4"], input_shape=(16, 24, 32, 3))
+    assert refused.value.code == "video_no_timestamps"
+    assert "no timestamps" in str(refused.value)
+
+
+def test_missing_pts_fall_back_to_index_over_frame_rate(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradcam3d.preprocess as preprocess
+
+    real_decode = preprocess.decode_frames
+
+    def decode_without_pts(*args, **kwargs):
+        decoded = real_decode(*args, **kwargs)
+        decoded.pts_seconds = [None] * len(decoded.pts_seconds)
+        return decoded
+
+    monkeypatch.setattr(preprocess, "decode_frames", decode_without_pts)
+    clip = preprocess_video(videos["mp4"], input_shape=(16, 24, 32, 3))
+    assert clip.timestamps == [round(i / 25.0, 6) for i in ORIGINAL_TOOL_INDICES_40_FRAMES_T16]

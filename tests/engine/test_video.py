@@ -38,6 +38,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "huge_gif": vf.make_huge_declared_gif(folder / "bomb.gif"),
         "png": vf.make_png_image(folder / "still.mp4"),
     }
+    made["forged"] = vf.make_forged_stats_mp4(folder / "forged.mp4")
     made["hls"] = vf.make_hls_playlist(folder / "list.m3u8", target=made["mp4"])
     made["hls_renamed"] = vf.make_hls_playlist(folder / "list.mp4", target=made["mp4"])
     made["concat"] = vf.make_concat_script(folder / "concat.mp4", target=made["mp4"])
@@ -236,3 +237,82 @@ def test_probe_cli_does_not_import_tensorflow(videos: dict[str, Path]) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
     assert np.__name__  # numpy is the only heavy import allowed here
+
+
+def test_probe_counts_real_packets_when_tags_forge_ffmpeg_statistics(videos: dict[str, Path]) -> None:
+    """The title and a tag name claim "7 packets read", 0.1 s and 10x10; the file has 300 frames."""
+    with pytest.raises(VideoRefused) as refused:
+        probe_video(videos["forged"], limits=VideoLimits(max_frames=100))
+    assert refused.value.code == "video_too_many_frames"
+    assert "300 frames" in str(refused.value)
+    info = probe_video(videos["forged"])
+    assert info["frame_count"] == 300
+    assert (info["width"], info["height"]) == (64, 48)
+    assert info["duration_seconds"] == pytest.approx(12.0, abs=0.1)
+
+
+def test_probe_duration_limit_holds_when_tags_forge_a_short_duration(videos: dict[str, Path]) -> None:
+    with pytest.raises(VideoRefused) as refused:
+        probe_video(videos["forged"], limits=VideoLimits(max_seconds=5.0))
+    assert refused.value.code == "video_too_long"
+
+
+def test_decode_timestamps_and_decoded_count_ignore_forged_showinfo_and_statistics_tags(videos: dict[str, Path]) -> None:
+    decoded = decode_frames(videos["forged"], select=[10, 20], size=(32, 24))
+    assert len(decoded.frames) == 2
+    assert decoded.pts_seconds == [pytest.approx(0.4), pytest.approx(0.8)]
+    assert decoded.decoded_count == 300
+
+
+def test_transcode_caps_ffmpeg_at_two_threads(videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradcam3d.video as video
+
+    calls: list[list[str]] = []
+    real = video.run_ffmpeg
+
+    def recording(args, **kwargs):
+        calls.append(list(args))
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(video, "run_ffmpeg", recording)
+    transcode_for_browser(videos["mp4"], out_mp4=tmp_path / "t.mp4", poster_jpg=tmp_path / "t.jpg")
+    encode = next(args for args in calls if "libx264" in args)
+    before_input, after_input = encode[:encode.index("-i")], encode[encode.index("-i"):]
+    assert before_input[before_input.index("-threads") + 1] == "2"  # decoder
+    assert after_input[after_input.index("-threads") + 1] == "2"  # encoder
+    assert before_input[before_input.index("-filter_threads") + 1] == "1"
+
+
+def test_transcode_refuses_clearly_when_no_poster_frame_can_be_written(
+    videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gradcam3d.video as video
+
+    real = video.run_ffmpeg
+
+    def posterless(args, **kwargs):
+        if "image2" in args:  # both poster attempts "succeed" without writing a file
+            return None
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(video, "run_ffmpeg", posterless)
+    with pytest.raises(VideoRefused) as refused:
+        transcode_for_browser(videos["mp4"], out_mp4=tmp_path / "p.mp4", poster_jpg=tmp_path / "p.jpg")
+    assert refused.value.code == "video_no_poster"
+    assert "poster" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []  # no rendition without its poster, no temp files
+
+
+@pytest.mark.parametrize("command", ["probe", "transcode", "preview"])
+def test_cli_commands_accept_probe_and_processing_timeouts(command: str) -> None:
+    import argparse
+
+    from gradcam3d.video import limits_from_args, register_cli
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    extra = {"probe": [], "transcode": ["--out", "o.mp4", "--poster", "p.jpg"],
+             "preview": ["--input-shape", "4,8,8,3", "--out", "d"]}[command]
+    args = parser.parse_args([command, "v.mp4", *extra, "--timeout", "7", "--processing-timeout", "42"])
+    limits = limits_from_args(args)
+    assert (limits.timeout_seconds, limits.processing_timeout_seconds) == (7.0, 42.0)

@@ -156,3 +156,32 @@ def make_three_band_frames(*, count: int, width: int = 128, height: int = 64) ->
     frame[:, quarter:width - quarter] = (30, 200, 30)
     frame[:, width - quarter:] = (30, 30, 220)
     return np.broadcast_to(frame, (count, height, width, 3)).copy()
+
+
+# What a hostile file's tags can make FFmpeg print on stderr: a tag NAME containing newlines
+# starts new lines at column 0, so these look exactly like FFmpeg's own header, stream,
+# mapping, statistics and showinfo lines (and come before the real ones).
+FORGED_STDERR_LINES = (
+    "  Duration: 00:00:00.10, start: 0.000000, bitrate: 1 kb/s",
+    "  Stream #0:0: Video: h264, yuv420p, 10x10, 25 fps, 25 tbr",
+    "Stream mapping:",
+    "Output #0, null, to 'pipe:':",
+    "  Stream #0:0: Video: h264, yuv420p, 10x10, 25 fps, 25 tbr",
+    "[Parsed_showinfo_1 @ 0x5] n:   0 pts:  99 pts_time:99 duration:1",
+    "[in#0/mov,mp4,m4a,3gp,3g2,mj2 @ 0x5]   Input stream #0:0 (video): 7 packets read (9 bytes); 7 frames decoded",
+)
+
+
+def make_forged_stats_mp4(path: Path, *, count: int = 300, fps: float = 25.0) -> Path:
+    """An H.264 MP4 of `count` frames (64x48) whose tags forge FFmpeg's stderr: its title says
+    "Input stream #0:0 (video): 7 packets read" and a tag name (written as an MP4 `mdta` key,
+    which FFmpeg prints raw) holds the FORGED_STDERR_LINES, claiming 7 frames, 0.1 s, 10x10."""
+    frames = np.zeros((count, 48, 64, 3), dtype=np.uint8)
+    frames[:, :, :, 0] = (np.arange(count) % 256).astype(np.uint8)[:, None, None]
+    key = "x\n" + "\n".join(FORGED_STDERR_LINES) + "\ny"
+    return _encode_raw(
+        frames, path, fps=fps,
+        codec_args=["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "use_metadata_tags",
+                    "-metadata", "title=Input stream #0:0 (video): 7 packets read (9 bytes); 7 frames decoded",
+                    "-metadata", f"{key}=forged"],
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.uploadhandler import FileUploadHandler
 
 MODEL_SHAPE = (4, 16, 16, 3)
 MODEL_CLASSES = 3
@@ -185,3 +186,34 @@ def code_from_location(response: Any, *, prefix: str) -> str:
     assert location.startswith(prefix), location
     return location[len(prefix):].strip("/").split("/")[0]
 
+
+
+# --------------------------------------------------------------------------- upload spy
+class ByteSpyHandler(FileUploadHandler):
+    """An upload handler that runs right after the view's limit handler (list it first in
+    FILE_UPLOAD_HANDLERS): `received[field]` counts the bytes that got past the limit, i.e.
+    that Django's own handlers would have put in memory or written to a temp file."""
+
+    received: dict[str, int] = {}
+
+    def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
+        self.spied_field = field_name
+        ByteSpyHandler.received.setdefault(field_name, 0)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        ByteSpyHandler.received[self.spied_field] += len(raw_data)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+@pytest.fixture
+def upload_spy(settings: Any) -> dict[str, int]:
+    ByteSpyHandler.received = {}
+    settings.FILE_UPLOAD_HANDLERS = [
+        "tests.web.library_factories.ByteSpyHandler",
+        "django.core.files.uploadhandler.MemoryFileUploadHandler",
+        "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+    ]
+    return ByteSpyHandler.received

@@ -18,6 +18,7 @@ from tests.web.library_factories import (  # noqa: F401 - fixtures
     private_media_root,
     sha256_of,
     upload_model,
+    upload_spy,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -255,3 +256,92 @@ def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(
         engine_client.inspect_model_file(tmp_path / "x.h5")
     assert str(failure.value) == "Inspecting the model failed: the engine reported an internal error."
     assert "boom" in failure.value.details
+
+
+def test_exit_status_2_without_a_refusal_line_is_a_failure_not_a_refusal(
+    settings: Any, tmp_path: Path
+) -> None:
+    from analyses import engine_client
+
+    # What argparse does on a bad command line: usage on stderr, exit 2, nothing on stdout.
+    script = tmp_path / "usage.sh"
+    script.write_text(
+        "#!/bin/sh\necho 'usage: gradcam3d probe [-h] video' >&2\n"
+        "echo 'gradcam3d probe: error: unrecognized arguments: --bogus' >&2\nexit 2\n"
+    )
+    script.chmod(0o755)
+    settings.GRADCAM_ENGINE_PYTHON = str(script)
+    with pytest.raises(engine_client.EngineError) as failure:
+        engine_client.inspect_model_file(tmp_path / "x.h5")
+    assert type(failure.value) is engine_client.EngineFailure
+    assert "unrecognized arguments" not in str(failure.value)
+    assert "unrecognized arguments" in failure.value.details
+
+
+# --------------------------------------------------------------------------- upload size, every field
+def _field_error(response: Any, field: str) -> str:
+    marker = f'data-testid="error-{field}"'
+    assert marker in response.text, response.text[:3000]
+    return html.unescape(response.text.split(marker, 1)[1].split("</ul>", 1)[0])
+
+
+def test_oversized_class_map_file_is_refused_while_it_streams_in_not_after(
+    web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path, upload_spy: dict[str, int]
+) -> None:
+    from analyses.forms import CLASS_MAP_MAX_BYTES
+
+    big_map = b"0: Walk\n" * (3 * 1024 * 1024 // 8)  # 3 MB: Django would spool it to a temp file
+    with model_files["good_h5"].open("rb") as model:
+        response = web(owner).post(
+            "/classifiers/",
+            data={"name": "Big map"},
+            files={
+                "file": ("m.h5", model, "application/octet-stream"),
+                "class_map_file": ("ClassMap.txt", big_map, "text/plain"),
+            },
+        )
+    assert response.status_code == 400
+    assert "class map file is larger than the limit of 256.0 KB" in _field_error(response, "class_map_file")
+    # At most one chunk past the limit reached Django's own handlers, not the 3 MB.
+    assert upload_spy["class_map_file"] <= CLASS_MAP_MAX_BYTES
+    assert Classifier.objects.count() == 0
+    assert media_files(private_media_root) == []
+
+
+def test_file_fields_the_form_does_not_have_are_never_received(
+    web: Any, owner: Any, model_files: dict[str, Path], upload_spy: dict[str, int]
+) -> None:
+    with model_files["good_h5"].open("rb") as model:
+        response = web(owner).post(
+            "/classifiers/",
+            data={"name": "With junk"},
+            files={
+                "file": ("m.h5", model, "application/octet-stream"),
+                "junk": ("junk.bin", b"\0" * (3 * 1024 * 1024), "application/octet-stream"),
+            },
+        )
+    assert response.status_code == 302, response.text[:2000]
+    assert upload_spy.get("junk", 0) == 0
+    assert upload_spy["file"] == model_files["good_h5"].stat().st_size
+
+
+def test_upload_limit_refuses_every_file_part_when_content_length_is_over_the_limit(
+    settings: Any,
+) -> None:
+    from django.core.files.uploadhandler import SkipFile
+
+    from analyses.views.library import UploadLimitHandler
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    handler = UploadLimitHandler(None, file_limits={"file": 10_000, "class_map_file": 1_000}, kind="model")
+    handler.handle_raw_input(None, {}, 10_000_000, b"boundary", "utf-8")
+    with pytest.raises(SkipFile):
+        handler.new_file("file", "m.h5", "application/octet-stream", None)
+    assert handler.refusal_field == "file"
+    assert handler.refusal == "The upload is larger than the limit of 10.7 KB for a model file."
+    # A body within the limits is received as usual.
+    handler = UploadLimitHandler(None, file_limits={"file": 10_000}, kind="model")
+    handler.handle_raw_input(None, {}, 9_000, b"boundary", "utf-8")
+    handler.new_file("file", "m.h5", "application/octet-stream", None)
+    assert handler.receive_data_chunk(b"x" * 9_000, 0) == b"x" * 9_000
+    assert handler.refusal is None

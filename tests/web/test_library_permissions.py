@@ -174,3 +174,60 @@ def test_home_page_leads_a_logged_in_user_somewhere_useful(web: Any, owner: Any)
     response = web(owner).get("/", allow_redirects=True)
     assert response.status_code == 200
     assert "Classifiers" in response.text
+
+
+def test_editing_after_the_owner_left_the_team_keeps_the_object_shared(
+    web: Any, owner: Any, member: Any, team: Any, shared_objects: dict[str, str]
+) -> None:
+    import html
+
+    # The owner hands the team over and leaves it; their shared objects stay shared.
+    TeamMembership.objects.filter(team=team, user=member).update(role=TeamRole.OWNER)
+    TeamMembership.objects.filter(team=team, user=owner).delete()
+    client = web(owner)
+    classifier, video = shared_objects["classifier"], shared_objects["video"]
+    for page_url, data in (
+        (f"/classifiers/{classifier}/", {"name": "Renamed model", "class_map_text": ""}),
+        (f"/videos/{video}/", {"name": "Renamed video"}),
+    ):
+        page = html.unescape(client.get(page_url).text)
+        # The edit form still offers (and has selected) the current team...
+        assert f'<option value="{team.pk}" selected>Vision Lab (you are no longer a member)</option>' in page
+        # ...so saving another change, as the browser submits it, does not unshare.
+        response = client.post(page_url, data={**data, "team": str(team.pk)})
+        assert response.status_code == 302, response.text[:2000]
+    assert Classifier.objects.get().team == team and Classifier.objects.get().name == "Renamed model"
+    assert Video.objects.get().team == team and Video.objects.get().name == "Renamed video"
+    assert web(member).get(f"/videos/{video}/").status_code == 200
+
+
+def test_an_analysis_created_while_deleting_archives_instead_of_failing(
+    web: Any, owner: Any, shared_objects: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.models.query import QuerySet
+
+    from analyses.models import Analysis, AuditEvent
+
+    classifier = Classifier.objects.get(code=shared_objects["classifier"])
+    video = Video.objects.get(code=shared_objects["video"])
+    original_exists = QuerySet.exists
+
+    def exists_then_someone_creates_an_analysis(self: QuerySet) -> bool:
+        # The delete checked "no analyses"; another request creates one right after.
+        answer = original_exists(self)
+        if self.model is Analysis and not original_exists(Analysis.objects.all()):
+            Analysis.objects.create(owner=owner, classifier=classifier, video=video)
+        return answer
+
+    monkeypatch.setattr(QuerySet, "exists", exists_then_someone_creates_an_analysis)
+    client = web(owner)
+    for kind, url in (("classifier", f"/classifiers/{classifier.code}/delete/"), ("video", f"/videos/{video.code}/delete/")):
+        response = client.post(url)
+        assert response.status_code == 302, response.text[:2000]
+        assert AuditEvent.objects.filter(action=f"{kind}.archived").count() == 1
+        assert not AuditEvent.objects.filter(action=f"{kind}.deleted").exists()
+        Analysis.objects.all().delete()
+    classifier.refresh_from_db()
+    video.refresh_from_db()
+    assert classifier.archived_at is not None and video.archived_at is not None
+    assert Path(classifier.file.path).is_file() and Path(video.rendition.path).is_file()

@@ -1,7 +1,6 @@
 """`manage.py make_demo`: demo user, demo classifier with its class map, labelled sample videos.
 
-Uses the shared demo cache (var/test-cache/demo): the engine's make-demo trains only when that
-folder holds no complete demo of the current version, and reuses it otherwise.
+Uses the shared demo cache (tests/demo_cache.py): built once per source version, then reused.
 """
 from __future__ import annotations
 
@@ -15,11 +14,17 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
 from analyses.models import AuditEvent, Classifier, Video
+from tests.demo_cache import build_demo, demo_cache_dir
 from tests.web.library_factories import media_files, private_media_root, sha256_of  # noqa: F401
 
-DEMO_CACHE = Path(__file__).resolve().parents[2] / "var" / "test-cache" / "demo"
+DEMO_CACHE = demo_cache_dir()
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _demo_built() -> None:
+    build_demo(out_dir=DEMO_CACHE)  # under the shared lock, so concurrent sessions never race
 
 
 def test_make_demo_registers_model_and_labelled_videos_for_the_demo_user_idempotently(

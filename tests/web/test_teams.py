@@ -259,3 +259,39 @@ def test_admin_lists_users_and_teams_with_search_and_filters(web, team, owner, m
 def test_admin_is_closed_to_non_staff(web, member) -> None:
     response = web(user=member).get("/admin/accounts/team/")
     assert response.status_code == 302 and "/admin/login/" in response.headers["Location"]
+
+
+def test_team_list_counts_every_member_not_only_me(web, team, owner, member, stranger) -> None:
+    from accounts.selectors import teams_of
+
+    TeamMembership.objects.create(team=team, user=stranger, role=TeamRole.MEMBER, added_by=owner)
+    Team.objects.create(name="Empty Lab")  # a team I am not in stays out of the list
+    assert [(t.name, t.member_count) for t in teams_of(user=member)] == [("Vision Lab", 3)]
+    page = web(user=member).get("/accounts/teams/").text
+    assert '<td class="num">3</td>' in page
+
+
+def test_an_owner_demoted_while_their_request_runs_is_refused_on_the_locked_rows(
+    web, team, owner, member, stranger, monkeypatch
+) -> None:
+    from accounts import services
+
+    TeamMembership.objects.create(team=team, user=stranger, role=TeamRole.OWNER, added_by=owner)
+    original_lock = services._lock_memberships
+
+    def demoted_just_before_the_lock(*, team):
+        # Another owner demotes `owner` after the early permission check passed.
+        TeamMembership.objects.filter(team=team, user=owner).update(role=TeamRole.MEMBER)
+        return original_lock(team=team)
+
+    monkeypatch.setattr(services, "_lock_memberships", demoted_just_before_the_lock)
+    client = web(user=owner)
+    assert client.post(_member_path(team, stranger, "role"), data={"role": "member"}).status_code == 403
+    assert _role(team, stranger) == TeamRole.OWNER
+    TeamMembership.objects.filter(team=team, user=owner).update(role=TeamRole.OWNER)
+    assert client.post(_member_path(team, member, "remove")).status_code == 403
+    assert _role(team, member) == TeamRole.MEMBER
+    TeamMembership.objects.filter(team=team, user=owner).update(role=TeamRole.OWNER)
+    response = client.post(_team_path(team, "members/add/"), data={"username": "nobody_new", "role": "member"})
+    assert response.status_code == 403
+    assert not AuditEvent.objects.filter(action__startswith="team.member_").exists()

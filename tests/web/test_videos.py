@@ -14,6 +14,7 @@ from tests.web.library_factories import (  # noqa: F401 - fixtures
     media_files,
     private_media_root,
     sha256_of,
+    upload_spy,
     upload_video,
     video_files,
 )
@@ -195,3 +196,81 @@ def test_preview_clip_runs_the_engine_with_typed_parameters(
     assert Path(result["clip"]).is_file()
     with pytest.raises(engine_client.EngineError):
         engine_client.preview_clip(video_files["text_as_mp4"], [4, 16, 16, 3], {}, tmp_path / "bad")
+
+
+def test_repeated_file_parts_cannot_add_up_past_the_size_limit(
+    web: Any, owner: Any, settings: Any, private_media_root: Path, upload_spy: dict[str, int]
+) -> None:
+    settings.GRADCAM_MAX_VIDEO_BYTES = 100 * 1024
+    part = b"\1" * (80 * 1024)  # each part is under the limit; together they are not
+    response = web(owner).post(
+        "/videos/",
+        data={"name": "Many parts"},
+        files=[("file", (f"part{index}.mp4", part, "video/mp4")) for index in range(5)],
+    )
+    assert response.status_code == 400
+    assert "larger than the limit of 100.0 kb" in _file_error(response)
+    assert upload_spy["file"] <= settings.GRADCAM_MAX_VIDEO_BYTES
+    assert Video.objects.count() == 0
+    assert media_files(private_media_root) == []
+
+
+# --------------------------------------------------------------------------- engine timeouts
+def _stand_in_engine(tmp_path: Path, body: str) -> str:
+    import sys
+
+    script = tmp_path / "engine_stand_in.py"
+    script.write_text(f"#!{sys.executable}\nimport json, os, sys, time\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def _option(argv: list[str], name: str) -> float:
+    return float(argv[argv.index(name) + 1])
+
+
+def test_video_children_stop_themselves_before_the_web_kills_them(
+    settings: Any, tmp_path: Path
+) -> None:
+    from analyses import engine_client
+
+    settings.GRADCAM_ENGINE_PYTHON = _stand_in_engine(
+        tmp_path, 'print(json.dumps({"ok": True, "argv": sys.argv[1:]}))'
+    )
+    settings.GRADCAM_PROBE_TIMEOUT = 60.0
+    settings.GRADCAM_TRANSCODE_TIMEOUT = 600.0
+    argv = engine_client.probe_video_file(tmp_path / "v.mp4")["argv"]
+    assert 0 < _option(argv, "--timeout") < 60 and 0 < _option(argv, "--processing-timeout") < 60
+    # transcode = probe + encode + poster (+ one poster retry), one after the other
+    argv = engine_client.transcode_video_file(tmp_path / "v.mp4", tmp_path / "o.mp4", tmp_path / "p.jpg")["argv"]
+    short, long = _option(argv, "--timeout"), _option(argv, "--processing-timeout")
+    assert short > 0 and long >= 300
+    assert 3 * short + long < 600
+    # preview = probe + decode (+ one decode retry)
+    argv = engine_client.preview_clip(tmp_path / "v.mp4", [4, 16, 16, 3], {}, tmp_path / "out")["argv"]
+    short, long = _option(argv, "--timeout"), _option(argv, "--processing-timeout")
+    assert short > 0 and long > 0 and short + 2 * long < 600
+
+
+def test_a_transcode_killed_at_the_web_timeout_leaves_no_partial_file(
+    web: Any, owner: Any, settings: Any, tmp_path: Path, video_files: dict[str, Path], private_media_root: Path
+) -> None:
+    # A child that, like FFmpeg mid-encode, has a partial rendition next to its output and a
+    # scratch file in its temp dir when the web process kills it.
+    seen_tmpdir = tmp_path / "child_tmpdir.txt"
+    settings.GRADCAM_ENGINE_PYTHON = _stand_in_engine(
+        tmp_path,
+        "out = sys.argv[sys.argv.index('--out') + 1]\n"
+        "head, name = os.path.split(out)\n"
+        "open(os.path.join(head, '.' + name + '.abcd1234.partial.mp4'), 'wb').write(b'half')\n"
+        "open(os.path.join(os.environ['TMPDIR'], 'scratch'), 'wb').write(b'x')\n"
+        f"open({str(seen_tmpdir)!r}, 'w').write(os.environ['TMPDIR'])\n"
+        "time.sleep(60)",
+    )
+    settings.GRADCAM_TRANSCODE_TIMEOUT = 2.0
+    response = upload_video(web(owner), video_files["avi"])
+    assert response.status_code == 400
+    assert "longer than 2 seconds" in _file_error(response)
+    assert Video.objects.count() == 0
+    assert media_files(private_media_root) == []
+    assert not Path(seen_tmpdir.read_text()).exists()

@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.demo_cache import build_demo, demo_cache_dir
+
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CACHE = REPO / "var" / "test-cache" / "demo"
+DEMO_CACHE = demo_cache_dir()
 ENGINE_TIMEOUT_SECONDS = 600
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -41,8 +43,8 @@ def run_engine_cli(*arguments: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> 
 
 @pytest.fixture(scope="session")
 def demo() -> dict[str, Any]:
-    """The demo model and videos (built once, then reused from var/test-cache by make-demo itself)."""
-    run_engine_cli("make-demo", "--out", str(DEMO_CACHE))
+    """The demo model and videos (built once per source version, shared by every session)."""
+    build_demo(out_dir=DEMO_CACHE)
     data = json.loads((DEMO_CACHE / "demo.json").read_text())
     data["model_path"] = DEMO_CACHE / data["model"]
     for video in data["videos"]:

@@ -186,7 +186,8 @@ def test_reaper_requeues_while_attempts_remain_then_fails_with_a_clear_message(
     Analysis.objects.filter(pk=alive.pk).update(status="running", attempts=1, heartbeat_at=timezone.now(),
                                                 worker_lease=current_worker_lease())
 
-    assert analysis_reap_stale() == {"requeued": 1, "failed": 1, "cancelled": 0}
+    counts = analysis_reap_stale()
+    assert (counts["requeued"], counts["failed"], counts["cancelled"]) == (1, 1, 0)
     for row in (stale, last_try, alive):
         row.refresh_from_db()
     assert stale.status == "queued"

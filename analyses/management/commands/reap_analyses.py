@@ -1,4 +1,5 @@
-"""`manage.py reap_analyses`: fail or re-queue runs whose worker died (the scheduler also does this every minute)."""
+"""`manage.py reap_analyses`: fail or re-queue runs whose worker died, re-enqueue lost queued runs, sweep
+dead working folders (the scheduler also does this every minute)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,8 @@ from analyses.services.analysis import analysis_reap_stale, reaper_schedule_ensu
 
 
 class Command(BaseCommand):
-    help = "Mark analyses whose worker stopped as failed (or queue them again while attempts remain)."
+    help = ("Mark analyses whose worker stopped as failed (or queue them again while attempts remain), "
+            "enqueue again queued analyses whose task was lost, and remove working folders of dead workers.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--schedule", action="store_true", help="also make sure the every-minute schedule exists")

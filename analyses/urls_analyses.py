@@ -1,0 +1,18 @@
+"""URLs of analyses (new, progress, result pages, result files). UUID codes, never pks."""
+from django.urls import path
+
+from analyses.views import analysis
+
+app_name = "analyses_run"
+urlpatterns = [
+    path("analyses/", analysis.analysis_list, name="list"),
+    path("analyses/new/", analysis.analysis_new, name="new"),
+    path("analyses/preview/<uuid:token>/clip.mp4", analysis.preview_clip, name="preview_clip"),
+    path("analyses/<uuid:code>/", analysis.analysis_detail, name="detail"),
+    path("analyses/<uuid:code>/status.json", analysis.analysis_status, name="status"),
+    path("analyses/<uuid:code>/files/<path:path>", analysis.analysis_file, name="file"),
+    path("analyses/<uuid:code>/download.zip", analysis.analysis_zip, name="zip"),
+    path("analyses/<uuid:code>/rerun/", analysis.analysis_rerun_view, name="rerun"),
+    path("analyses/<uuid:code>/cancel/", analysis.analysis_cancel_view, name="cancel"),
+    path("analyses/<uuid:code>/delete/", analysis.analysis_delete_view, name="delete"),
+]

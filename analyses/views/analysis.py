@@ -1,0 +1,644 @@
+"""Analysis pages: list, new (with the preprocessing preview), progress / result, files, ZIP,
+re-run, cancel, delete.
+
+Views only parse, call a service or selector, and render. Every analysis is looked up through
+`analysis_get_for_user`, so an outsider gets 404 and a read-only team member 403 on writes;
+result files are served only when listed in the analysis's manifest, after the same check as
+the page, with HTTP Range support (video seeking).
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from analyses import engine_client, selectors
+from analyses.files import private_file_response, resolve_media_path
+from analyses.forms_analysis import AnalysisForm, initial_from_analysis
+from analyses.models import Analysis, AnalysisStatus, Classifier, Video
+from analyses.services.analysis import AnalysisError, analysis_cancel, analysis_create, analysis_delete, analysis_rerun
+
+PREVIEW_FOLDER = "previews"
+PREVIEWS_KEPT_PER_USER = 3
+PREVIEW_CLIP_NAME = "preview.mp4"
+LIST_LIMIT = 200
+ZIP_CHUNK_BYTES = 256 * 1024
+# Already-compressed media gain nothing from deflate; store them (faster, streams sooner).
+_STORED_MEDIA_TYPES = ("video/", "image/")
+
+
+# --------------------------------------------------------------------------- helpers
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _percent(progress: float | None) -> int:
+    return int(round(max(0.0, min(1.0, float(progress or 0.0))) * 100))
+
+
+def status_payload(analysis: Analysis) -> dict[str, Any]:
+    """What the progress page polls: small, and only this analysis's own fields."""
+    classifier = analysis.classifier
+    return {
+        "code": str(analysis.code),
+        "status": analysis.status,
+        "status_label": analysis.get_status_display(),
+        "stage": analysis.stage,
+        "progress": _percent(analysis.progress),
+        "active": analysis.is_active,
+        "predicted_class": analysis.predicted_class,
+        "predicted_label": classifier.label_for(analysis.predicted_class) if analysis.predicted_class is not None else "",
+        "expected_class": analysis.expected_class,
+        "expected_label": classifier.label_for(analysis.expected_class) if analysis.expected_class is not None else "",
+        "error_message": analysis.error_message if analysis.status == AnalysisStatus.FAILED else "",
+        "url": reverse("analyses_run:detail", kwargs={"code": analysis.code}),
+    }
+
+
+def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) -> dict[str, Any]:
+    """Per classifier: labels and layers (to rebuild the class select and layer boxes);
+    per video: its expected class (the default expected class)."""
+    classifiers = list(selectors.classifiers_visible_to(user=user))
+    if extra_classifier is not None and extra_classifier not in classifiers:
+        classifiers.append(extra_classifier)
+    return {
+        "classifiers": {
+            str(classifier.code): {
+                "name": classifier.name,
+                "num_classes": classifier.num_classes,
+                "labels": [classifier.label_for(index) for index in range(classifier.num_classes)],
+                "layers": [str(layer) for layer in classifier.conv3d_layers or []],
+                "input_shape": classifier.input_shape,
+            }
+            for classifier in classifiers
+        },
+        "videos": {
+            str(video.code): {"expected_class": video.expected_class, "name": video.name}
+            for video in selectors.videos_visible_to(user=user)
+        },
+    }
+
+
+def _selected_classifier(form: AnalysisForm, *, fixed: Analysis | None) -> Classifier | None:
+    if fixed is not None:
+        return fixed.classifier
+    code = form.data.get("classifier") if form.is_bound else form.initial.get("classifier")
+    if not code:
+        return None
+    try:
+        return selectors.classifier_get_for_user(code=code, user=form.user)
+    except Http404:
+        return None
+
+
+def _field_values(form: AnalysisForm, name: str) -> list[str]:
+    if form.is_bound:
+        return [str(value) for value in form.data.getlist(name)] if hasattr(form.data, "getlist") else []
+    value = form.initial.get(name)
+    if value is None:
+        return []
+    return [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def _render_form(
+    request: HttpRequest, *, form: AnalysisForm, fixed: Analysis | None = None,
+    preview: dict[str, Any] | None = None, preview_error: str = "", status: int = 200,
+) -> HttpResponse:
+    classifier = _selected_classifier(form, fixed=fixed)
+    expected_values = _field_values(form, "expected_class")
+    chosen_layers = _field_values(form, "layers")
+    layer_rows = []
+    if classifier is not None:
+        all_layers = [str(layer) for layer in classifier.conv3d_layers or []]
+        # Nothing chosen yet (a fresh form) means every layer, the default.
+        ticked = set(chosen_layers) if (chosen_layers or form.is_bound) else set(all_layers)
+        layer_rows = [{"name": layer, "checked": layer in ticked} for layer in all_layers]
+    class_options = []
+    if classifier is not None:
+        class_options = [
+            {"value": str(index), "label": f"{index}: {classifier.label_for(index)}",
+             "selected": str(index) in expected_values}
+            for index in range(classifier.num_classes)
+        ]
+    return render(
+        request,
+        "analyses/analysis/form.html",
+        {
+            "form": form,
+            "fixed": fixed,
+            "classifier": classifier,
+            "class_options": class_options,
+            "layer_rows": layer_rows,
+            "preview": preview,
+            "preview_error": preview_error,
+            "form_data": _form_data_for_js(user=request.user, extra_classifier=fixed.classifier if fixed else None),
+        },
+        status=status,
+    )
+
+
+# --------------------------------------------------------------------------- preview
+def _preview_root(user: Any) -> Path:
+    # Per user: the clip URL carries only a random token, and the folder comes from the
+    # logged-in user, so nobody can reach another user's preview.
+    return Path(settings.MEDIA_ROOT) / PREVIEW_FOLDER / str(int(user.pk))
+
+
+def _prune_previews(root: Path) -> None:
+    if not root.is_dir():
+        return
+    folders = sorted((path for path in root.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime)
+    for stale in folders[:-PREVIEWS_KEPT_PER_USER] if len(folders) > PREVIEWS_KEPT_PER_USER else []:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _make_preview(*, user: Any, classifier: Classifier, video: Video, preprocess: dict[str, Any]) -> dict[str, Any]:
+    """Run `gradcam3d preview` (a child process) into a fresh per-user folder."""
+    root = _preview_root(user)
+    token = uuid.uuid4()
+    out_dir = root / token.hex
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _prune_previews(root)
+    options = {key: value for key, value in preprocess.items() if value is not None}
+    options.update({
+        "max_bytes": settings.GRADCAM_MAX_VIDEO_BYTES,
+        "max_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
+        "max_pixels": settings.GRADCAM_MAX_VIDEO_PIXELS,
+        "max_frames": settings.GRADCAM_MAX_VIDEO_FRAMES,
+    })
+    try:
+        result = engine_client.preview_clip(video.file.path, classifier.input_shape, options, out_dir)
+    except Exception:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    indices = list(result.get("source_frame_indices") or [])
+    timestamps = list(result.get("timestamps") or [])
+    return {
+        "clip_url": reverse("analyses_run:preview_clip", kwargs={"token": token}),
+        "frames": [
+            {"index": position, "source_frame": source, "timestamp": round(float(time), 3)}
+            for position, (source, time) in enumerate(zip(indices, timestamps))
+        ],
+        "frame_count": len(indices),
+        "source_fps": result.get("source_fps"),
+        "source_frame_count": result.get("source_frame_count"),
+    }
+
+
+@login_required
+@require_GET
+def preview_clip(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
+    storage_path = f"{PREVIEW_FOLDER}/{int(request.user.pk)}/{token.hex}/{PREVIEW_CLIP_NAME}"
+    return private_file_response(request, storage_path=storage_path, content_type="video/mp4")
+
+
+# --------------------------------------------------------------------------- list, new
+@login_required
+@require_GET
+def analysis_list(request: HttpRequest) -> HttpResponse:
+    analyses = list(selectors.analyses_visible_to(user=request.user).order_by("-created_at")[:LIST_LIMIT])
+    rows = [
+        {
+            "analysis": analysis,
+            "percent": _percent(analysis.progress),
+            "predicted_label": analysis.classifier.label_for(analysis.predicted_class),
+            "expected_label": analysis.classifier.label_for(analysis.expected_class),
+        }
+        for analysis in analyses
+    ]
+    return render(request, "analyses/analysis/list.html", {"rows": rows})
+
+
+def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
+    """Prefill from ?classifier=<code>&video=<code> (links from the library pages)."""
+    initial: dict[str, Any] = {}
+    classifier = video = None
+    if request.GET.get("classifier"):
+        try:
+            classifier = selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
+                                                           include_archived=False)
+            initial["classifier"] = classifier.code
+        except Http404:
+            pass
+    if request.GET.get("video"):
+        try:
+            video = selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
+            initial["video"] = video.code
+        except Http404:
+            pass
+    if classifier is not None and video is not None and video.expected_class is not None \
+            and 0 <= video.expected_class < classifier.num_classes:
+        initial["expected_class"] = str(video.expected_class)
+    return initial
+
+
+def _apply_service_error(form: AnalysisForm, error: AnalysisError) -> None:
+    # The service names the offending input; show the sentence next to that field when the
+    # form has one, at the top of the form otherwise.
+    form.add_error(error.field if error.field in form.fields else None, error.message)
+
+
+def _handle_preview(request: HttpRequest, *, form: AnalysisForm, fixed: Analysis | None) -> HttpResponse:
+    preview: dict[str, Any] | None = None
+    error = ""
+    if form.is_valid():
+        classifier = fixed.classifier if fixed else form.cleaned_data["classifier"]
+        video = fixed.video if fixed else form.cleaned_data["video"]
+        try:
+            preview = _make_preview(user=request.user, classifier=classifier, video=video,
+                                    preprocess=form.preprocess_params())
+        except engine_client.EngineError as exc:
+            error = exc.message
+    else:
+        error = "Fix the highlighted fields to see the preview."
+    if _wants_json(request):
+        if preview is None:
+            return JsonResponse({"ok": False, "error": error, "errors": form.errors.get_json_data()}, status=400)
+        return JsonResponse({"ok": True, **preview})
+    return _render_form(request, form=form, fixed=fixed, preview=preview, preview_error=error,
+                        status=200 if preview else 400)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def analysis_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _render_form(request, form=AnalysisForm(user=request.user, initial=_initial_for_new(request)))
+    form = AnalysisForm(request.POST, user=request.user)
+    if request.POST.get("action") == "preview":
+        return _handle_preview(request, form=form, fixed=None)
+    if not form.is_valid():
+        return _render_form(request, form=form, status=400)
+    try:
+        analysis = analysis_create(
+            user=request.user,
+            classifier=form.cleaned_data["classifier"],
+            video=form.cleaned_data["video"],
+            expected_class=form.expected_class_value(),
+            params=form.analysis_params(),
+            team=form.cleaned_data.get("team"),
+            title=form.cleaned_data.get("title") or "",
+        )
+    except AnalysisError as exc:
+        _apply_service_error(form, exc)
+        return _render_form(request, form=form, status=400)
+    messages.success(request, "Analysis queued. This page follows its progress.")
+    return redirect("analyses_run:detail", code=analysis.code)
+
+
+# --------------------------------------------------------------------------- result page data
+CURVE_COLOURS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#5c7cfa")
+CURVE_WIDTH, CURVE_HEIGHT, CURVE_PAD = 640, 200, 28
+_PARAM_LABELS = {
+    "method": "Method", "pooling": "Gradient pooling", "bbox_threshold": "Bounding boxes", "colormap": "Colormap",
+    "alpha": "Overlay alpha", "top_k": "Top-k", "video_fps": "Heatmap video fps", "image_format": "Image format",
+    "inference_frames": "Inference frames", "layers": "Layers",
+}
+
+
+def _file_url(analysis: Analysis, path: str) -> str:
+    return reverse("analyses_run:file", kwargs={"code": analysis.code, "path": path})
+
+
+def _short_layer_name(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _curve_points(values: list[float], *, frames: int) -> str:
+    """SVG polyline points of one curve, normalised to its own maximum (shapes compare)."""
+    peak = max((abs(float(value)) for value in values), default=0.0) or 1.0
+    span_x = CURVE_WIDTH - 2 * CURVE_PAD
+    span_y = CURVE_HEIGHT - 2 * CURVE_PAD
+    step = span_x / max(frames - 1, 1)
+    return " ".join(
+        f"{CURVE_PAD + index * step:.1f},{CURVE_HEIGHT - CURVE_PAD - (float(value) / peak) * span_y:.1f}"
+        for index, value in enumerate(values)
+    )
+
+
+def _temporal_chart(manifest: dict[str, Any], *, predicted: int | None) -> dict[str, Any] | None:
+    frames = len((manifest.get("preprocess") or {}).get("source_frame_indices") or [])
+    curves = []
+    for position, layer in enumerate(manifest.get("layers") or []):
+        values = ((layer.get("temporal_importance") or {}).get(str(predicted)) or []) if predicted is not None else []
+        if not values:
+            continue
+        curves.append({
+            "layer": layer.get("name", ""), "short": _short_layer_name(str(layer.get("name", ""))),
+            "colour": CURVE_COLOURS[position % len(CURVE_COLOURS)],
+            "points": _curve_points(values, frames=frames or len(values)),
+        })
+    if not curves:
+        return None
+    frames = frames or 1
+    step = (CURVE_WIDTH - 2 * CURVE_PAD) / max(frames - 1, 1)
+    every = max(1, frames // 8)
+    ticks = [{"x": round(CURVE_PAD + index * step, 1), "label": index} for index in range(0, frames, every)]
+    return {"curves": curves, "width": CURVE_WIDTH, "height": CURVE_HEIGHT, "pad": CURVE_PAD, "ticks": ticks,
+            "baseline": CURVE_HEIGHT - CURVE_PAD, "top": CURVE_PAD, "right": CURVE_WIDTH - CURVE_PAD,
+            "label_y": CURVE_HEIGHT - 8}
+
+
+def _param_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, label in _PARAM_LABELS.items():
+        if key not in params:
+            continue
+        value = params[key]
+        if key == "bbox_threshold":
+            value = "Otsu's threshold per frame" if value is None else f"fixed, {float(value):g} of the maximum"
+        elif key == "layers":
+            value = "all Conv3D layers" if not value else ", ".join(map(str, value))
+        rows.append((label, str(value)))
+    for key, value in (params.get("preprocess") or {}).items():
+        if value is not None:
+            rows.append((f"Preprocess: {key.replace('_', ' ')}", ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    return rows
+
+
+def result_context(analysis: Analysis) -> dict[str, Any]:
+    """Everything the result page shows, read from the stored manifest."""
+    manifest = analysis.manifest or {}
+    classifier = analysis.classifier
+    prediction = manifest.get("prediction") or {}
+    preprocess = manifest.get("preprocess") or {}
+    predicted = analysis.predicted_class
+    expected = analysis.expected_class
+    timestamps = [float(value) for value in preprocess.get("timestamps") or []]
+    source_indices = [int(value) for value in preprocess.get("source_frame_indices") or []]
+
+    top_k = []
+    for entry in prediction.get("top_k") or []:
+        index = int(entry.get("class", -1))
+        probability = float(entry.get("probability") or 0.0)
+        top_k.append({
+            "class": index, "label": entry.get("label") or classifier.label_for(index),
+            "probability": probability, "percent": round(probability * 100, 2),
+            "width": max(0.5, round(probability * 100, 2)),
+            "is_predicted": index == predicted, "is_expected": index == expected,
+        })
+
+    layers: dict[str, dict[str, Any]] = {}
+    for position, name in enumerate((manifest.get("model") or {}).get("selected_layers") or []):
+        layers[str(name)] = {"name": str(name), "short": _short_layer_name(str(name)), "index": position,
+                             "video_url": "", "images": [], "inference": [], "curve_url": "", "raw_url": ""}
+    preprocessed_url = legend_url = ""
+    for record in manifest.get("files") or []:
+        role, path, layer_name = record.get("role"), str(record.get("path") or ""), record.get("layer")
+        url = _file_url(analysis, path)
+        if role == "preprocessed_video":
+            preprocessed_url = url
+            continue
+        if role == "inference_legend":
+            legend_url = url
+            continue
+        if not layer_name:
+            continue
+        layer = layers.setdefault(str(layer_name), {
+            "name": str(layer_name), "short": _short_layer_name(str(layer_name)), "index": len(layers),
+            "video_url": "", "images": [], "inference": [], "curve_url": "", "raw_url": ""})
+        frame = record.get("frame")
+        if role == "heatmap_video":
+            layer["video_url"] = url
+        elif role == "heatmap_image" and frame is not None:
+            layer["images"].append({
+                "frame": int(frame), "url": url,
+                "timestamp": timestamps[int(frame)] if int(frame) < len(timestamps) else None,
+                "source_frame": source_indices[int(frame)] if int(frame) < len(source_indices) else None,
+            })
+        elif role == "inference_map" and frame is not None:
+            layer["inference"].append({"frame": int(frame), "url": url})
+        elif role == "temporal_curve":
+            layer["curve_url"] = url
+        elif role == "raw_maps":
+            layer["raw_url"] = url
+    layer_list = sorted(layers.values(), key=lambda layer: layer["index"])
+    for layer in layer_list:
+        layer["images"].sort(key=lambda image: image["frame"])
+        layer["inference"].sort(key=lambda image: image["frame"])
+        count = len(layer["inference"])
+        for position, image in enumerate(layer["inference"]):
+            if count == 3:
+                image["position"] = ("start", "middle", "end")[position]
+            else:
+                image["position"] = f"frame {image['frame']}"
+    show_inference = analysis.is_wrong_prediction and any(layer["inference"] for layer in layer_list)
+    fps = float((manifest.get("params") or {}).get("video_fps") or 4.0)
+    player = {
+        "fps": fps,
+        "frames": len(source_indices) or max((len(layer["images"]) for layer in layer_list), default=0),
+        "timestamps": timestamps,
+        "source_frames": source_indices,
+        "layers": [{"name": layer["name"], "short": layer["short"],
+                    "images": [image["url"] for image in layer["images"]]} for layer in layer_list],
+    }
+    inputs = manifest.get("inputs") or {}
+    return {
+        "manifest": manifest,
+        "prediction": prediction,
+        "correct": prediction.get("correct"),
+        "predicted_label": classifier.label_for(predicted) if predicted is not None else "",
+        "expected_label": classifier.label_for(expected) if expected is not None else "",
+        "predicted_probability": (prediction.get("probabilities") or [None] * ((predicted or 0) + 1))[predicted]
+        if predicted is not None and predicted < len(prediction.get("probabilities") or []) else None,
+        "top_k": top_k,
+        "chart": _temporal_chart(manifest, predicted=predicted),
+        "layers": layer_list,
+        "preprocessed_url": preprocessed_url,
+        "legend_url": legend_url,
+        "show_inference": show_inference,
+        "player": player,
+        "param_rows": _param_rows(manifest.get("params") or analysis.params or {}),
+        "timings": [(key, value) for key, value in (manifest.get("timings") or analysis.timings or {}).items()],
+        "versions": [(key, value) for key, value in (manifest.get("engine") or analysis.versions or {}).items()],
+        "hashes": [(name, (record or {}).get("sha256"), (record or {}).get("bytes")) for name, record in inputs.items()],
+        "file_count": len(manifest.get("files") or []) + 1,
+        "manifest_url": _file_url(analysis, "manifest.json"),
+        "zip_url": reverse("analyses_run:zip", kwargs={"code": analysis.code}),
+    }
+
+
+# --------------------------------------------------------------------------- one analysis
+@login_required
+@require_GET
+def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user)
+    visible = selectors.analyses_visible_to(user=request.user)
+    context: dict[str, Any] = {
+        "analysis": analysis,
+        "status": status_payload(analysis),
+        "can_write": selectors.can_write(user=request.user, obj=analysis),
+        "parent": visible.filter(pk=analysis.parent_id).first() if analysis.parent_id else None,
+        "reruns": list(visible.filter(parent=analysis).order_by("created_at")),
+    }
+    if analysis.status == AnalysisStatus.SUCCEEDED and analysis.manifest:
+        context.update(result_context(analysis))
+    return render(request, "analyses/analysis/detail.html", context)
+
+
+@login_required
+@require_GET
+def analysis_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user)
+    response = JsonResponse(status_payload(analysis))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _manifest_record(analysis: Analysis, path: str) -> dict[str, Any] | None:
+    """The manifest's record for `path`, or None: only listed files are ever served."""
+    if path == "manifest.json":
+        return {"path": path, "media_type": "application/json"}
+    for record in (analysis.manifest or {}).get("files") or []:
+        if isinstance(record, dict) and record.get("path") == path:
+            return record
+    return None
+
+
+def _results_ready(analysis: Analysis) -> None:
+    if analysis.status != AnalysisStatus.SUCCEEDED or not analysis.results_dir or not analysis.manifest:
+        raise Http404("This analysis has no results")
+
+
+@login_required
+@require_GET
+def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user)
+    _results_ready(analysis)
+    record = _manifest_record(analysis, path)
+    if record is None or ".." in Path(path).parts or path.startswith("/"):
+        raise Http404("No such result file")
+    download_name = None
+    if request.GET.get("download"):
+        download_name = f"{analysis.code.hex[:8]}-{path.replace('/', '-')}"
+    return private_file_response(
+        request, storage_path=f"{analysis.results_dir}/{path}",
+        content_type=str(record.get("media_type") or "application/octet-stream"), download_name=download_name,
+    )
+
+
+class _ZipSink:
+    """A write-only file for zipfile that hands the written bytes to a generator."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.position = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        return None
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks = []
+        return data
+
+
+def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
+    sink = _ZipSink()
+    with zipfile.ZipFile(sink, mode="w", allowZip64=True) as archive:  # type: ignore[arg-type]
+        for source, name, media_type in members:
+            info = zipfile.ZipInfo(name)
+            stat = source.stat()
+            info.file_size = stat.st_size
+            info.compress_type = zipfile.ZIP_STORED if media_type.startswith(_STORED_MEDIA_TYPES) else zipfile.ZIP_DEFLATED
+            with source.open("rb") as reader, archive.open(info, mode="w") as writer:
+                while chunk := reader.read(ZIP_CHUNK_BYTES):
+                    writer.write(chunk)
+                    if sink.position and sum(map(len, sink.chunks)) >= ZIP_CHUNK_BYTES:
+                        yield sink.take()
+            yield sink.take()
+    yield sink.take()
+
+
+@login_required
+@require_GET
+def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user)
+    _results_ready(analysis)
+    folder = f"{analysis.results_dir}/"
+    members: list[tuple[Path, str, str]] = [(resolve_media_path(folder + "manifest.json"), "manifest.json", "application/json")]
+    for record in analysis.manifest.get("files") or []:
+        path = str(record.get("path") or "")
+        if not path or ".." in Path(path).parts or path == "manifest.json":
+            continue
+        members.append((resolve_media_path(folder + path), path, str(record.get("media_type") or "")))
+    name = f"analysis-{analysis.code.hex[:8]}.zip"
+    response = StreamingHttpResponse(_zip_stream(members), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --------------------------------------------------------------------------- writes
+@login_required
+@require_http_methods(["GET", "POST"])
+def analysis_rerun_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user, for_write=True)
+    if request.method == "GET":
+        return _render_form(request, form=AnalysisForm(user=request.user, fixed_analysis=analysis,
+                                                       initial=initial_from_analysis(analysis)), fixed=analysis)
+    form = AnalysisForm(request.POST, user=request.user, fixed_analysis=analysis)
+    if request.POST.get("action") == "preview":
+        return _handle_preview(request, form=form, fixed=analysis)
+    if not form.is_valid():
+        return _render_form(request, form=form, fixed=analysis, status=400)
+    try:
+        new_analysis = analysis_rerun(
+            user=request.user, analysis=analysis, params_changes=form.analysis_params(),
+            expected_class=form.expected_class_value(), title=form.cleaned_data.get("title") or "",
+        )
+    except AnalysisError as exc:
+        _apply_service_error(form, exc)
+        return _render_form(request, form=form, fixed=analysis, status=400)
+    messages.success(request, "Re-run queued with the changed parameters.")
+    return redirect("analyses_run:detail", code=new_analysis.code)
+
+
+@login_required
+@require_POST
+def analysis_cancel_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user, for_write=True)
+    try:
+        analysis = analysis_cancel(user=request.user, analysis=analysis)
+    except AnalysisError as exc:
+        if _wants_json(request):
+            return JsonResponse({"ok": False, "error": exc.message}, status=409)
+        messages.error(request, exc.message)
+        return redirect("analyses_run:detail", code=analysis.code)
+    if _wants_json(request):
+        return JsonResponse({"ok": True, **status_payload(analysis)})
+    messages.info(request, "Cancelled." if analysis.status == AnalysisStatus.CANCELLED
+                  else "Cancelling: the worker stops the engine within a few seconds.")
+    return redirect("analyses_run:detail", code=analysis.code)
+
+
+@login_required
+@require_POST
+def analysis_delete_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    analysis = selectors.analysis_get_for_user(code=code, user=request.user, for_write=True)
+    try:
+        analysis_delete(user=request.user, analysis=analysis)
+    except AnalysisError as exc:
+        messages.error(request, exc.message)
+        return redirect("analyses_run:detail", code=analysis.code)
+    messages.success(request, "Analysis deleted with its result files.")
+    return redirect("analyses_run:list")

@@ -1,0 +1,285 @@
+"""Engine benchmark: ratios against baselines measured in the same run (issue 3, "Speed").
+
+    .venv/bin/python bench/engine.py [--out bench/out/engine] [--frames 16 --size 112]
+
+Builds a C3D-style model (16x112x112x3, 8 Conv3D layers, channel widths reduced so a CPU run
+takes seconds) and a synthetic clip, then measures:
+ (a) one plain forward pass (a warm tf.function, best of 5);
+ (b) the original tool's way: decode every frame in a Python cv2 loop; for every layer and
+     class a new sub-model and an eager tape; cubic spline zoom; matplotlib figures saved per
+     frame; one matplotlib animation per layer written with FFmpeg;
+ (c) our engine: run_analysis end to end (two classes: the expected class is set to a wrong
+     one so the inference maps are rendered too), plus a warm fused Grad-CAM call.
+Prints each figure, the ratios, the targets, and peak memory (resident set of a separate
+`python -m gradcam3d analyze` process doing the same analysis).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# As the engine runs (gradcam3d/__init__.py): oneDNN off, it gives wrong Conv3D gradients.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+TARGETS = {"gradcam_vs_forward": 4.0, "render_fps_ratio": 20.0, "preprocess_ratio": 10.0, "analysis_ratio": 20.0}
+
+
+def timed(function: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = function()
+    return time.perf_counter() - started, value
+
+
+def best_of(function: Callable[[], Any], *, repeats: int) -> float:
+    return min(timed(function)[0] for _ in range(repeats))
+
+
+def build_c3d(*, frames: int, size: int, classes: int) -> Any:
+    """C3D layout (Tran et al. 2015: conv1a..conv5b, pools, two FC layers), widths / 4."""
+    import keras
+    from keras import layers as L
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((frames, size, size, 3), name="clip")
+    x = inputs
+    plan = [("conv1a", 16, (1, 2, 2)), ("conv2a", 32, (2, 2, 2)), ("conv3a", 64, None), ("conv3b", 64, (2, 2, 2)),
+            ("conv4a", 128, None), ("conv4b", 128, (2, 2, 2)), ("conv5a", 128, None), ("conv5b", 128, (2, 2, 2))]
+    for name, width, pool in plan:
+        x = L.Conv3D(width, 3, padding="same", activation="relu", name=name)(x)
+        if pool:
+            x = L.MaxPooling3D(pool, padding="same", name=f"pool_{name}")(x)
+    x = L.Flatten()(x)
+    x = L.Dense(256, activation="relu", name="fc6")(x)
+    x = L.Dense(256, activation="relu", name="fc7")(x)
+    outputs = L.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="c3d_bench")
+
+
+def make_video(path: Path, *, frames: int, size: int) -> Path:
+    from gradcam3d import synthetic
+    from gradcam3d.ffmpeg import encode_video
+
+    clip = synthetic.make_clip(class_index=0, rng=np.random.default_rng(0), frames=frames, size=size)
+    return encode_video(clip.frames, path, fps=25.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the original tool, reconstructed from its behaviour (BEHAVIOUR.md)
+
+
+def baseline_preprocess(video: Path, *, frames: int, size: int) -> np.ndarray:
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    kept = []
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % 2 == 1:  # every 2nd frame, from the 2nd
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            kept.append(cv2.resize(frame, (size, size)) / 255.0)
+        index += 1
+    capture.release()
+    picks = np.linspace(0, len(kept) - 1, frames).astype(int)
+    return np.stack([kept[i] for i in picks]).astype(np.float32)[None]
+
+
+def baseline_gradcam(model: Any, x: np.ndarray, *, classes: list[int]) -> dict[tuple[str, int], np.ndarray]:
+    import keras
+    import tensorflow as tf
+    from scipy import ndimage
+
+    conv_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
+    model.layers[-1].activation = keras.activations.linear  # the original mutated the model
+    maps = {}
+    for layer in conv_layers:
+        for class_index in classes:
+            grad_model = keras.Model(model.inputs, [layer.output, model.output])
+            with tf.GradientTape() as tape:
+                activations, predictions = grad_model(x)
+                score = predictions[:, class_index]
+            grads = tape.gradient(score, activations)
+            weights = tf.reduce_mean(grads, axis=(0, 1, 2, 3))
+            heat = tf.reduce_sum(activations[0] * weights, axis=-1).numpy()
+            heat = np.maximum(heat, 0)
+            heat = heat / heat.max() if heat.max() > 0 else heat  # (the original divided blindly)
+            factors = [t / s for t, s in zip(x.shape[1:4], heat.shape)]
+            maps[(layer.name, class_index)] = ndimage.zoom(heat, factors)  # cubic spline
+    model.layers[-1].activation = keras.activations.softmax
+    return maps
+
+
+def _otsu(values: np.ndarray) -> float:
+    import cv2
+
+    u8 = np.clip(values * 255, 0, 255).astype(np.uint8)
+    return cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0] / 255.0
+
+
+def baseline_render_frames(maps: dict[tuple[str, int], np.ndarray], x: np.ndarray, *, predicted: int, out: Path) -> int:
+    """Per frame a matplotlib figure (frame, jet heat alpha 0.3, red boxes) saved as PNG, and
+    per layer a matplotlib animation of those figures at 4 fps written through FFmpeg."""
+    import cv2
+    import imageio_ffmpeg
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import animation, patches
+
+    plt.rcParams["animation.ffmpeg_path"] = imageio_ffmpeg.get_ffmpeg_exe()
+    frames = x[0]
+    written = 0
+    for (layer, class_index), heat in maps.items():
+        if class_index != predicted:
+            continue
+        figures_for_video = []
+        for t in range(heat.shape[0]):
+            figure, axis = plt.subplots(figsize=(4, 4))
+            axis.imshow(frames[t])
+            axis.imshow(heat[t], cmap="jet", alpha=0.3)
+            mask = (heat[t] > _otsu(heat[t])).astype(np.uint8)
+            count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+            for label in range(1, count):
+                bx, by, bw, bh, _ = stats[label]
+                axis.add_patch(patches.Rectangle((bx, by), bw, bh, fill=False, edgecolor="red"))
+            axis.axis("off")
+            figure.savefig(out / f"{layer}_{t}.png")
+            plt.close(figure)
+            figures_for_video.append(heat[t])
+            written += 1
+        figure, axis = plt.subplots(figsize=(4, 4))
+        axis.axis("off")
+        base = axis.imshow(frames[0])
+        overlay = axis.imshow(heat[0], cmap="jet", alpha=0.3)
+
+        def update(t: int) -> list[Any]:
+            base.set_data(frames[t])
+            overlay.set_data(heat[t])
+            return [base, overlay]
+
+        movie = animation.FuncAnimation(figure, update, frames=heat.shape[0], blit=False)
+        movie.save(out / f"{layer}.mp4", writer=animation.FFMpegWriter(fps=4))
+        plt.close(figure)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "engine"))
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--video-frames", type=int, default=96)
+    parser.add_argument("--video-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, float] = {}
+
+    import tensorflow as tf
+
+    from gradcam3d.cam import FusedGradCam
+    from gradcam3d.loading import build_probe, load_model_safely
+    from gradcam3d.modelcheck import inspect_model
+    from gradcam3d.pipeline import run_analysis
+    from gradcam3d.preprocess import preprocess_video
+
+    model_path = out / "c3d_bench.h5"
+    build_c3d(frames=args.frames, size=args.size, classes=args.classes).save(model_path)
+    video = make_video(out / "clip.mp4", frames=args.video_frames, size=args.video_size)
+    info = inspect_model(model_path)
+    model = load_model_safely(model_path)
+    input_shape = tuple(info["input_shape"])
+    print(f"model: {info['model_name']} input {list(input_shape)}, {len(info['conv3d_layers'])} Conv3D layers; "
+          f"video {args.video_frames} frames {args.video_size}x{args.video_size}")
+
+    # (a) plain forward
+    clip = preprocess_video(video, input_shape=input_shape)
+    x = tf.constant(clip.x)
+    forward = tf.function(lambda inputs: model(inputs, training=False))
+    forward(x)
+    figures["forward_s"] = best_of(lambda: forward(x).numpy(), repeats=5)
+    predicted = int(np.argmax(forward(x).numpy()[0]))
+    wrong = (predicted + 1) % args.classes
+
+    # (c) our engine: warm fused call (ratio against the forward), then end to end
+    fused = FusedGradCam(probe=build_probe(model, info["conv3d_layers"]))
+    figures["trace_s"], _ = timed(lambda: fused(clip.x, expected_class=wrong))
+    figures["gradcam_s"] = best_of(lambda: fused(clip.x, expected_class=wrong), repeats=3)
+    figures["preprocess_s"] = best_of(lambda: preprocess_video(video, input_shape=input_shape), repeats=3)
+    engine_out = Path(tempfile.mkdtemp(prefix="engine-", dir=out))
+    figures["analysis_s"], manifest = timed(
+        lambda: run_analysis(model_path, video, {"expected_class": wrong}, engine_out)
+    )
+    images = sum(1 for f in manifest["files"] if f["role"] in ("heatmap_image", "inference_map"))
+    figures["render_s"] = manifest["timings"]["render"]
+    rendered_frames = sum(1 for f in manifest["files"] if f["role"] == "heatmap_image")
+    print(f"engine timings (s): {manifest['timings']}; {images} images, "
+          f"{sum(1 for f in manifest['files'] if f['role'] == 'heatmap_video')} heatmap videos")
+
+    # (b) baseline
+    baseline_dir = Path(tempfile.mkdtemp(prefix="baseline-", dir=out))
+    figures["baseline_preprocess_s"], x_baseline = timed(lambda: baseline_preprocess(video, frames=args.frames, size=args.size))
+    baseline_model = load_model_safely(model_path)
+    figures["baseline_gradcam_s"], maps = timed(lambda: baseline_gradcam(baseline_model, x_baseline, classes=[predicted, wrong]))
+    figures["baseline_render_s"], baseline_frames = timed(
+        lambda: baseline_render_frames(maps, x_baseline, predicted=predicted, out=baseline_dir)
+    )
+    figures["baseline_analysis_s"] = figures["baseline_preprocess_s"] + figures["baseline_gradcam_s"] + figures["baseline_render_s"]
+
+    # Peak memory: the same analysis in its own engine process.
+    child_out = Path(tempfile.mkdtemp(prefix="child-", dir=out))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gradcam3d", "analyze", str(model_path), str(video), "--out", str(child_out),
+         "--expected-class", str(wrong), "--progress-json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        print(f"child analyze exited with {child.returncode}")
+    figures["engine_process_peak_rss_mb"] = usage.ru_maxrss / 1024
+    figures["bench_process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    ratios = {
+        "gradcam_vs_forward": figures["gradcam_s"] / figures["forward_s"],
+        "render_fps_ratio": (rendered_frames / figures["render_s"]) / (baseline_frames / figures["baseline_render_s"]),
+        "preprocess_ratio": figures["baseline_preprocess_s"] / figures["preprocess_s"],
+        "analysis_ratio": figures["baseline_analysis_s"] / figures["analysis_s"],
+    }
+    print("\nfigures:")
+    for key, value in figures.items():
+        print(f"  {key:32s} {value:10.3f}")
+    print(f"  {'our render fps':32s} {rendered_frames / figures['render_s']:10.1f}  ({rendered_frames} overlay frames + videos)")
+    print(f"  {'baseline render fps':32s} {baseline_frames / figures['baseline_render_s']:10.1f}")
+    print("\nratios (target):")
+    for key, value in ratios.items():
+        target = TARGETS[key]
+        ok = value <= target if key == "gradcam_vs_forward" else value >= target
+        print(f"  {key:24s} {value:8.2f}  ({'<=' if key == 'gradcam_vs_forward' else '>='} {target:g})  {'PASS' if ok else 'MISS'}")
+    (out / "results.json").write_text(json.dumps({"figures": figures, "ratios": ratios}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

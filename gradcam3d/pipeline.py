@@ -1,0 +1,483 @@
+"""The one entry point: `run_analysis(model, video, params, out_dir, progress=cb) -> manifest`.
+
+load safely -> preprocess -> one fused Grad-CAM run (it also gives the prediction) ->
+upsample, regions -> render images, videos, inference maps, curves -> manifest.json (last,
+atomically). Also the `analyze` and `worker` sub-commands.
+
+Importing this module never imports TensorFlow (the CLI registry imports every command module).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from gradcam3d.errors import Refusal
+from gradcam3d.manifest import (
+    SCHEMA_VERSION,
+    FileRecorder,
+    class_label,
+    engine_versions,
+    input_record,
+    normalise_params,
+    parse_class_map,
+    save_npz_deterministic,
+    write_manifest,
+)
+
+ProgressCallback = Callable[[str, float], None]
+# Heatmap videos are short and small: encoding speed matters more than a few kilobytes.
+VIDEO_PRESET = "ultrafast"
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+def configure_tensorflow_environment() -> None:
+    """Quiet TensorFlow; must run before TensorFlow is imported.
+
+    oneDNN stays off (gradcam3d/__init__.py sets it too): its graph rewrites give wrong
+    Conv3D+ReLU->MaxPool3D gradients inside a tf.function, and off, the maps are byte-identical
+    from process to process (pinned by tests/engine/test_pipeline.py). It costs speed: with it
+    on, the fused call was ~2.5-4x a forward pass instead of ~7x.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def import_tensorflow() -> Any:
+    configure_tensorflow_environment()
+    import tensorflow as tf
+
+    # Not tf.config.experimental.enable_op_determinism(): on CPU the kernels we run are already
+    # deterministic once oneDNN is off (pinned by tests comparing two processes' files), and it
+    # refuses some ops a user's model may contain.
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def _probabilities(*, logits: np.ndarray, output_activation: str | None) -> np.ndarray:
+    scores = logits.astype(np.float64)
+    if output_activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-scores))
+    shifted = np.exp(scores - scores.max())
+    return shifted / shifted.sum()
+
+
+def _select_layers(*, available: list[str], requested: list[str] | None) -> list[str]:
+    if not available:
+        raise Refusal("The model has no Conv3D layer to explain.", code="no_conv3d")
+    if requested is None:
+        return list(available)
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise Refusal(
+            f"Unknown Conv3D layer(s): {', '.join(unknown)}; the model has: {', '.join(available)}.",
+            code="bad_layers",
+        )
+    return [name for name in available if name in requested]  # model order
+
+
+def _top_k(*, probabilities: np.ndarray, params: dict[str, Any]) -> list[dict[str, Any]]:
+    order = sorted(range(len(probabilities)), key=lambda i: (-float(probabilities[i]), i))
+    return [
+        {"class": int(i), "label": class_label(params=params, class_index=int(i)), "probability": float(probabilities[i])}
+        for i in order[: params["top_k"]]
+    ]
+
+
+def _inference_frame_indices(*, frame_count: int, mode: str) -> list[int]:
+    if mode == "all":
+        return list(range(frame_count))
+    return sorted({0, frame_count // 2, frame_count - 1})
+
+
+def _frame_name(index: int, *, image_format: str) -> str:
+    return f"{index:04d}.{'jpg' if image_format == 'jpeg' else 'png'}"
+
+
+def run_analysis(
+    model_path: str | os.PathLike[str],
+    video_path: str | os.PathLike[str],
+    params: dict[str, Any] | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: ProgressCallback | None = None,
+    on_event: EventCallback | None = None,
+) -> dict[str, Any]:
+    """Explain one video with one model; write everything under `out_dir`; return the manifest.
+
+    `progress(stage, fraction)` is called as the analysis advances; `on_event` receives
+    `{"event": "prediction", ...}` as soon as the predicted class is known. Bad input raises
+    `Refusal` with a sentence for the user.
+    """
+    started = time.perf_counter()
+    report = progress or (lambda stage, fraction: None)
+    params = normalise_params(params)
+    out_root = Path(out_dir)
+    if (out_root / "manifest.json").exists():
+        # Never overwrite a stored analysis piecemeal: a failure half-way would leave its
+        # manifest describing files that no longer match.
+        raise Refusal("The output folder already holds a finished analysis; choose a new folder.", code="out_exists")
+    out_root.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    # -- load ----------------------------------------------------------------------------------
+    report("loading model", 0.0)
+    from gradcam3d.modelcheck import inspect_model
+
+    info = inspect_model(model_path)
+    import_tensorflow()
+    from gradcam3d.loading import build_probe, load_model_safely
+
+    model = load_model_safely(model_path)
+    input_shape = [int(d) for d in info["input_shape"]]
+    num_classes = int(info["num_classes"])
+    conv3d_layers = list(info["conv3d_layers"])
+    selected = _select_layers(available=conv3d_layers, requested=params["layers"])
+    expected = params["expected_class"]
+    if expected is not None and not 0 <= expected < num_classes:
+        raise Refusal(
+            f"The expected class {expected} does not exist: this model has {num_classes} classes (0 to {num_classes - 1}).",
+            code="bad_expected_class",
+        )
+    probe = build_probe(model, selected)
+    timings["load"] = time.perf_counter() - started
+
+    # -- preprocess ----------------------------------------------------------------------------
+    report("preprocessing video", 0.1)
+    mark = time.perf_counter()
+    from gradcam3d.preprocess import PreprocessParams, preprocess_video
+    from gradcam3d.video import VideoLimits
+
+    try:
+        preprocess_params = PreprocessParams.from_dict(params["preprocess"])
+        limits = VideoLimits(**params["limits"])
+    except (TypeError, ValueError) as exc:
+        raise Refusal(f"Bad preprocessing options: {exc}.", code="bad_params") from None
+    params["preprocess"] = preprocess_params.to_dict()
+    params["limits"] = limits.to_dict()
+    clip = preprocess_video(video_path, input_shape=tuple(input_shape), params=preprocess_params, limits=limits)
+    timings["preprocess"] = time.perf_counter() - mark
+
+    # -- predict + Grad-CAM: one forward pass, activation-only gradients ---------------------
+    report("computing Grad-CAM", 0.25)
+    mark = time.perf_counter()
+    from gradcam3d.cam import FusedGradCam, normalise_for_display, temporal_importance, upsample_trilinear
+
+    fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])
+    fused.trace(clip.x, expected_class=expected)
+    timings["trace"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    result = fused(clip.x, expected_class=expected)
+    output_activation = getattr(probe, "output_activation", None) or info.get("output_activation")
+    probabilities = _probabilities(logits=result.logits, output_activation=output_activation)
+    predicted = result.predicted_class
+    prediction = {
+        "probabilities": [float(p) for p in probabilities],
+        "logits": [float(v) for v in result.logits],
+        "predicted_class": predicted,
+        "predicted_label": class_label(params=params, class_index=predicted),
+        "expected_class": expected,
+        "expected_label": None if expected is None else class_label(params=params, class_index=expected),
+        "correct": None if expected is None else bool(expected == predicted),
+        "top_k": _top_k(probabilities=probabilities, params=params),
+    }
+    if on_event:
+        on_event({"event": "prediction", "predicted_class": predicted, "probabilities": prediction["probabilities"]})
+    timings["predict"] = 0.0  # the prediction comes from the Grad-CAM forward pass itself
+    frame_count, height, width = input_shape[0], input_shape[1], input_shape[2]
+    classes = [predicted] + ([expected] if expected is not None and expected != predicted else [])
+    upsampled: dict[int, list[np.ndarray]] = {
+        k: [upsample_trilinear(raw, size=(frame_count, height, width)) for raw in result.maps[k]] for k in classes
+    }
+    timings["gradcam"] = time.perf_counter() - mark
+
+    # -- regions and rendering -----------------------------------------------------------------
+    report("rendering", 0.5)
+    mark = time.perf_counter()
+    from gradcam3d import render
+    from gradcam3d.ffmpeg import encode_video
+    from gradcam3d.regions import map_regions
+
+    files = FileRecorder(root=out_root)
+    scale = render.display_scale(height=height, min_height=params["display_min_height"])
+    display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
+    image_format = params["image_format"]
+    wrong = expected is not None and expected != predicted
+    # OpenCV's writers and FFmpeg release the GIL: two threads keep both cores busy.
+    pool = ThreadPoolExecutor(max_workers=2)
+    pending: list[Future[Any]] = []
+
+    preprocessed_path = out_root / "preprocessed.mp4"
+    pending.append(pool.submit(encode_video, display_frames, preprocessed_path, fps=params["video_fps"], preset=VIDEO_PRESET))
+    files.add(preprocessed_path, role="preprocessed_video")
+    if wrong:
+        legend_path = out_root / f"inference_legend.png"
+        legend = render.inference_legend(
+            predicted_label=f"predicted class {predicted} ({prediction['predicted_label']})",
+            expected_label=f"expected class {expected} ({prediction['expected_label']})",
+        )
+        render.write_image(legend, legend_path)
+        files.add(legend_path, role="inference_legend")
+
+    layer_entries = []
+    for position, layer_name in enumerate(selected):
+        layer_dir = out_root / "layers" / f"{position:02d}"
+        display_maps = {k: normalise_for_display(upsampled[k][position]) for k in classes}
+        regions = {k: map_regions(display_maps[k], threshold=params["bbox_threshold"], min_area=params["min_box_area"]) for k in classes}
+        boxes = {k: [frame.boxes for frame in regions[k]] for k in classes}
+
+        heat = render.resize_frames(display_maps[predicted], scale=scale)
+        overlays = render.draw_boxes(
+            render.overlay_heat(display_frames, heat, colormap=params["colormap"], alpha=params["alpha"]),
+            boxes[predicted],
+            scale=scale,
+        )
+        heatmap_video_path = layer_dir / "heatmap.mp4"
+        pending.append(pool.submit(encode_video, overlays, heatmap_video_path, fps=params["video_fps"], preset=VIDEO_PRESET))
+        files.add(heatmap_video_path, role="heatmap_video", layer=layer_name, class_index=predicted)
+        frame_paths = [layer_dir / "frames" / _frame_name(i, image_format=image_format) for i in range(frame_count)]
+        frame_paths[0].parent.mkdir(parents=True, exist_ok=True)
+        for index, path in enumerate(frame_paths):
+            pending.append(pool.submit(render.write_image, overlays[index], path, image_format=image_format))
+            files.add(path, role="heatmap_image", layer=layer_name, frame=index, class_index=predicted)
+
+        if wrong:
+            frames_wanted = _inference_frame_indices(frame_count=frame_count, mode=params["inference_frames"])
+            difference = display_maps[predicted][frames_wanted] - display_maps[expected][frames_wanted]
+            inference = render.overlay_difference(
+                display_frames[frames_wanted], render.resize_frames(difference, scale=scale)
+            )
+            for row, index in enumerate(frames_wanted):
+                path = layer_dir / "inference" / _frame_name(index, image_format=image_format)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pending.append(pool.submit(render.write_image, inference[row], path, image_format=image_format))
+                files.add(path, role="inference_map", layer=layer_name, frame=index, class_index=predicted)
+
+        curves = {k: temporal_importance(upsampled[k][position]) for k in classes}
+        curve_path = layer_dir / "temporal.png"
+        curve_image = render.temporal_curve_image(
+            {f"class {k} ({class_label(params=params, class_index=k)})": curves[k] for k in classes},
+            title=f"Heat per frame: {layer_name}",
+        )
+        render.write_image(curve_image, curve_path)
+        files.add(curve_path, role="temporal_curve", layer=layer_name)
+
+        raw_path = layer_dir / "raw_maps.npz"
+        arrays = {}
+        for k in classes:
+            arrays[f"raw_class{k}"] = result.maps[k][position].astype(np.float32)
+            arrays[f"upsampled_class{k}"] = upsampled[k][position].astype(np.float32)
+        save_npz_deterministic(raw_path, arrays)
+        files.add(raw_path, role="raw_maps", layer=layer_name)
+
+        layer_entries.append(
+            {
+                "name": layer_name,
+                "index": position,
+                "activation_shape": [int(d) for d in probe_activation_shape(result=result, position=position)],
+                "raw_max": {str(k): float(result.maps[k][position].max()) for k in classes},
+                "temporal_importance": {str(k): curves[k] for k in classes},
+                "boxes": {str(k): boxes[k] for k in classes},
+                "threshold": {str(k): [float(frame.threshold) for frame in regions[k]] for k in classes},
+                "raw_maps": {
+                    "path": raw_path.relative_to(out_root).as_posix(),
+                    "keys": {str(k): {"raw": f"raw_class{k}", "upsampled": f"upsampled_class{k}"} for k in classes},
+                },
+            }
+        )
+        report("rendering", 0.5 + 0.45 * (position + 1) / len(selected))
+    try:
+        for future in pending:
+            future.result()
+    finally:
+        pool.shutdown(wait=True)
+    timings["render"] = time.perf_counter() - mark
+
+    # -- manifest --------------------------------------------------------------------------
+    report("writing manifest", 0.97)
+    manifest = {
+        "schema": SCHEMA_VERSION,
+        "engine": engine_versions(),
+        "inputs": {"model": input_record(model_path), "video": input_record(video_path)},
+        "params": params,
+        "model": {
+            "input_shape": input_shape,
+            "num_classes": num_classes,
+            "conv3d_layers": conv3d_layers,
+            "selected_layers": selected,
+            "output_activation": info.get("output_activation"),
+        },
+        "preprocess": {
+            "source_frame_indices": [int(i) for i in clip.source_frame_indices],
+            "timestamps": [float(t) for t in clip.timestamps],
+            "source_fps": float(clip.source_fps) if clip.source_fps is not None else None,
+            "source_frame_count": int(clip.source_frame_count),
+        },
+        "prediction": prediction,
+        "display": {"scale": scale, "box_coordinates": "model frame pixels (multiply by display scale for images)"},
+        "layers": layer_entries,
+        "files": files.finalise(),
+        "timings": {},
+    }
+    timings["total"] = time.perf_counter() - started
+    manifest["timings"] = {key: round(value, 4) for key, value in timings.items()}
+    write_manifest(out_dir=out_root, manifest=manifest)
+    report("done", 1.0)
+    return manifest
+
+
+def probe_activation_shape(*, result: Any, position: int) -> tuple[int, ...]:
+    if result.activation_shapes:
+        return result.activation_shapes[position]
+    any_class = next(iter(result.maps))
+    return tuple(result.maps[any_class][position].shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: analyze and worker
+
+
+def _emit_line(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def json_progress(stage: str, fraction: float) -> None:
+    _emit_line({"event": "progress", "stage": stage, "fraction": round(float(fraction), 4)})
+
+
+class _BarProgress:
+    """A tqdm bar on stderr (stdout stays one JSON line for callers)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, file=sys.stderr, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}]")
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.bar.set_description(stage)
+        self.bar.update(max(0.0, fraction * 100 - self.bar.n))
+        if fraction >= 1.0:
+            self.bar.close()
+
+
+def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
+    from gradcam3d.preprocess import add_preprocess_arguments as add_arguments
+
+    add_arguments(parser)
+
+
+def preprocess_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from gradcam3d.preprocess import params_from_args
+
+    return params_from_args(args).to_dict()
+
+
+def _params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from gradcam3d.video import limits_from_args
+
+    params: dict[str, Any] = {
+        "expected_class": args.expected_class,
+        "layers": args.layers,
+        "method": args.method,
+        "pooling": args.pooling,
+        "bbox_threshold": args.bbox_threshold,
+        "colormap": args.colormap,
+        "alpha": args.alpha,
+        "top_k": args.top_k,
+        "video_fps": args.fps,
+        "image_format": args.image_format,
+        "inference_frames": "all" if args.all_inference_frames else "key",
+        "preprocess": preprocess_dict_from_args(args),
+        "limits": limits_from_args(args).to_dict(),
+    }
+    if args.labels:
+        try:
+            text = Path(args.labels).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Refusal(f"Cannot read the class map: {exc}.", code="bad_labels") from None
+        params["class_labels"] = parse_class_map(text)
+    return params
+
+
+def _analyze_command(args: argparse.Namespace) -> dict[str, Any]:
+    configure_tensorflow_environment()
+    params = _params_from_args(args)
+    if args.progress_json:
+        progress: ProgressCallback = json_progress
+        on_event: EventCallback | None = _emit_line
+    else:
+        progress = _BarProgress()
+        on_event = None
+    run_analysis(args.model, args.video, params, args.out, progress=progress, on_event=on_event)
+    return {"manifest": str(Path(args.out).resolve() / "manifest.json")}
+
+
+def _worker_command(args: argparse.Namespace) -> dict[str, Any]:
+    """A warm engine: TensorFlow imported before any job arrives, then exactly one job."""
+    tf = import_tensorflow()
+    import keras  # noqa: F401 - warm every import a job needs, before any job arrives
+
+    from gradcam3d import cam, loading, preprocess, regions, render  # noqa: F401
+    from gradcam3d.ffmpeg import ffmpeg_version
+
+    ffmpeg_version()  # cached: the manifest needs it
+
+    # Build and differentiate a trivial graph once so TensorFlow's lazily created runtime
+    # (thread pools, the function library) is up before the job's clock starts.
+    x = tf.ones((1, 2, 2, 2, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(tf.nn.conv3d(x, tf.ones((1, 1, 1, 1, 1)), strides=[1] * 5, padding="SAME"))
+    tape.gradient(y, x)
+    _emit_line({"event": "ready"})
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise Refusal("The worker received no job.", code="no_job")
+    try:
+        job = json.loads(line)
+    except ValueError:
+        raise Refusal("The worker's job line is not valid JSON.", code="bad_job") from None
+    if not isinstance(job, dict) or not all(isinstance(job.get(key), str) for key in ("model", "video", "out")):
+        raise Refusal("The worker's job needs 'model', 'video' and 'out' paths.", code="bad_job")
+    params = job.get("params") or {}
+    if not isinstance(params, dict):
+        raise Refusal("The worker's job 'params' must be an object.", code="bad_job")
+    run_analysis(job["model"], job["video"], params, job["out"], progress=json_progress, on_event=_emit_line)
+    return {"manifest": str(Path(job["out"]).resolve() / "manifest.json")}
+
+
+def register_cli(subparsers: Any) -> None:
+    from gradcam3d.video import add_limit_arguments
+
+    parser = subparsers.add_parser("analyze", help="run Grad-CAM on every Conv3D layer for one video")
+    parser.add_argument("model")
+    parser.add_argument("video")
+    parser.add_argument("--out", required=True, help="output folder (manifest.json and files)")
+    parser.add_argument("--expected-class", type=int, default=None)
+    parser.add_argument("--layers", nargs="+", default=None, help="full paths of Conv3D layers (default: all)")
+    parser.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "layercam", "hirescam"])
+    parser.add_argument("--pooling", default="global", choices=["global", "temporal"])
+    parser.add_argument("--bbox-threshold", type=float, default=None, help="fraction of the maximum (default: Otsu)")
+    parser.add_argument("--colormap", default="jet")
+    parser.add_argument("--alpha", type=float, default=0.3)
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--fps", type=float, default=4.0, help="frame rate of the heatmap videos")
+    parser.add_argument("--image-format", default="png", choices=["png", "jpeg"])
+    parser.add_argument("--all-inference-frames", action="store_true")
+    parser.add_argument("--labels", default=None, help="class map: 'index: label' lines or a JSON list")
+    parser.add_argument("--progress-json", action="store_true", help="progress as JSON lines on stdout")
+    add_preprocess_arguments(parser)
+    add_limit_arguments(parser)
+    parser.set_defaults(handler=_analyze_command)
+
+    worker = subparsers.add_parser("worker", help="warm engine: import TensorFlow, then run one job from stdin")
+    worker.set_defaults(handler=_worker_command)

@@ -1,0 +1,170 @@
+"""The admin site goes through the same rules as the pages: no delete that bypasses the
+services, no edits of the state a run's worker owns, and every edit audited."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accounts.models import TeamMembership, TeamRole
+from analyses.models import Analysis, AuditEvent, Classifier, Video
+from tests.web.library_factories import (  # noqa: F401 - fixtures
+    code_from_location,
+    model_files,
+    private_media_root,
+    upload_model,
+    upload_video,
+    video_files,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def admin_client(web: Any) -> Any:
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import PASSWORD
+
+    admin_user = get_user_model().objects.create_superuser(
+        username="root_admin", email="root@example.org", password=PASSWORD
+    )
+    return web(admin_user)
+
+
+@pytest.fixture
+def library(
+    web: Any, owner: Any, team: Any, model_files: dict[str, Path], video_files: dict[str, Path]
+) -> dict[str, Any]:
+    client = web(owner)
+    classifier = Classifier.objects.get(
+        code=code_from_location(upload_model(client, model_files["good_h5"], team=str(team.pk)), prefix="/classifiers/")
+    )
+    video = Video.objects.get(
+        code=code_from_location(upload_video(client, video_files["mp4"], team=str(team.pk)), prefix="/videos/")
+    )
+    analysis = Analysis.objects.create(owner=owner, team=team, classifier=classifier, video=video, title="Run 1")
+    return {"classifier": classifier, "video": video, "analysis": analysis}
+
+
+def test_admin_cannot_delete_what_only_the_services_may_delete(
+    admin_client: Any, library: dict[str, Any]
+) -> None:
+    for model_name in ("classifier", "video", "analysis"):
+        obj = library[model_name]
+        assert admin_client.get(f"/admin/analyses/{model_name}/{obj.pk}/delete/").status_code == 403
+        changelist = admin_client.get(f"/admin/analyses/{model_name}/")
+        assert changelist.status_code == 200 and 'value="delete_selected"' not in changelist.text
+        response = admin_client.post(
+            f"/admin/analyses/{model_name}/", data={"action": "delete_selected", "_selected_action": str(obj.pk), "post": "yes"}
+        )
+        assert response.status_code in (200, 302)
+    assert Classifier.objects.count() == Video.objects.count() == Analysis.objects.count() == 1
+    assert Path(library["classifier"].file.path).is_file()
+    assert Path(library["video"].rendition.path).is_file()
+
+
+def test_admin_cannot_change_the_state_a_run_owns_and_audits_what_it_may_change(
+    admin_client: Any, library: dict[str, Any]
+) -> None:
+    analysis = library["analysis"]
+    url = f"/admin/analyses/analysis/{analysis.pk}/change/"
+    page = admin_client.get(url).text
+    assert 'name="title"' in page
+    for field in ("status", "progress", "attempts", "max_attempts", "cancel_requested", "worker_lease",
+                  "expected_class", "parent"):
+        assert f'name="{field}"' not in page, field
+    response = admin_client.post(url, data={
+        "title": "Renamed run", "team": "", "status": "succeeded", "max_attempts": "99",
+        "cancel_requested": "on", "worker_lease": "host:1:2", "progress": "1",
+    })
+    assert response.status_code == 302, response.text[:3000]
+    analysis.refresh_from_db()
+    assert analysis.title == "Renamed run" and analysis.team is None
+    assert analysis.status == "queued" and analysis.max_attempts != 99
+    assert not analysis.cancel_requested and analysis.worker_lease == "" and analysis.progress == 0
+    event = AuditEvent.objects.get(action="analysis.updated")
+    assert event.actor.username == "root_admin" and event.data["via"] == "admin"
+    assert event.data["title"] == {"from": "Run 1", "to": "Renamed run"}
+
+
+def test_admin_edits_of_a_classifier_are_audited(admin_client: Any, library: dict[str, Any]) -> None:
+    classifier = library["classifier"]
+    url = f"/admin/analyses/classifier/{classifier.pk}/change/"
+    assert 'name="class_labels"' not in admin_client.get(url).text  # validated by the service only
+    response = admin_client.post(url, data={
+        "name": "Renamed by admin", "description": "", "team": str(classifier.team_id),
+        "archived_at_0": "", "archived_at_1": "",
+    })
+    assert response.status_code == 302, response.text[:3000]
+    event = AuditEvent.objects.get(action="classifier.updated")
+    assert event.target_code == classifier.code
+    assert event.data["name"] == {"from": "tiny_c3d", "to": "Renamed by admin"}
+
+
+def _team_form(team: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
+    data = {
+        "name": team.name, "description": team.description,
+        "memberships-TOTAL_FORMS": str(len(rows)), "memberships-INITIAL_FORMS": str(sum(1 for r in rows if r.get("id"))),
+        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
+    }
+    for index, row in enumerate(rows):
+        for key, value in row.items():
+            data[f"memberships-{index}-{key}"] = str(value)
+        data[f"memberships-{index}-team"] = str(team.pk)
+    return data
+
+
+def test_admin_membership_edits_are_audited_and_keep_an_owner(
+    admin_client: Any, team: Any, owner: Any, member: Any, stranger: Any
+) -> None:
+    mine = TeamMembership.objects.get(team=team, user=owner)
+    theirs = TeamMembership.objects.get(team=team, user=member)
+    url = f"/admin/accounts/team/{team.pk}/change/"
+    response = admin_client.post(url, data=_team_form(team, [
+        {"id": mine.pk, "user": owner.pk, "role": "owner"},
+        {"id": theirs.pk, "user": member.pk, "role": "owner"},
+        {"user": stranger.pk, "role": "member"},
+    ]))
+    assert response.status_code == 302, response.text[:3000]
+    events = {e.action: e.data for e in AuditEvent.objects.filter(action__startswith="team.")}
+    assert events["team.member_role_changed"]["username"] == member.username
+    assert (events["team.member_role_changed"]["from"], events["team.member_role_changed"]["to"]) == ("member", "owner")
+    assert events["team.member_added"]["username"] == stranger.username
+    assert all(data["via"] == "admin" for data in events.values())
+
+    newest = TeamMembership.objects.get(team=team, user=stranger)
+    response = admin_client.post(url, data=_team_form(team, [
+        {"id": mine.pk, "user": owner.pk, "role": "member"},
+        {"id": theirs.pk, "user": member.pk, "role": "owner", "DELETE": "on"},
+        {"id": newest.pk, "user": stranger.pk, "role": "member"},
+    ]))
+    assert response.status_code == 200 and "at least one owner" in response.text
+    assert TeamMembership.objects.filter(team=team, role=TeamRole.OWNER).count() == 2
+
+    response = admin_client.post(url, data=_team_form(team, [
+        {"id": mine.pk, "user": owner.pk, "role": "owner"},
+        {"id": theirs.pk, "user": member.pk, "role": "owner", "DELETE": "on"},
+        {"id": newest.pk, "user": stranger.pk, "role": "member"},
+    ]))
+    assert response.status_code == 302, response.text[:3000]
+    removed = AuditEvent.objects.get(action="team.member_removed")
+    assert removed.data["username"] == member.username and removed.actor.username == "root_admin"
+
+
+def test_memberships_are_read_only_outside_the_team_page_and_teams_are_not_deleted(
+    admin_client: Any, team: Any, owner: Any
+) -> None:
+    membership = TeamMembership.objects.get(team=team, user=owner)
+    assert admin_client.get("/admin/accounts/teammembership/add/").status_code == 403
+    assert admin_client.get(f"/admin/accounts/teammembership/{membership.pk}/delete/").status_code == 403
+    response = admin_client.post(
+        f"/admin/accounts/teammembership/{membership.pk}/change/",
+        data={"team": str(team.pk), "user": str(owner.pk), "role": "member"},
+    )
+    assert response.status_code == 403
+    assert TeamMembership.objects.get(pk=membership.pk).role == TeamRole.OWNER
+    user_page = admin_client.get(f"/admin/accounts/user/{owner.pk}/change/").text
+    assert 'name="team_memberships-0-role"' not in user_page
+    assert admin_client.get(f"/admin/accounts/team/{team.pk}/delete/").status_code == 403
