@@ -1,7 +1,7 @@
 """Submit -> succeeded latency of the demo analysis through a real worker cluster, vs the engine's own time.
 
 Run: `.venv/bin/python bench/latency.py [--runs 3]`. Everything lives in a temporary folder (a
-SQLite file database and MEDIA_ROOT); the demo model/videos come from var/test-cache/demo
+SQLite file database and MEDIA_ROOT); the demo model/videos come from var/demo (what `make run` builds)
 (built by `python -m gradcam3d make-demo` when missing).
 
 For each measured run it prints the wall time from `analysis_create` to the row reading
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO / "var" / "test-cache" / "demo"
+DEMO_DIR = REPO / "var" / "demo"
 SPARE_SETTLE_SECONDS = 15.0  # a spare's TensorFlow import takes 5-8 s on this machine
 
 

@@ -237,6 +237,12 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
             initial["video"] = video.code
         except Http404:
             pass
+    if classifier is None:
+        # With a single classifier in the library there is nothing to choose: preselect it.
+        only = list(selectors.classifiers_visible_to(user=request.user)[:2])
+        if len(only) == 1:
+            classifier = only[0]
+            initial["classifier"] = classifier.code
     if classifier is not None and video is not None and video.expected_class is not None \
             and 0 <= video.expected_class < classifier.num_classes:
         initial["expected_class"] = str(video.expected_class)

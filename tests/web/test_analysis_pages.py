@@ -397,3 +397,11 @@ def test_preview_refusal_is_shown_in_words(web: Any, owner: Any, library: dict[s
     assert response.status_code == 400
     error = response.json()["error"]
     assert error and "Traceback" not in error and len(error) < 400
+
+
+def test_new_analysis_form_preselects_the_only_classifier_in_the_library(
+    web: Any, owner: Any, library: dict[str, Any]
+) -> None:
+    page = web(owner).get("/analyses/new/")
+    assert page.status_code == 200
+    assert f'value="{library["classifier"].code}" selected' in page.text

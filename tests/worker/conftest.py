@@ -135,6 +135,24 @@ class Cluster:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
+def session_database_url(settings_dict: dict[str, Any]) -> str:
+    """The URL of the database this test session really uses (SQLite file or PostgreSQL)."""
+    from urllib.parse import quote
+
+    name = str(settings_dict["NAME"])
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        assert name and "memory" not in name, "the worker tests need a file database"
+        return f"sqlite:///{name}"
+    if settings_dict["ENGINE"].endswith("postgresql"):
+        credentials = quote(settings_dict.get("USER") or "", safe="")
+        if settings_dict.get("PASSWORD"):
+            credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or 5432
+        return f"postgres://{credentials}@{host}:{port}/{name}"
+    raise AssertionError(f"no worker-test support for {settings_dict['ENGINE']}")
+
+
 @pytest.fixture
 def start_cluster(media_root: Path, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     """Start `manage.py qcluster` on the test database; every cluster is stopped at teardown."""
@@ -143,11 +161,9 @@ def start_cluster(media_root: Path, tmp_path: Path) -> Iterator[Callable[..., Cl
     started: list[Cluster] = []
 
     def start(**settings_env: str) -> Cluster:
-        database_file = connection.settings_dict["NAME"]
-        assert database_file and "memory" not in str(database_file), "the worker tests need a file database"
         environment = {
             **{name: value for name, value in os.environ.items() if not name.startswith("PYTEST")},
-            "DATABASE_URL": f"sqlite:///{database_file}",
+            "DATABASE_URL": session_database_url(connection.settings_dict),
             "MEDIA_ROOT": str(media_root),
             "GRADCAM_ALLOW_DEV_SECRET": "1",
             "GRADCAM_WORKERS": "2",
