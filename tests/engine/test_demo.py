@@ -136,3 +136,23 @@ def test_last_conv3d_map_keeps_two_pixel_cells_and_a_view_wider_than_the_object(
     assert (frames, height, width) == (demo.MODEL_FRAMES, demo.MODEL_SIZE // 2, demo.MODEL_SIZE // 2)
     spatial_kernels = [layer.kernel_size[1] for layer in conv3d]
     assert sum(k - 1 for k in spatial_kernels[1:]) >= 4  # after the pooling: >= 12-pixel view
+
+
+def test_make_demo_trains_with_onednn_in_its_own_process_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # oneDNN makes training about 4x faster; the engine keeps it off (its Grad-CAM gradients
+    # differ), so make-demo switches it on itself, before TensorFlow loads in its process.
+    code = (
+        "import os, sys\n"
+        "import gradcam3d.demo as demo\n"
+        "from gradcam3d.cli import build_parser\n"
+        "assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '0'\n"
+        "seen = {}\n"
+        "demo.make_demo = lambda **kw: seen.update(flag=os.environ['TF_ENABLE_ONEDNN_OPTS'], tf='tensorflow' in sys.modules) or 1/0\n"
+        "args = build_parser().parse_args(['make-demo', '--out', 'unused'])\n"
+        "try:\n    args.handler(args)\nexcept ZeroDivisionError:\n    pass\n"
+        "print(seen)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == "{'flag': '1', 'tf': False}"
