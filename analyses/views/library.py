@@ -6,6 +6,7 @@ check the same permission as the page.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -144,6 +145,54 @@ def _team_choice(form: Any) -> Any:
     return form.cleaned_data.get("team")
 
 
+def _upload_response(
+    request: HttpRequest,
+    *,
+    form: Any,
+    limit: UploadLimitHandler | None,
+    page: Callable[..., HttpResponse],
+    create: Callable[[], Any],
+    detail_route: str,
+    success_message: str,
+    error_fields: tuple[tuple[type[LibraryError], str], ...],
+) -> HttpResponse:
+    """The upload flow shared by models and videos: limits, validation, create, errors in words.
+
+    `error_fields` maps service errors to the form field they belong to; a duplicate upload
+    leads to the copy already stored, any other library error is shown at the file field.
+    """
+    if limit is not None and limit.refusal:
+        _show_upload_refusal(form, limit)
+        return page(request, form=form, status=400)
+    if not form.is_valid():
+        return page(request, form=form, status=400)
+    try:
+        created = create()
+    except DuplicateUpload as duplicate:
+        messages.info(request, f"{duplicate.message} Here it is.")
+        return redirect(detail_route, code=duplicate.existing.code)
+    except LibraryError as exc:
+        field = next(
+            (name for error_type, name in (*error_fields, (library_services.InvalidTeam, "team")) if isinstance(exc, error_type)),
+            "file",
+        )
+        form.add_error(field, exc.message)
+        return page(request, form=form, status=400)
+    messages.success(request, success_message.format(name=created.name))
+    return redirect(detail_route, code=created.code)
+
+
+def _report_delete_outcome(request: HttpRequest, *, outcome: str, name: str, kind: str) -> None:
+    if outcome == "archived":
+        messages.info(
+            request,
+            f"“{name}” is used by analyses, so it was archived instead of deleted: "
+            "their results stay available.",
+        )
+    else:
+        messages.success(request, f"{kind} “{name}” deleted.")
+
+
 # --------------------------------------------------------------------------- home
 @login_required
 @require_GET
@@ -202,34 +251,23 @@ def _classifier_list_protected(request: HttpRequest, *, limit: UploadLimitHandle
     if request.method != "POST":
         return _classifier_list_page(request, form=ClassifierUploadForm(user=request.user))
     form = ClassifierUploadForm(request.POST, request.FILES, user=request.user)
-    if limit is not None and limit.refusal:
-        _show_upload_refusal(form, limit)
-        return _classifier_list_page(request, form=form, status=400)
-    if not form.is_valid():
-        return _classifier_list_page(request, form=form, status=400)
-    try:
-        classifier = library_services.classifier_create(
+    return _upload_response(
+        request,
+        form=form,
+        limit=limit,
+        page=_classifier_list_page,
+        create=lambda: library_services.classifier_create(
             owner=request.user,
             team=_team_choice(form),
             uploaded_file=form.cleaned_data["file"],
             name=form.cleaned_data.get("name") or "",
             description=form.cleaned_data.get("description") or "",
             class_map_text=form.cleaned_data.get("class_map_text") or "",
-        )
-    except DuplicateUpload as duplicate:
-        messages.info(request, f"{duplicate.message} Here it is.")
-        return redirect("library:classifier_detail", code=duplicate.existing.code)
-    except library_services.InvalidClassMap as exc:
-        form.add_error("class_map_text", exc.message)
-        return _classifier_list_page(request, form=form, status=400)
-    except library_services.InvalidTeam as exc:
-        form.add_error("team", exc.message)
-        return _classifier_list_page(request, form=form, status=400)
-    except LibraryError as exc:
-        form.add_error("file", exc.message)
-        return _classifier_list_page(request, form=form, status=400)
-    messages.success(request, f"Model “{classifier.name}” uploaded and inspected.")
-    return redirect("library:classifier_detail", code=classifier.code)
+        ),
+        detail_route="library:classifier_detail",
+        success_message="Model “{name}” uploaded and inspected.",
+        error_fields=((library_services.InvalidClassMap, "class_map_text"),),
+    )
 
 
 def _classifier_edit_form(classifier: Any, *, user: Any, data: Any = None) -> ClassifierEditForm:
@@ -297,14 +335,7 @@ def classifier_detail(request: HttpRequest, code: str) -> HttpResponse:
 def classifier_delete(request: HttpRequest, code: str) -> HttpResponse:
     classifier = selectors.classifier_get_for_user(code=code, user=request.user, for_write=True)
     outcome = library_services.classifier_delete(classifier=classifier, actor=request.user)
-    if outcome == "archived":
-        messages.info(
-            request,
-            f"“{classifier.name}” is used by analyses, so it was archived instead of deleted: "
-            "their results stay available.",
-        )
-    else:
-        messages.success(request, f"Model “{classifier.name}” deleted.")
+    _report_delete_outcome(request, outcome=outcome, name=classifier.name, kind="Model")
     return redirect("library:classifier_list")
 
 
@@ -352,31 +383,23 @@ def _video_list_protected(request: HttpRequest, *, limit: UploadLimitHandler | N
     if request.method != "POST":
         return _video_list_page(request, form=VideoUploadForm(user=request.user))
     form = VideoUploadForm(request.POST, request.FILES, user=request.user)
-    if limit is not None and limit.refusal:
-        _show_upload_refusal(form, limit)
-        return _video_list_page(request, form=form, status=400)
-    if not form.is_valid():
-        return _video_list_page(request, form=form, status=400)
-    try:
-        video = library_services.video_create(
+    return _upload_response(
+        request,
+        form=form,
+        limit=limit,
+        page=_video_list_page,
+        create=lambda: library_services.video_create(
             owner=request.user,
             team=_team_choice(form),
             uploaded_file=form.cleaned_data["file"],
             name=form.cleaned_data.get("name") or "",
             description=form.cleaned_data.get("description") or "",
             expected_class=form.cleaned_data.get("expected_class"),
-        )
-    except DuplicateUpload as duplicate:
-        messages.info(request, f"{duplicate.message} Here it is.")
-        return redirect("library:video_detail", code=duplicate.existing.code)
-    except library_services.InvalidTeam as exc:
-        form.add_error("team", exc.message)
-        return _video_list_page(request, form=form, status=400)
-    except LibraryError as exc:
-        form.add_error("file", exc.message)
-        return _video_list_page(request, form=form, status=400)
-    messages.success(request, f"Video “{video.name}” uploaded.")
-    return redirect("library:video_detail", code=video.code)
+        ),
+        detail_route="library:video_detail",
+        success_message="Video “{name}” uploaded.",
+        error_fields=(),
+    )
 
 
 @login_required
@@ -432,14 +455,7 @@ def video_detail(request: HttpRequest, code: str) -> HttpResponse:
 def video_delete(request: HttpRequest, code: str) -> HttpResponse:
     video = selectors.video_get_for_user(code=code, user=request.user, for_write=True)
     outcome = library_services.video_delete(video=video, actor=request.user)
-    if outcome == "archived":
-        messages.info(
-            request,
-            f"“{video.name}” is used by analyses, so it was archived instead of deleted: "
-            "their results stay available.",
-        )
-    else:
-        messages.success(request, f"Video “{video.name}” deleted.")
+    _report_delete_outcome(request, outcome=outcome, name=video.name, kind="Video")
     return redirect("library:video_list")
 
 

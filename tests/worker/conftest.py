@@ -203,3 +203,24 @@ def wait_for(analysis: Any, *, condition: Callable[[Any], bool], timeout: float,
 
 def wait_final(analysis: Any, *, timeout: float = 120, cluster: Cluster | None = None) -> Any:
     return wait_for(analysis, condition=lambda row: row.status in FINAL, timeout=timeout, cluster=cluster)
+
+
+# Library rows whose files are never read: for tests of the state machine and services.
+PLACEHOLDER_LAYERS = ["c3d/conv1", "c3d/block/conv2"]
+PLACEHOLDER_INSPECTION = {
+    "format": "h5", "input_shape": [16, 32, 32, 3], "num_classes": 4, "conv3d_layers": PLACEHOLDER_LAYERS,
+}
+
+
+@pytest.fixture
+def classifier(owner: Any, media_root: Path, tmp_path: Path) -> Any:
+    model = tmp_path / "model.h5"
+    model.write_bytes(b"not read by these tests")
+    return make_classifier(owner=owner, model_path=model, inspection=PLACEHOLDER_INSPECTION, media_root=media_root)
+
+
+@pytest.fixture
+def video(owner: Any, media_root: Path, tmp_path: Path) -> Any:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not read by these tests")
+    return make_video(owner=owner, video_path=clip, media_root=media_root)

@@ -5,30 +5,14 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from tests.worker.conftest import REPO, make_classifier, make_video
+from tests.worker.conftest import PLACEHOLDER_LAYERS, REPO
 
-LAYERS = ["c3d/conv1", "c3d/block/conv2"]
-INSPECTION = {"format": "h5", "input_shape": [16, 32, 32, 3], "num_classes": 4, "conv3d_layers": LAYERS}
-
-
-@pytest.fixture
-def classifier(owner: Any, media_root: Path, tmp_path: Path) -> Any:
-    model = tmp_path / "model.h5"
-    model.write_bytes(b"not read by these tests")
-    return make_classifier(owner=owner, model_path=model, inspection=INSPECTION, media_root=media_root)
-
-
-@pytest.fixture
-def video(owner: Any, media_root: Path, tmp_path: Path) -> Any:
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"not read by these tests")
-    return make_video(owner=owner, video_path=clip, media_root=media_root)
+LAYERS = PLACEHOLDER_LAYERS
 
 
 def _create(owner: Any, classifier: Any, video: Any, **overrides: Any) -> Any:

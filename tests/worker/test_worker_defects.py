@@ -20,23 +20,6 @@ from typing import Any, Callable
 import pytest
 from django.utils import timezone
 
-from tests.worker.conftest import make_classifier, make_video
-
-INSPECTION = {"format": "h5", "input_shape": [16, 32, 32, 3], "num_classes": 4, "conv3d_layers": ["c1"]}
-
-
-@pytest.fixture
-def classifier(owner: Any, media_root: Path, tmp_path: Path) -> Any:
-    model = tmp_path / "model.h5"
-    model.write_bytes(b"not read by these tests")
-    return make_classifier(owner=owner, model_path=model, inspection=INSPECTION, media_root=media_root)
-
-
-@pytest.fixture
-def video(owner: Any, media_root: Path, tmp_path: Path) -> Any:
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"not read by these tests")
-    return make_video(owner=owner, video_path=clip, media_root=media_root)
 
 
 @pytest.fixture
