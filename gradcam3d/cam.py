@@ -171,8 +171,15 @@ class FusedGradCam:
             expected_maps = maps_for_target(tf.gather(scores, expected), activations)
             return (scores, predicted, *predicted_maps, *expected_maps)
 
-        self._with_expected = tf.function(lambda x, e: run(x, e, with_expected=True), reduce_retracing=True)
-        self._predicted_only = tf.function(lambda x: run(x, None, with_expected=False), reduce_retracing=True)
+        # autograph=False: nothing here (nor in Keras 3 layers) branches on tensor values, and
+        # AutoGraph's source-to-source conversion of every function it meets was about half
+        # of the tracing time.
+        self._with_expected = tf.function(
+            lambda x, e: run(x, e, with_expected=True), reduce_retracing=True, autograph=False
+        )
+        self._predicted_only = tf.function(
+            lambda x: run(x, None, with_expected=False), reduce_retracing=True, autograph=False
+        )
         self._probe = probe
         self._traced_shapes: list[tuple[int, ...]] = []
 
@@ -252,12 +259,16 @@ def upsample_trilinear(raw_map: np.ndarray, *, size: tuple[int, int, int]) -> np
     raw_map = np.asarray(raw_map, dtype=np.float64)
     if raw_map.ndim != 3:
         raise ValueError(f"expected a (T, H, W) map, got shape {raw_map.shape}")
-    t_matrix, h_matrix, w_matrix = (
-        _linear_resize_matrix(source=s, target=int(t)) for s, t in zip(raw_map.shape, size)
-    )
-    upsampled = np.einsum("ta,abc->tbc", t_matrix, raw_map)
-    upsampled = np.einsum("hb,tbc->thc", h_matrix, upsampled)
-    upsampled = np.einsum("wc,thc->thw", w_matrix, upsampled)
+    upsampled = raw_map
+    # An axis already at its target size has the identity matrix, whose product is exact:
+    # skipping it gives the same bytes (and early layers are often full size).
+    for subscripts, source, target in (
+        ("ta,abc->tbc", raw_map.shape[0], size[0]),
+        ("hb,tbc->thc", raw_map.shape[1], size[1]),
+        ("wc,thc->thw", raw_map.shape[2], size[2]),
+    ):
+        if source != int(target):
+            upsampled = np.einsum(subscripts, _linear_resize_matrix(source=source, target=int(target)), upsampled)
     return upsampled.astype(np.float32)
 
 

@@ -2,7 +2,8 @@
 `-nostdin`, the file protocol only, and a timeout that kills the whole process group.
 
 `encode_video` pipes raw RGB frames to FFmpeg through ffmpeg-python and writes a
-browser-playable H.264/yuv420p MP4 with `+faststart`.
+browser-playable H.264/yuv420p MP4 with `+faststart`; `encode_videos` does that for several
+same-size clips in one FFmpeg process.
 """
 from __future__ import annotations
 
@@ -110,39 +111,78 @@ def encode_video(
     The file is written next to `path` and renamed into place, so a reader never sees half
     a video.
     """
+    return encode_videos([(frames, path)], fps=fps, crf=crf, preset=preset, timeout=timeout)[0]
+
+
+def encode_videos(
+    clips: Sequence[tuple[np.ndarray, str | os.PathLike[str]]],
+    *,
+    fps: float,
+    crf: int = 20,
+    preset: str = "veryfast",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Path]:
+    """Encode several clips of the same frame size, each to its own MP4, in ONE FFmpeg process.
+
+    The clips are piped back to back as one raw stream; a `split` filter hands it to one
+    `trim` per clip, each feeding its own H.264 encoder and file. For short clips (a heatmap
+    video is 16 frames) starting FFmpeg and x264 cost as much as encoding, so one process for
+    all layers instead of one per layer saves most of that. Every file appears (renamed into
+    place) only once FFmpeg has succeeded; on failure none of them does.
+    """
     import ffmpeg  # ffmpeg-python
 
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
-    if frames.shape[0] == 0:
-        raise ValueError("cannot encode a video with no frames")
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    count, height, width, _ = frames.shape
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial.mp4")
-    stream = (
-        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
-        .output(
-            str(partial),
-            vcodec="libx264",
-            pix_fmt="yuv420p",
-            crf=crf,
-            preset=preset,
-            movflags="+faststart",
-            an=None,
-            **{"fps_mode": "passthrough"},
+    if not clips:
+        return []
+    stacks = []
+    for frames, _ in clips:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        if frames.shape[0] == 0:
+            raise ValueError("cannot encode a video with no frames")
+        if frames.shape[1:] != np.asarray(clips[0][0]).shape[1:]:
+            raise ValueError(f"clips encoded together must share a frame size: {frames.shape[1:]} vs {np.asarray(clips[0][0]).shape[1:]}")
+        pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+        if pad_h or pad_w:
+            frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        stacks.append(frames)
+    height, width = stacks[0].shape[1:3]
+    targets = [Path(path) for _, path in clips]
+    partials = []
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partials.append(target.with_name(f".{target.name}.partial.mp4"))
+    source = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+    branches = source.split() if len(stacks) > 1 else None
+    outputs = []
+    first_frame = 0
+    for index, (frames, partial) in enumerate(zip(stacks, partials)):
+        if branches is None:
+            stream = source
+        else:
+            stream = branches[index].trim(start_frame=first_frame, end_frame=first_frame + len(frames)).setpts("PTS-STARTPTS")
+        first_frame += len(frames)
+        outputs.append(
+            stream.output(
+                str(partial),
+                vcodec="libx264",
+                pix_fmt="yuv420p",
+                crf=crf,
+                preset=preset,
+                movflags="+faststart",
+                an=None,
+                **{"fps_mode": "passthrough"},
+            )
         )
-        .overwrite_output()
-    )
-    args = stream.get_args()
+    args = ffmpeg.merge_outputs(*outputs).overwrite_output().get_args()
+    raw = b"".join(np.ascontiguousarray(frames).tobytes() for frames in stacks)
     try:
-        run_ffmpeg(["-loglevel", "error", *args], timeout=timeout, input_bytes=np.ascontiguousarray(frames).tobytes())
-        os.replace(partial, target)
+        run_ffmpeg(["-loglevel", "error", *args], timeout=timeout, input_bytes=raw)
+        for partial, target in zip(partials, targets):
+            os.replace(partial, target)
     finally:
-        if partial.exists():
-            partial.unlink()
-    return target
+        for partial in partials:
+            if partial.exists():
+                partial.unlink()
+    return targets

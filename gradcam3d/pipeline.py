@@ -126,17 +126,14 @@ def run_analysis(
         # manifest describing files that no longer match.
         raise Refusal("The output folder already holds a finished analysis; choose a new folder.", code="out_exists")
     out_root.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
 
-    # -- load ----------------------------------------------------------------------------------
+    # -- check everything cheap first: the model's config (no TensorFlow), classes, options ----
     report("loading model", 0.0)
     from gradcam3d.modelcheck import inspect_model
+    from gradcam3d.preprocess import PreprocessParams, preprocess_video
+    from gradcam3d.video import VideoLimits
 
     info = inspect_model(model_path)
-    import_tensorflow()
-    from gradcam3d.loading import build_probe, load_model_safely
-
-    model = load_model_safely(model_path)
     input_shape = [int(d) for d in info["input_shape"]]
     num_classes = int(info["num_classes"])
     conv3d_layers = list(info["conv3d_layers"])
@@ -147,15 +144,6 @@ def run_analysis(
             f"The expected class {expected} does not exist: this model has {num_classes} classes (0 to {num_classes - 1}).",
             code="bad_expected_class",
         )
-    probe = build_probe(model, selected)
-    timings["load"] = time.perf_counter() - started
-
-    # -- preprocess ----------------------------------------------------------------------------
-    report("preprocessing video", 0.1)
-    mark = time.perf_counter()
-    from gradcam3d.preprocess import PreprocessParams, preprocess_video
-    from gradcam3d.video import VideoLimits
-
     try:
         preprocess_params = PreprocessParams.from_dict(params["preprocess"])
         limits = VideoLimits(**params["limits"])
@@ -163,17 +151,120 @@ def run_analysis(
         raise Refusal(f"Bad preprocessing options: {exc}.", code="bad_params") from None
     params["preprocess"] = preprocess_params.to_dict()
     params["limits"] = limits.to_dict()
-    clip = preprocess_video(video_path, input_shape=tuple(input_shape), params=preprocess_params, limits=limits)
-    timings["preprocess"] = time.perf_counter() - mark
+
+    # OpenCV's writers and FFmpeg release the GIL: two image threads keep both cores busy, and
+    # a video thread feeds FFmpeg. The video is preprocessed (FFmpeg child processes) while this
+    # thread loads the model and traces the Grad-CAM graph, which needs only the input shape.
+    workers = _Workers()
+    try:
+        return _run_with_workers(
+            workers, model_path=model_path, video_path=video_path, params=params, out_root=out_root, report=report,
+            on_event=on_event, started=started, info=info, input_shape=input_shape, selected=selected,
+            preprocess=lambda: _timed(
+                lambda: preprocess_video(video_path, input_shape=tuple(input_shape), params=preprocess_params, limits=limits)
+            ),
+        )
+    finally:
+        # On a refusal, wait for the work still running (bounded by FFmpeg's own timeouts), so
+        # no child process outlives the call.
+        workers.shutdown()
+
+
+class _Workers:
+    def __init__(self) -> None:
+        self.images = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam3d-images")
+        self.videos = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam3d-videos")
+
+    def shutdown(self) -> None:
+        self.images.shutdown(wait=True, cancel_futures=True)
+        self.videos.shutdown(wait=True, cancel_futures=True)
+
+
+class _VideoBatch:
+    """Heatmap videos collected and encoded several per FFmpeg process (`encode_videos`), up
+    to a memory budget of raw frames held at once."""
+
+    BUDGET_BYTES = 96 * 1024 * 1024
+
+    def __init__(self, workers: _Workers, pending: list[Future[Any]], *, fps: float) -> None:
+        self.workers, self.pending, self.fps = workers, pending, fps
+        self.clips: list[tuple[np.ndarray, Path]] = []
+        self.size = 0
+
+    def add(self, frames: np.ndarray, path: Path) -> None:
+        self.clips.append((frames, path))
+        self.size += frames.nbytes
+        if self.size >= self.BUDGET_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        from gradcam3d.ffmpeg import encode_videos
+
+        if self.clips:
+            self.pending.append(self.workers.videos.submit(encode_videos, self.clips, fps=self.fps, preset=VIDEO_PRESET))
+        self.clips, self.size = [], 0
+
+
+def _timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    mark = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - mark
+
+
+def _run_with_workers(
+    workers: _Workers,
+    *,
+    model_path: str | os.PathLike[str],
+    video_path: str | os.PathLike[str],
+    params: dict[str, Any],
+    out_root: Path,
+    report: ProgressCallback,
+    on_event: EventCallback | None,
+    started: float,
+    info: dict[str, Any],
+    input_shape: list[int],
+    selected: list[str],
+    preprocess: Callable[[], tuple[Any, float]],
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    expected = params["expected_class"]
+    num_classes = int(info["num_classes"])
+    conv3d_layers = list(info["conv3d_layers"])
+    clip_future = workers.images.submit(preprocess)
+
+    # -- load and trace, while the video is preprocessed ----------------------------------
+    import_tensorflow()
+    from gradcam3d.cam import FusedGradCam, normalise_for_display, temporal_importance, upsample_trilinear
+    from gradcam3d.loading import build_probe, load_model_safely
+
+    model = load_model_safely(model_path)
+    probe = build_probe(model, selected)
+    timings["load"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])
+    fused.trace(np.zeros([1, *input_shape], dtype=np.float32), expected_class=expected)
+    timings["trace"] = time.perf_counter() - mark
+
+    # -- preprocess ----------------------------------------------------------------------------
+    report("preprocessing video", 0.1)
+    mark = time.perf_counter()
+    clip, timings["preprocess"] = clip_future.result()
+    timings["preprocess_wait"] = time.perf_counter() - mark
+    from gradcam3d import render
+    from gradcam3d.ffmpeg import encode_video
+
+    frame_count, height, width = input_shape[0], input_shape[1], input_shape[2]
+    scale = render.display_scale(height=height, min_height=params["display_min_height"])
+    display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
+    preprocessed_path = out_root / "preprocessed.mp4"
+    # Encoded while the Grad-CAM runs; its time is reported as "render_preprocessed_video".
+    preprocessed_video = workers.videos.submit(
+        _timed, lambda: encode_video(display_frames, preprocessed_path, fps=params["video_fps"], preset=VIDEO_PRESET)
+    )
+    pending: list[Future[Any]] = []
 
     # -- predict + Grad-CAM: one forward pass, activation-only gradients ---------------------
     report("computing Grad-CAM", 0.25)
-    mark = time.perf_counter()
-    from gradcam3d.cam import FusedGradCam, normalise_for_display, temporal_importance, upsample_trilinear
-
-    fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])
-    fused.trace(clip.x, expected_class=expected)
-    timings["trace"] = time.perf_counter() - mark
     mark = time.perf_counter()
     result = fused(clip.x, expected_class=expected)
     output_activation = getattr(probe, "output_activation", None) or info.get("output_activation")
@@ -192,7 +283,6 @@ def run_analysis(
     if on_event:
         on_event({"event": "prediction", "predicted_class": predicted, "probabilities": prediction["probabilities"]})
     timings["predict"] = 0.0  # the prediction comes from the Grad-CAM forward pass itself
-    frame_count, height, width = input_shape[0], input_shape[1], input_shape[2]
     classes = [predicted] + ([expected] if expected is not None and expected != predicted else [])
     upsampled: dict[int, list[np.ndarray]] = {
         k: [upsample_trilinear(raw, size=(frame_count, height, width)) for raw in result.maps[k]] for k in classes
@@ -202,21 +292,11 @@ def run_analysis(
     # -- regions and rendering -----------------------------------------------------------------
     report("rendering", 0.5)
     mark = time.perf_counter()
-    from gradcam3d import render
-    from gradcam3d.ffmpeg import encode_video
     from gradcam3d.regions import map_regions
 
     files = FileRecorder(root=out_root)
-    scale = render.display_scale(height=height, min_height=params["display_min_height"])
-    display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
     image_format = params["image_format"]
     wrong = expected is not None and expected != predicted
-    # OpenCV's writers and FFmpeg release the GIL: two threads keep both cores busy.
-    pool = ThreadPoolExecutor(max_workers=2)
-    pending: list[Future[Any]] = []
-
-    preprocessed_path = out_root / "preprocessed.mp4"
-    pending.append(pool.submit(encode_video, display_frames, preprocessed_path, fps=params["video_fps"], preset=VIDEO_PRESET))
     files.add(preprocessed_path, role="preprocessed_video")
     if wrong:
         legend_path = out_root / f"inference_legend.png"
@@ -228,6 +308,7 @@ def run_analysis(
         files.add(legend_path, role="inference_legend")
 
     layer_entries = []
+    videos = _VideoBatch(workers, pending, fps=params["video_fps"])
     for position, layer_name in enumerate(selected):
         layer_dir = out_root / "layers" / f"{position:02d}"
         display_maps = {k: normalise_for_display(upsampled[k][position]) for k in classes}
@@ -241,12 +322,12 @@ def run_analysis(
             scale=scale,
         )
         heatmap_video_path = layer_dir / "heatmap.mp4"
-        pending.append(pool.submit(encode_video, overlays, heatmap_video_path, fps=params["video_fps"], preset=VIDEO_PRESET))
+        videos.add(overlays, heatmap_video_path)
         files.add(heatmap_video_path, role="heatmap_video", layer=layer_name, class_index=predicted)
         frame_paths = [layer_dir / "frames" / _frame_name(i, image_format=image_format) for i in range(frame_count)]
         frame_paths[0].parent.mkdir(parents=True, exist_ok=True)
         for index, path in enumerate(frame_paths):
-            pending.append(pool.submit(render.write_image, overlays[index], path, image_format=image_format))
+            pending.append(workers.images.submit(render.write_image, overlays[index], path, image_format=image_format))
             files.add(path, role="heatmap_image", layer=layer_name, frame=index, class_index=predicted)
 
         if wrong:
@@ -258,7 +339,7 @@ def run_analysis(
             for row, index in enumerate(frames_wanted):
                 path = layer_dir / "inference" / _frame_name(index, image_format=image_format)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                pending.append(pool.submit(render.write_image, inference[row], path, image_format=image_format))
+                pending.append(workers.images.submit(render.write_image, inference[row], path, image_format=image_format))
                 files.add(path, role="inference_map", layer=layer_name, frame=index, class_index=predicted)
 
         curves = {k: temporal_importance(upsampled[k][position]) for k in classes}
@@ -294,12 +375,11 @@ def run_analysis(
             }
         )
         report("rendering", 0.5 + 0.45 * (position + 1) / len(selected))
-    try:
-        for future in pending:
-            future.result()
-    finally:
-        pool.shutdown(wait=True)
+    videos.flush()
+    for future in pending:  # the first failure raises; run_analysis waits for the rest
+        future.result()
     timings["render"] = time.perf_counter() - mark
+    timings["render_preprocessed_video"] = preprocessed_video.result()[1]
 
     # -- manifest --------------------------------------------------------------------------
     report("writing manifest", 0.97)
@@ -320,6 +400,7 @@ def run_analysis(
             "timestamps": [float(t) for t in clip.timestamps],
             "source_fps": float(clip.source_fps) if clip.source_fps is not None else None,
             "source_frame_count": int(clip.source_frame_count),
+            "decode_strategy": clip.decode_strategy,
         },
         "prediction": prediction,
         "display": {"scale": scale, "box_coordinates": "model frame pixels (multiply by display scale for images)"},

@@ -384,7 +384,9 @@ def decode_frames(
             # Two decoder threads (this is a 2-core target) and one filter thread: the filters
             # only see the selected frames, and extra threads cost more hand-offs than they
             # save (measured: 339 vs 365 ms for 150 frames of 720p, 95 vs 135 ms for 300 of 320x240).
-            ["-v", "verbose", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
+            # -copyts: showinfo reports container time (FFmpeg otherwise shifts it by the start
+            # time, which made MPEG-TS timestamps negative once the caller subtracted it too).
+            ["-v", "verbose", "-copyts", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
              "-map", "0:V:0", "-an", "-sn", "-dn", *_NO_METADATA_ARGS, "-vf", ",".join(chain),
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
             timeout=limits.processing_timeout_seconds,

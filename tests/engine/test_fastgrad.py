@@ -118,10 +118,13 @@ def test_fast_path_applies_only_to_stride_1_dilation_1_odd_kernels_channels_last
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("window", [(1, 2, 2), (2, 2, 2), (3, 3, 3), (1, 3, 2)])
-def test_max_pool_gradient_equals_tf_bit_for_bit_with_ties_and_near_ties(padding: str, window: tuple[int, int, int]) -> None:
+@pytest.mark.parametrize("shape", [(2, 7, 9, 10, 3), (2, 6, 12, 12, 3)], ids=["ragged", "windows-tile-exactly"])
+def test_max_pool_gradient_equals_tf_bit_for_bit_with_ties_and_near_ties(
+    padding: str, window: tuple[int, int, int], shape: tuple[int, ...]
+) -> None:
     rng = np.random.default_rng(sum(window))
     # ReLU-like input: exact ties (zeros, rounded values) and near-ties (within TF's 1e-5).
-    x = np.maximum(rng.normal(size=(2, 7, 9, 10, 3)), 0).round(2)
+    x = np.maximum(rng.normal(size=shape), 0).round(2)
     x = (x + rng.choice([0.0, 3e-6, 2e-5], size=x.shape)).astype(np.float32)
     x_t = tf.constant(x)
     with tf.GradientTape() as tape:

@@ -260,3 +260,55 @@ def test_an_existing_analysis_is_never_overwritten(small_inputs, tmp_path) -> No
         run_analysis(small_inputs["model"], small_inputs["video"], {}, out)
     assert caught.value.code == "out_exists"
     assert (out / "manifest.json").read_text() == '{"schema": 1}'
+
+
+def _engine_threads() -> list[str]:
+    import threading
+
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("gradcam3d-")]
+
+
+def test_a_bad_video_is_refused_after_the_concurrent_start_and_leaves_no_worker_behind(small_inputs, tmp_path) -> None:
+    from gradcam3d.pipeline import run_analysis
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 50)
+    out = tmp_path / "refused-video"
+    with pytest.raises(Refusal) as caught:
+        run_analysis(small_inputs["model"], text, {}, out)
+    assert caught.value.code == "video_unreadable"
+    assert not (out / "manifest.json").exists()
+    assert _engine_threads() == []
+
+
+def test_a_refused_model_is_reported_before_the_video_is_touched(small_inputs, tmp_path) -> None:
+    from gradcam3d.pipeline import run_analysis
+    from tests.engine import model_factories as mf
+
+    marker = tmp_path / "lambda-ran"
+    model = mf.write_lambda_model(directory=tmp_path, marker=marker)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 50)
+    with pytest.raises(Refusal) as caught:
+        run_analysis(model, text, {}, tmp_path / "refused-model")
+    assert "Lambda" in str(caught.value) and not marker.exists()
+    assert _engine_threads() == []
+
+
+def test_several_heatmap_videos_encoded_in_one_ffmpeg_process_each_hold_their_own_frames(tmp_path) -> None:
+    from gradcam3d.ffmpeg import encode_videos
+    from gradcam3d.video import decode_frames
+    from tests.engine import video_factories as vf
+
+    frames = vf.numbered_frames(count=30, width=32, height=24)
+    clips = [(frames[:10], tmp_path / "a.mp4"), (frames[10:13], tmp_path / "b" / "b.mp4"), (frames[13:], tmp_path / "c.mp4")]
+    paths = encode_videos(clips, fps=4.0, preset="ultrafast")
+    assert paths == [path for _, path in clips]
+    for (expected, _), path in zip(clips, paths):
+        decoded = decode_frames(path)
+        assert vf.frame_numbers(decoded.frames) == vf.frame_numbers(expected)
+        assert decoded.pts_seconds == pytest.approx([i / 4.0 for i in range(len(expected))])
+    assert not list(tmp_path.rglob("*.partial.mp4"))
+    with pytest.raises(ValueError):
+        encode_videos([(frames[:3], tmp_path / "d.mp4"), (vf.numbered_frames(count=3), tmp_path / "e.mp4")], fps=4.0)
+    assert not (tmp_path / "d.mp4").exists() and not (tmp_path / "e.mp4").exists()

@@ -20,6 +20,16 @@ def test_overlay_is_the_alpha_blend_of_frame_and_jet_colour() -> None:
     assert out.dtype == np.uint8 and out.shape == frames.shape
 
 
+def test_overlay_of_a_whole_clip_matches_the_float_blend_within_one_level() -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (4, 9, 11, 3), dtype=np.uint8)
+    heat = rng.random((4, 9, 11)).astype(np.float32)
+    out = render.overlay_heat(frames, heat, colormap="viridis", alpha=0.45)
+    colours = render.colormap_lut("viridis")[render.to_u8_index(heat)].astype(np.float64)
+    exact = 0.55 * frames.astype(np.float64) + 0.45 * colours
+    assert np.abs(out.astype(np.float64) - exact).max() <= 0.5 + 1e-3  # rounded, never off by more
+
+
 def test_alpha_zero_leaves_the_frame_untouched() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
     heat = np.random.default_rng(1).random((3, 6, 6)).astype(np.float32)

@@ -185,3 +185,46 @@ def make_forged_stats_mp4(path: Path, *, count: int = 300, fps: float = 25.0) ->
                     "-metadata", "title=Input stream #0:0 (video): 7 packets read (9 bytes); 7 frames decoded",
                     "-metadata", f"{key}=forged"],
     )
+
+
+CODE_BITS = 10  # coded_frames can number up to 1024 frames
+
+
+def coded_frames(*, count: int, width: int = 96, height: int = 64) -> np.ndarray:
+    """(count, H, W, 3) uint8 frames whose index is written as CODE_BITS black/white bars
+    (bit j of the index in bar j), readable after lossy coding, plus a bright square moving
+    one pixel a frame so that the codec has motion to predict."""
+    if count > 2**CODE_BITS:
+        raise ValueError(f"at most {2**CODE_BITS} coded frames")
+    frames = np.zeros((count, height, width, 3), dtype=np.uint8)
+    edges = [round(bit * width / CODE_BITS) for bit in range(CODE_BITS + 1)]
+    for index in range(count):
+        for bit in range(CODE_BITS):
+            if index >> bit & 1:
+                frames[index, : height // 2, edges[bit]:edges[bit + 1]] = 230
+        x = index % (width - 8)
+        frames[index, height - 12:height - 4, x:x + 8] = (200, 60, 60)
+    return frames
+
+
+def frame_codes(frames: np.ndarray) -> list[int]:
+    """The index each coded frame carries (frames may have been resized)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    height, width = frames.shape[1:3]
+    codes = []
+    for frame in frames:
+        top = frame[: height // 2].mean(axis=(0, 2))  # per column
+        bits = [top[int((bit + 0.5) * width / CODE_BITS)] > 115 for bit in range(CODE_BITS)]
+        codes.append(sum(1 << bit for bit, on in enumerate(bits) if on))
+    return codes
+
+
+def make_gop_video(path: Path, *, frames: np.ndarray, fps: float = 25.0, gop: int = 25,
+                   codec: str = "libx264", start_seconds: float = 0.0) -> Path:
+    """A video with a keyframe every `gop` frames (H.264 with B-frames, or VP8), optionally
+    starting at `start_seconds` (as MPEG-TS captures and cut files do)."""
+    codec_args = ["-c:v", codec, "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+    codec_args += ["-bf", "3", "-pix_fmt", "yuv420p", "-crf", "20"] if codec == "libx264" else ["-b:v", "1M"]
+    if start_seconds:
+        codec_args += ["-output_ts_offset", f"{start_seconds}"]
+    return _encode_raw(frames, path, fps=fps, codec_args=codec_args)

@@ -1,0 +1,149 @@
+"""Decoding a long video by seeking (gradcam3d.seeking) gives exactly the frames a straight
+decode gives, or falls back to the straight decode."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradcam3d import seeking
+from gradcam3d.errors import VideoRefused
+from gradcam3d.preprocess import PreprocessParams, preprocess_video, resize_filters, select_source_indices
+from gradcam3d.video import probe_video
+from tests.engine import video_factories as vf
+
+FRAMES = 1000  # long enough for 16 frames 25 keyframes apart to be worth seeking
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("seek")
+    frames = vf.coded_frames(count=FRAMES)
+    return {
+        "h264_mp4": vf.make_gop_video(folder / "gop25.mp4", frames=frames),
+        "vp8_webm": vf.make_gop_video(folder / "gop25.webm", frames=frames, codec="libvpx"),
+        "h264_mkv_late_start": vf.make_gop_video(folder / "late.mkv", frames=frames, start_seconds=2.5),
+        "h264_mp4_rare_keyframes": vf.make_gop_video(folder / "gop250.mp4", frames=frames, gop=250),
+        "h264_mpegts_late_start": vf.make_gop_video(folder / "late.ts", frames=frames, start_seconds=1.4),
+    }
+
+
+def _both(path: Path, **kwargs) -> tuple:
+    return preprocess_video(path, **kwargs), preprocess_video(path, seek=False, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["h264_mp4", "vp8_webm", "h264_mkv_late_start"])
+@pytest.mark.parametrize(
+    "input_shape, params",
+    [((16, 64, 96, 3), PreprocessParams()),  # source size: the frame codes stay readable
+     ((8, 40, 40, 1), PreprocessParams(frame_stride=3, frame_offset=0, resize_mode="letterbox", scaling="symmetric"))],
+    ids=["original-defaults", "stride3-letterbox-gray"],
+)
+def test_seeking_gives_byte_identical_clips_to_a_straight_decode(
+    long_videos: dict[str, Path], kind: str, input_shape: tuple[int, ...], params: PreprocessParams
+) -> None:
+    sought, straight = _both(long_videos[kind], input_shape=input_shape, params=params)
+    assert sought.decode_strategy == "seek" and straight.decode_strategy == "sequential"
+    assert sought.source_frame_indices == straight.source_frame_indices
+    np.testing.assert_array_equal(sought.frames_rgb, straight.frames_rgb)
+    np.testing.assert_array_equal(sought.x, straight.x)
+    assert sought.timestamps == straight.timestamps
+    # And they are the frames the original tool would pick, at their real times.
+    expected = select_source_indices(frame_count=FRAMES, frames_needed=input_shape[0], stride=params.frame_stride,
+                                     offset=params.frame_offset)
+    assert sought.source_frame_indices == expected
+    assert sought.timestamps == pytest.approx([i / 25.0 for i in expected], abs=2e-3)
+    if input_shape[-1] == 3 and params.resize_mode == "stretch":
+        assert vf.frame_codes(sought.frames_rgb) == expected
+
+
+def test_rare_keyframes_and_short_videos_decode_straight_through(long_videos: dict[str, Path], tmp_path: Path) -> None:
+    # One keyframe every 250 frames: seeking would decode most of the video anyway.
+    clip = preprocess_video(long_videos["h264_mp4_rare_keyframes"], input_shape=(16, 32, 48, 3))
+    assert clip.decode_strategy == "sequential"
+    short = vf.make_gop_video(tmp_path / "short.mp4", frames=vf.coded_frames(count=120), gop=10)
+    assert preprocess_video(short, input_shape=(16, 32, 48, 3)).decode_strategy == "sequential"
+    # MPEG-TS has no sample index to seek by.
+    assert preprocess_video(long_videos["h264_mpegts_late_start"], input_shape=(16, 32, 48, 3)).decode_strategy == "sequential"
+
+
+def test_mpegts_timestamps_count_from_the_start_of_the_video(long_videos: dict[str, Path]) -> None:
+    # The stream starts at 1.4 s (plus the muxer's own delay): frame i is still shown at i / 25 s.
+    clip = preprocess_video(long_videos["h264_mpegts_late_start"], input_shape=(16, 64, 96, 3))
+    assert clip.timestamps == pytest.approx([i / 25.0 for i in clip.source_frame_indices], abs=2e-3)
+    assert vf.frame_codes(clip.frames_rgb) == clip.source_frame_indices
+
+
+def test_packet_index_lists_every_frame_and_its_keyframes(long_videos: dict[str, Path]) -> None:
+    path = long_videos["h264_mp4"]
+    index = seeking.packet_index(path, frame_count=FRAMES)
+    assert index is not None and len(index.pts) == FRAMES and index.pts == sorted(index.pts)
+    assert index.keyframe_positions == list(range(0, FRAMES, 25))
+    # A count that disagrees with the probe's means the packets do not stand for the frames.
+    assert seeking.packet_index(path, frame_count=FRAMES - 1) is None
+
+
+def test_plan_groups_frames_by_the_keyframe_before_them_and_declines_when_not_cheaper() -> None:
+    index = seeking.PacketIndex(time_base=seeking.Fraction(1, 25), pts=list(range(1000)),
+                                keyframe_positions=list(range(0, 1000, 50)))
+    plan = seeking.plan_seeks(index, positions=[10, 20, 60, 999])
+    assert plan is not None
+    assert [(s.key_pts, s.target_pts) for s in plan.segments] == [(0, [10, 20]), (50, [60]), (950, [999])]
+    assert plan.estimated_frames == (21 + 8) + (11 + 8) + (50 + 8)
+    assert seeking.plan_seeks(index, positions=list(range(1, 1000, 2))) is None  # nearly every frame
+    no_leading_key = seeking.PacketIndex(time_base=index.time_base, pts=index.pts, keyframe_positions=[500])
+    assert seeking.plan_seeks(no_leading_key, positions=[10, 600]) is None
+
+
+def test_a_seek_that_does_not_deliver_exactly_the_planned_frames_is_rejected(long_videos: dict[str, Path]) -> None:
+    path = long_videos["h264_mp4"]
+    info = probe_video(path)
+    index = seeking.packet_index(path, frame_count=FRAMES)
+    assert index is not None
+    good = seeking.plan_seeks(index, positions=[101, 203, 305])
+    assert good is not None
+    decode = dict(time_base=index.time_base, start_seconds=info["start_seconds"], size=(96, 64),
+                  filters=resize_filters(mode="stretch", width=96, height=64))
+    decoded = seeking.decode_by_seeking(path, plan=good, **decode)
+    assert decoded is not None and vf.frame_codes(decoded.frames) == [101, 203, 305]
+    # A timestamp no frame has (between two frames): nothing is returned rather than a wrong frame.
+    off_by_half = seeking.SeekPlan(
+        segments=[seeking.SeekSegment(key_pts=s.key_pts, target_pts=[p + (index.pts[1] - index.pts[0]) // 2 for p in s.target_pts])
+                  for s in good.segments],
+        estimated_frames=good.estimated_frames, straight_frames=good.straight_frames,
+    )
+    assert seeking.decode_by_seeking(path, plan=off_by_half, **decode) is None
+
+
+def test_preprocessing_falls_back_to_the_straight_decode_when_seeking_does_not_verify(
+    long_videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = long_videos["h264_mp4"]
+    monkeypatch.setattr(seeking, "decode_by_seeking", lambda *args, **kwargs: None)
+    clip = preprocess_video(path, input_shape=(16, 64, 96, 3))
+    assert clip.decode_strategy == "sequential (seeking did not verify)"
+    assert vf.frame_codes(clip.frames_rgb) == clip.source_frame_indices
+
+
+def test_a_big_file_is_indexed_while_it_is_probed_with_the_same_result(
+    long_videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[Path] = []
+    read = seeking.read_packet_index
+
+    def counting(path, **kwargs):
+        calls.append(Path(path))
+        return read(path, **kwargs)
+
+    monkeypatch.setattr(seeking, "SPECULATIVE_INDEX_BYTES", 0)
+    monkeypatch.setattr(seeking, "read_packet_index", counting)
+    path = long_videos["h264_mp4"]
+    clip = preprocess_video(path, input_shape=(16, 64, 96, 3))
+    assert clip.decode_strategy == "seek" and calls == [path]  # indexed once, during the probe
+    np.testing.assert_array_equal(clip.x, preprocess_video(path, input_shape=(16, 64, 96, 3), seek=False).x)
+    # A file the probe refuses is refused as before; the index run beside it changes nothing.
+    text = vf.make_text_renamed_mp4(tmp_path / "list.mp4")
+    with pytest.raises(VideoRefused) as refused:
+        preprocess_video(text, input_shape=(16, 64, 96, 3))
+    assert refused.value.code == "video_unreadable"
