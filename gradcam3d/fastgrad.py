@@ -158,6 +158,9 @@ def max_pool3d_input_gradient(inputs: Any, pooled: Any, out_gradient: Any, *, wi
     # TF's kernel (pooling_ops_3d.cc) selects |x - max| < 1e-5, not x == max: near-maxima get
     # the gradient too. Reproduced exactly, so the maps equal an eager GradientTape's.
     near_maximum = tf.abs(cropped - spread(pooled)) < tf.constant(_TF_MAX_POOL_3D_GRAD_TOLERANCE, cropped.dtype)
+    # The incoming gradient has the pooled output's shape; give it that static shape (spread
+    # reads it) even where the graph only knows it dynamically.
+    out_gradient = tf.reshape(out_gradient, [-1, *pooled.shape.as_list()[1:]])
     gradient = tf.where(near_maximum, spread(out_gradient), tf.zeros_like(cropped))
     if needs_padding:
         (bd, _), (bh, _), (bw, _) = before_after

@@ -181,10 +181,13 @@ class _Workers:
 
 
 class _VideoBatch:
-    """Heatmap videos collected and encoded several per FFmpeg process (`encode_videos`), up
-    to a memory budget of raw frames held at once."""
+    """Heatmap videos collected and encoded several per FFmpeg process (`encode_videos`): a
+    batch is sent once it holds BUDGET_BYTES of raw frames or MAX_CLIPS videos (one x264
+    encoder each). Batches queue for the one video thread, and `encode_videos` copies a batch
+    once more into FFmpeg's input, so memory grows with the number of layers."""
 
     BUDGET_BYTES = 96 * 1024 * 1024
+    MAX_CLIPS = 16
 
     def __init__(self, workers: _Workers, pending: list[Future[Any]], *, fps: float) -> None:
         self.workers, self.pending, self.fps = workers, pending, fps
@@ -194,7 +197,7 @@ class _VideoBatch:
     def add(self, frames: np.ndarray, path: Path) -> None:
         self.clips.append((frames, path))
         self.size += frames.nbytes
-        if self.size >= self.BUDGET_BYTES:
+        if self.size >= self.BUDGET_BYTES or len(self.clips) >= self.MAX_CLIPS:
             self.flush()
 
     def flush(self) -> None:

@@ -250,7 +250,7 @@ def preprocess_video(
         # A big file is indexed for seeking while it is probed (both only demux it).
         speculative_index = (
             background.submit(seeking.read_packet_index, path, limits=limits)
-            if seeking_allowed and _file_size(path) >= seeking.SPECULATIVE_INDEX_BYTES else None
+            if seeking_allowed and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes else None
         )
         info = probe_video(path, limits=limits)
         raw_index = speculative_index.result() if speculative_index is not None else None
@@ -264,12 +264,15 @@ def preprocess_video(
         if raw_index is None:
             raw_index = seeking.read_packet_index(path, limits=limits)
         index = seeking.checked_packet_index(raw_index, frame_count=frame_count)
-        plan = seeking.plan_seeks(index, positions=indices) if index is not None else None
+        plan = (
+            seeking.plan_seeks(index, positions=indices, seeks_by_pts=seeking.container_seeks_by_pts(info))
+            if index is not None else None
+        )
         if plan is not None and index is not None:
             decoded = seeking.decode_by_seeking(
                 path, plan=plan, time_base=index.time_base, start_seconds=float(info.get("start_seconds") or 0.0),
                 size=(width, height), filters=resize_filters(mode=params.resize_mode, width=width, height=height),
-                limits=limits,
+                source_pixels=int(info["width"]) * int(info["height"]), limits=limits,
             )
             decode_strategy = "seek" if decoded is not None else "sequential (seeking did not verify)"
     for _attempt in range(2 if decoded is None else 0):

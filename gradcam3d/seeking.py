@@ -17,15 +17,20 @@ The result must be exactly the frames a straight decode selects, so:
    other run), keeps each group's frames by their exact timestamps (`select`), resizes them
    with the caller's filters and concatenates them in order.
 4. The run is verified: exactly the expected frames, each timestamp exactly once. Anything
-   else returns None and the caller decodes straight through, so seeking can only make
-   preprocessing faster, never different.
+   else returns None and the caller decodes straight through.
 
-Seeking trusts the container's keyframe flags to mark random-access points, so it is only
-used for containers with a sample index (MP4/MOV, Matroska/WebM) and codecs whose keyframes
-are random-access points.
+What this trusts: the container's keyframe flags (sync samples) mark points the decoder can
+start from. It is only used for containers with a sample index (MP4/MOV, Matroska/WebM) and
+codecs whose keyframes are such points; H.264/HEVC decoders also withhold frames until they
+have a clean start, and VP8/VP9/AV1 refuse to start on an inter frame, so a file whose flags
+lie mostly ends in the fallback. Packets marked "decode, do not show" (edit lists, files cut
+without re-encoding) refuse the index, since they are packets without frames. Pinned by
+tests/engine/test_seeking.py: byte-identical clips to the straight decode for H.264 MP4 and
+Matroska (B-frames, start 0 and 30 s) and VP8 WebM.
 """
 from __future__ import annotations
 
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +68,11 @@ MAX_SEGMENTS = 64  # one FFmpeg input each
 # index is dropped if seeking turns out not to apply. Smaller files are never indexed.
 SPECULATIVE_INDEX_BYTES = 4 * 1024 * 1024
 PROCESSES = 2  # FFmpeg processes sharing the groups (a 2-core target)
+# Inputs per FFmpeg process: all its decoders are open at once, each with up to 16 reference
+# frames (yuv420p: 1.5 bytes a pixel), so 4K sources get few inputs per process.
+MAX_INPUTS_PER_PROCESS = 16
+DECODER_MEMORY_BYTES = 512 * 1024 * 1024
+_BYTES_PER_PIXEL_OF_DECODER = 24
 
 _TIME_BASE_RE = re.compile(r"^#tb 0: (?P<num>\d+)/(?P<den>\d+)$", re.MULTILINE)
 # framecrc packet lines: "stream, dts, pts, duration, size, 0xcrc[, F=0xflags][, S=...]";
@@ -73,6 +83,10 @@ _PACKET_RE = re.compile(
 )
 _FLAGS_RE = re.compile(r",\s*F=0x(?P<flags>[0-9A-Fa-f]+)")
 _NOPTS = -(2**63)
+_FLAG_KEY, _FLAG_DISCARD = 0x1, 0x4  # AV_PKT_FLAG_KEY, AV_PKT_FLAG_DISCARD
+# FFmpeg seeks 3/23 s before -ss in containers that seek by decoding time (Matroska, not MP4)
+# when the stream has B-frames (fftools/ffmpeg_demux.c), so it can land one keyframe early.
+_DTS_SEEK_HEURISTIC = Fraction(3, 23)
 
 
 @dataclass(frozen=True)
@@ -87,8 +101,14 @@ class PacketIndex:
 
 @dataclass(frozen=True)
 class SeekSegment:
+    """One FFmpeg input: seek to `seek_pts` (just after the keyframe `key_pts`, before the next
+    one), where FFmpeg lands on `key_pts` or, at worst, on `landing_pts`; decode until just
+    past the last of `target_pts`."""
+
     key_pts: int
     target_pts: list[int]  # ascending
+    seek_pts: int
+    landing_pts: int
 
 
 @dataclass(frozen=True)
@@ -108,21 +128,27 @@ def seeking_applies(info: dict[str, Any]) -> bool:
     )
 
 
+def container_seeks_by_pts(info: dict[str, Any]) -> bool:
+    """MP4/MOV seek by presentation time; Matroska/WebM by decoding time (FFmpeg's view)."""
+    return "mov" in str(info.get("container") or "").split(",")
+
+
 @dataclass(frozen=True)
 class RawPacketIndex:
     """What the framecrc pass read, before it is checked against the probe."""
 
     time_base: Fraction
-    packets: list[tuple[int, bool]]  # (pts, keyframe) in file order
+    packets: list[tuple[int, int]]  # (pts, AV_PKT_FLAG_* bits) in file order
 
 
 def read_packet_index(path: str | Path, *, limits: VideoLimits = VideoLimits()) -> RawPacketIndex | None:
-    """Every packet's timestamp and keyframe flag (stream copy to `framecrc`: demuxing only,
-    as the probe does, with the same hardened input options); None when unreadable."""
+    """Every packet's timestamp and flags (stream copy to `framecrc`: demuxing only, as the
+    probe does, with the same hardened input options, and never more packets than the frame
+    limit allows); None when unreadable."""
     try:
         result = run_ffmpeg(
             ["-v", "error", "-copyts", *hardened_input_args(path=path, limits=limits), "-map", "0:V:0",
-             *_NO_METADATA_ARGS, "-c", "copy", "-f", "framecrc", "pipe:1"],
+             *_NO_METADATA_ARGS, "-c", "copy", "-frames:v", str(int(limits.max_frames) + 1), "-f", "framecrc", "pipe:1"],
             timeout=limits.timeout_seconds,
             check=True,
         )
@@ -132,25 +158,27 @@ def read_packet_index(path: str | Path, *, limits: VideoLimits = VideoLimits()) 
     time_base = _TIME_BASE_RE.search(text)
     if time_base is None or int(time_base["num"]) == 0 or int(time_base["den"]) == 0:
         return None
-    packets: list[tuple[int, bool]] = []
+    packets: list[tuple[int, int]] = []
     for match in _PACKET_RE.finditer(text):
         flags = _FLAGS_RE.search(match["rest"])
-        packets.append((int(match["pts"]), (int(flags["flags"], 16) & 1) == 1 if flags else True))
+        packets.append((int(match["pts"]), int(flags["flags"], 16) if flags else _FLAG_KEY))
     return RawPacketIndex(time_base=Fraction(int(time_base["num"]), int(time_base["den"])), packets=packets)
 
 
 def checked_packet_index(raw: RawPacketIndex | None, *, frame_count: int) -> PacketIndex | None:
     """The index, or None when its packets cannot be trusted to stand for the decoded frames:
-    a count other than the probe's, a missing or repeated timestamp, no keyframe."""
+    a count other than the probe's, a missing or repeated timestamp, no keyframe, or a packet
+    the demuxer marks to be decoded but not shown (an edit list, as in a file cut without
+    re-encoding: the decoder then yields fewer frames than there are packets)."""
     if raw is None:
         return None
     packets = raw.packets
-    if len(packets) != frame_count or any(pts == _NOPTS for pts, _ in packets):
+    if len(packets) != frame_count or any(pts == _NOPTS or flags & _FLAG_DISCARD for pts, flags in packets):
         return None
     if len({pts for pts, _ in packets}) != len(packets):
         return None
     packets = sorted(packets)
-    keyframes = [position for position, (_, key) in enumerate(packets) if key]
+    keyframes = [position for position, (_, flags) in enumerate(packets) if flags & _FLAG_KEY]
     if not keyframes:
         return None
     return PacketIndex(time_base=raw.time_base, pts=[pts for pts, _ in packets], keyframe_positions=keyframes)
@@ -161,9 +189,13 @@ def packet_index(path: str | Path, *, frame_count: int, limits: VideoLimits = Vi
     return checked_packet_index(read_packet_index(path, limits=limits), frame_count=frame_count)
 
 
-def plan_seeks(index: PacketIndex, *, positions: Sequence[int]) -> SeekPlan | None:
+def plan_seeks(index: PacketIndex, *, positions: Sequence[int], seeks_by_pts: bool) -> SeekPlan | None:
     """Group the selected frame positions by the keyframe before them; None when seeking would
-    not decode clearly fewer frames than a straight decode."""
+    not decode clearly fewer frames than a straight decode.
+
+    `seeks_by_pts`: the container seeks by presentation time (MP4/MOV). Otherwise FFmpeg may
+    seek 3/23 s earlier than asked, so each input asks for a point just after its keyframe
+    and is sized from the earliest keyframe it can land on."""
     if not positions:
         return None
     keys = np.asarray(index.keyframe_positions)
@@ -174,21 +206,36 @@ def plan_seeks(index: PacketIndex, *, positions: Sequence[int]) -> SeekPlan | No
         before = int(np.searchsorted(keys, position, side="right")) - 1
         if before < 0:  # a frame before the first keyframe cannot be reached by seeking
             return None
-        groups.setdefault(int(keys[before]), []).append(position)
+        groups.setdefault(before, []).append(position)
     if len(groups) > MAX_SEGMENTS:
         return None
-    estimated = sum(max(members) - key + 1 + SEGMENT_OVERHEAD_FRAMES for key, members in groups.items())
+    heuristic = 0 if seeks_by_pts else math.ceil(_DTS_SEEK_HEURISTIC / index.time_base)
+    # At least a millisecond past the keyframe: -ss is written with microseconds.
+    past_key = max(1, math.ceil(Fraction(1, 1000) / index.time_base))
+    segments, estimated = [], 0
+    for key_number, members in sorted(groups.items()):
+        key_position = int(keys[key_number])
+        key_pts = index.pts[key_position]
+        next_key_pts = index.pts[int(keys[key_number + 1])] if key_number + 1 < len(keys) else None
+        # Past FFmpeg's heuristic when the next keyframe leaves room, else halfway to it.
+        step = heuristic + past_key
+        if next_key_pts is not None:
+            step = min(step, (next_key_pts - key_pts) // 2)
+        seek_pts = key_pts + max(step, 0)
+        landing_number = int(np.searchsorted(keys, _position_at_or_before(index.pts, seek_pts - heuristic), side="right")) - 1
+        landing_position = int(keys[max(landing_number, 0)])
+        segments.append(SeekSegment(key_pts=key_pts, target_pts=[index.pts[p] for p in members], seek_pts=seek_pts,
+                                    landing_pts=index.pts[landing_position]))
+        estimated += max(members) - landing_position + 1 + SEGMENT_OVERHEAD_FRAMES
     straight = len(index.pts)
     if estimated > MAX_DECODED_SHARE * straight:
         return None
-    return SeekPlan(
-        segments=[
-            SeekSegment(key_pts=index.pts[key], target_pts=[index.pts[p] for p in members])
-            for key, members in sorted(groups.items())
-        ],
-        estimated_frames=estimated,
-        straight_frames=straight,
-    )
+    return SeekPlan(segments=segments, estimated_frames=estimated, straight_frames=straight)
+
+
+def _position_at_or_before(pts: list[int], value: int) -> int:
+    """Position of the last frame whose pts is <= value (-1 when none)."""
+    return int(np.searchsorted(np.asarray(pts), value, side="right")) - 1
 
 
 def decode_by_seeking(
@@ -199,23 +246,26 @@ def decode_by_seeking(
     start_seconds: float,
     size: tuple[int, int],
     filters: list[str],
+    source_pixels: int,
     limits: VideoLimits = VideoLimits(),
 ) -> DecodedFrames | None:
     """The planned frames, resized by `filters` to `size` (W, H), in presentation order; None
     when FFmpeg did not deliver exactly them (the caller then decodes straight through).
 
-    The groups are split between PROCESSES FFmpeg processes run at once: each input costs
-    FFmpeg a few milliseconds of set-up on one core, which was most of the time here."""
+    The groups are split between FFmpeg processes, PROCESSES at once: each input costs FFmpeg
+    a few milliseconds of set-up on one core, which was most of the time here. Every input
+    holds a decoder with its reference frames, so a process gets at most as many inputs as
+    DECODER_MEMORY_BYTES allows at the source frame size (`source_pixels`)."""
     segments = plan.segments
-    chunks = [segments] if len(segments) < 2 * PROCESSES else [
-        segments[len(segments) * part // PROCESSES: len(segments) * (part + 1) // PROCESSES] for part in range(PROCESSES)
-    ]
+    per_process = max(1, min(MAX_INPUTS_PER_PROCESS, DECODER_MEMORY_BYTES // max(1, source_pixels * _BYTES_PER_PIXEL_OF_DECODER)))
+    count = max(-(-len(segments) // per_process), PROCESSES if len(segments) >= 2 * PROCESSES else 1)
+    chunks = [segments[len(segments) * part // count: len(segments) * (part + 1) // count] for part in range(count)]
     decode = partial(_decode_segments, path=path, time_base=time_base, start_seconds=start_seconds, size=size,
                      filters=filters, limits=limits)
     if len(chunks) == 1:
         results = [decode(chunks[0])]
     else:
-        with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="gradcam3d-seek") as pool:
+        with ThreadPoolExecutor(max_workers=PROCESSES, thread_name_prefix="gradcam3d-seek") as pool:
             results = list(pool.map(decode, chunks))
     if any(result is None for result in results):
         return None
@@ -239,15 +289,11 @@ def _decode_segments(
     args: list[str] = ["-v", "info", "-copyts"]
     chains: list[str] = []
     for number, segment in enumerate(segments):
-        key_seconds = float(segment.key_pts * time_base)
-        # Without -seek_timestamp, -ss counts from the file's start time; rounding down can
-        # only land on an earlier keyframe (more decoding, same frames).
-        seek_to = max(0.0, key_seconds - float(start_seconds))
-        # With -copyts, FFmpeg ends an input once a packet's raw timestamp passes -ss + -t,
-        # and -ss does not include the start time: add it back (measured on Matroska
-        # starting at 2.5 s; for files starting at 0 it changes nothing).
-        read_for = (float((segment.target_pts[-1] - segment.key_pts) * time_base) + READ_MARGIN_SECONDS
-                    + max(0.0, float(start_seconds)))
+        # -ss counts from the file's start time (without -seek_timestamp); -t counts from the
+        # keyframe FFmpeg lands on, at worst `landing_pts` (measured: Matroska with B-frames
+        # lands one keyframe early when asked for the keyframe itself).
+        seek_to = max(0.0, float(segment.seek_pts * time_base) - float(start_seconds))
+        read_for = float((segment.target_pts[-1] - segment.landing_pts) * time_base) + READ_MARGIN_SECONDS
         args += ["-threads", "1", "-noaccurate_seek", "-ss", f"{seek_to:.6f}", "-t", f"{read_for:.6f}",
                  *hardened_input_args(path=path, limits=limits)]
         keep = "+".join(f"eq(pts,{pts})" for pts in segment.target_pts)

@@ -281,7 +281,7 @@ def test_a_bad_video_is_refused_after_the_concurrent_start_and_leaves_no_worker_
     assert _engine_threads() == []
 
 
-def test_a_refused_model_is_reported_before_the_video_is_touched(small_inputs, tmp_path) -> None:
+def test_a_model_refused_by_its_config_is_reported_before_the_video_is_read(small_inputs, tmp_path) -> None:
     from gradcam3d.pipeline import run_analysis
     from tests.engine import model_factories as mf
 

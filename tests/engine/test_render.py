@@ -30,6 +30,18 @@ def test_overlay_of_a_whole_clip_matches_the_float_blend_within_one_level() -> N
     assert np.abs(out.astype(np.float64) - exact).max() <= 0.5 + 1e-3  # rounded, never off by more
 
 
+def test_difference_overlay_of_a_clip_matches_the_float_blend_within_one_level() -> None:
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, (3, 7, 9, 3), dtype=np.uint8)
+    difference = (rng.random((3, 7, 9)) * 2.4 - 1.2).astype(np.float32)  # beyond [-1, 1] too
+    out = render.overlay_difference(frames, difference, max_alpha=0.7)
+    clipped = np.clip(difference, -1.0, 1.0)
+    colours = render.diverging_lut()[render.to_u8_index((clipped + 1.0) / 2.0)].astype(np.float64)
+    weight = (0.7 * np.abs(clipped.astype(np.float64)))[..., None]
+    exact = (1.0 - weight) * frames.astype(np.float64) + weight * colours
+    assert np.abs(out.astype(np.float64) - exact).max() <= 0.5 + 1e-3
+
+
 def test_alpha_zero_leaves_the_frame_untouched() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
     heat = np.random.default_rng(1).random((3, 6, 6)).astype(np.float32)

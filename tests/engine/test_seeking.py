@@ -2,6 +2,7 @@
 decode gives, or falls back to the straight decode."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from gradcam3d import seeking
 from gradcam3d.errors import VideoRefused
+from gradcam3d.ffmpeg import run_ffmpeg
 from gradcam3d.preprocess import PreprocessParams, preprocess_video, resize_filters, select_source_indices
 from gradcam3d.video import probe_video
 from tests.engine import video_factories as vf
@@ -23,7 +25,10 @@ def long_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "h264_mp4": vf.make_gop_video(folder / "gop25.mp4", frames=frames),
         "vp8_webm": vf.make_gop_video(folder / "gop25.webm", frames=frames, codec="libvpx"),
-        "h264_mkv_late_start": vf.make_gop_video(folder / "late.mkv", frames=frames, start_seconds=2.5),
+        # Matroska seeks by decoding time: FFmpeg lands one keyframe early when asked for one.
+        "h264_mkv": vf.make_gop_video(folder / "gop25.mkv", frames=frames),
+        "h264_mkv_late_start": vf.make_gop_video(folder / "late.mkv", frames=frames, start_seconds=30.0),
+        "h264_mp4_late_start": vf.make_gop_video(folder / "late.mp4", frames=frames, start_seconds=30.0),
         "h264_mp4_rare_keyframes": vf.make_gop_video(folder / "gop250.mp4", frames=frames, gop=250),
         "h264_mpegts_late_start": vf.make_gop_video(folder / "late.ts", frames=frames, start_seconds=1.4),
     }
@@ -33,7 +38,7 @@ def _both(path: Path, **kwargs) -> tuple:
     return preprocess_video(path, **kwargs), preprocess_video(path, seek=False, **kwargs)
 
 
-@pytest.mark.parametrize("kind", ["h264_mp4", "vp8_webm", "h264_mkv_late_start"])
+@pytest.mark.parametrize("kind", ["h264_mp4", "vp8_webm", "h264_mkv", "h264_mkv_late_start", "h264_mp4_late_start"])
 @pytest.mark.parametrize(
     "input_shape, params",
     [((16, 64, 96, 3), PreprocessParams()),  # source size: the frame codes stay readable
@@ -87,13 +92,29 @@ def test_packet_index_lists_every_frame_and_its_keyframes(long_videos: dict[str,
 def test_plan_groups_frames_by_the_keyframe_before_them_and_declines_when_not_cheaper() -> None:
     index = seeking.PacketIndex(time_base=seeking.Fraction(1, 25), pts=list(range(1000)),
                                 keyframe_positions=list(range(0, 1000, 50)))
-    plan = seeking.plan_seeks(index, positions=[10, 20, 60, 999])
+    plan = seeking.plan_seeks(index, positions=[10, 20, 60, 999], seeks_by_pts=True)
     assert plan is not None
     assert [(s.key_pts, s.target_pts) for s in plan.segments] == [(0, [10, 20]), (50, [60]), (950, [999])]
+    # MP4 seeks by presentation time: ask just after the keyframe, land on it.
+    assert [(s.seek_pts, s.landing_pts) for s in plan.segments] == [(1, 0), (51, 50), (951, 950)]
     assert plan.estimated_frames == (21 + 8) + (11 + 8) + (50 + 8)
-    assert seeking.plan_seeks(index, positions=list(range(1, 1000, 2))) is None  # nearly every frame
+    assert seeking.plan_seeks(index, positions=list(range(1, 1000, 2)), seeks_by_pts=True) is None  # nearly every frame
     no_leading_key = seeking.PacketIndex(time_base=index.time_base, pts=index.pts, keyframe_positions=[500])
-    assert seeking.plan_seeks(no_leading_key, positions=[10, 600]) is None
+    assert seeking.plan_seeks(no_leading_key, positions=[10, 600], seeks_by_pts=True) is None
+
+
+def test_plan_for_a_container_seeking_by_decoding_time_asks_past_ffmpegs_early_seek() -> None:
+    # FFmpeg seeks 3/23 s (4 frames at 25 fps) early in Matroska when there are B-frames.
+    index = seeking.PacketIndex(time_base=seeking.Fraction(1, 25), pts=list(range(1000)),
+                                keyframe_positions=[0, 50, 53, 100, 150])
+    plan = seeking.plan_seeks(index, positions=[51, 60, 120], seeks_by_pts=False)
+    assert plan is not None
+    cramped, late, roomy = plan.segments
+    # Keyframes 3 frames apart leave no room past the heuristic: FFmpeg may land on frame 0.
+    assert (cramped.key_pts, cramped.seek_pts, cramped.landing_pts) == (50, 51, 0)
+    assert (late.key_pts, late.seek_pts, late.landing_pts) == (53, 58, 53)
+    assert (roomy.key_pts, roomy.seek_pts, roomy.landing_pts) == (100, 105, 100)
+    assert plan.estimated_frames == (51 - 0 + 1 + 8) + (60 - 53 + 1 + 8) + (120 - 100 + 1 + 8)
 
 
 def test_a_seek_that_does_not_deliver_exactly_the_planned_frames_is_rejected(long_videos: dict[str, Path]) -> None:
@@ -101,19 +122,38 @@ def test_a_seek_that_does_not_deliver_exactly_the_planned_frames_is_rejected(lon
     info = probe_video(path)
     index = seeking.packet_index(path, frame_count=FRAMES)
     assert index is not None
-    good = seeking.plan_seeks(index, positions=[101, 203, 305])
+    good = seeking.plan_seeks(index, positions=[101, 203, 305], seeks_by_pts=True)
     assert good is not None
     decode = dict(time_base=index.time_base, start_seconds=info["start_seconds"], size=(96, 64),
-                  filters=resize_filters(mode="stretch", width=96, height=64))
+                  filters=resize_filters(mode="stretch", width=96, height=64), source_pixels=96 * 64)
     decoded = seeking.decode_by_seeking(path, plan=good, **decode)
     assert decoded is not None and vf.frame_codes(decoded.frames) == [101, 203, 305]
     # A timestamp no frame has (between two frames): nothing is returned rather than a wrong frame.
-    off_by_half = seeking.SeekPlan(
-        segments=[seeking.SeekSegment(key_pts=s.key_pts, target_pts=[p + (index.pts[1] - index.pts[0]) // 2 for p in s.target_pts])
-                  for s in good.segments],
-        estimated_frames=good.estimated_frames, straight_frames=good.straight_frames,
+    half_a_frame = (index.pts[1] - index.pts[0]) // 2
+    off_by_half = dataclasses.replace(
+        good, segments=[dataclasses.replace(s, target_pts=[p + half_a_frame for p in s.target_pts]) for s in good.segments]
     )
     assert seeking.decode_by_seeking(path, plan=off_by_half, **decode) is None
+    # Huge source frames: one input per FFmpeg process, same frames.
+    one_each = seeking.decode_by_seeking(path, plan=good, **{**decode, "source_pixels": 3840 * 2160})
+    assert one_each is not None and vf.frame_codes(one_each.frames) == [101, 203, 305]
+
+
+def test_a_file_cut_without_reencoding_is_not_sought_because_its_packets_outnumber_its_frames(
+    long_videos: dict[str, Path], tmp_path: Path
+) -> None:
+    # Cutting at a non-keyframe with stream copy keeps the packets from the keyframe before,
+    # marked "decode, do not show" (an MP4 edit list): the index must not count them as frames.
+    cut = tmp_path / "cut.mp4"
+    run_ffmpeg(["-v", "error", "-ss", "3.3", "-i", str(long_videos["h264_mp4"]), "-c", "copy", "-y", str(cut)], timeout=60)
+    raw = seeking.read_packet_index(cut)
+    assert raw is not None and any(flags & 0x4 for _, flags in raw.packets)
+    sought, straight = _both(cut, input_shape=(16, 64, 96, 3))
+    assert sought.decode_strategy == "sequential" and sought.source_frame_indices == straight.source_frame_indices
+    np.testing.assert_array_equal(sought.x, straight.x)
+    # Frame n of the cut is frame n + (first shown frame) of the original, for every n.
+    offsets = {code - index for code, index in zip(vf.frame_codes(sought.frames_rgb), sought.source_frame_indices)}
+    assert len(offsets) == 1 and 80 <= offsets.pop() <= 85
 
 
 def test_preprocessing_falls_back_to_the_straight_decode_when_seeking_does_not_verify(
