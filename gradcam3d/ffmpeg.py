@@ -71,7 +71,10 @@ def run_ffmpeg(
     check: bool = True,
 ) -> FFmpegResult:
     """Run `ffmpeg ARGS` in its own process group; kill the group on timeout."""
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
+    # -nostats: the progress line ends in "\r", not a newline, so the log line FFmpeg prints
+    # next (a showinfo frame, the final statistics) would share its line and escape our
+    # line-anchored parsers on any run longer than half a second.
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
     process = subprocess.Popen(
         command,
         stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,

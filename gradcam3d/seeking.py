@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -92,18 +92,23 @@ _DTS_SEEK_HEURISTIC = Fraction(3, 23)
 @dataclass(frozen=True)
 class PacketIndex:
     """`pts` of every packet in presentation order (ascending) in units of `time_base`;
-    `keyframe_positions` the positions in `pts` of the keyframes, ascending."""
+    `keyframe_positions` the positions in `pts` of the keyframes, ascending (the first is 0)."""
 
     time_base: Fraction
     pts: list[int]
     keyframe_positions: list[int]
+    # Decoding timestamps in the same (presentation) order; `dts_to_pts_offset` is pts - dts of
+    # the first packet in file order, the constant shift MP4 seeking applies to decoding times.
+    dts: list[int] = field(default_factory=list)
+    dts_to_pts_offset: int = 0
+    reordered: bool = False  # B-frames: packets are not in presentation order
 
 
 @dataclass(frozen=True)
 class SeekSegment:
-    """One FFmpeg input: seek to `seek_pts` (just after the keyframe `key_pts`, before the next
-    one), where FFmpeg lands on `key_pts` or, at worst, on `landing_pts`; decode until just
-    past the last of `target_pts`."""
+    """One FFmpeg input: seek to `seek_pts` (on the container's seek time scale, just after
+    the keyframe `key_pts` and before the next one), where FFmpeg lands on `key_pts` or, at
+    worst, on `landing_pts`; decode until just past the last of `target_pts`."""
 
     key_pts: int
     target_pts: list[int]  # ascending
@@ -138,7 +143,7 @@ class RawPacketIndex:
     """What the framecrc pass read, before it is checked against the probe."""
 
     time_base: Fraction
-    packets: list[tuple[int, int]]  # (pts, AV_PKT_FLAG_* bits) in file order
+    packets: list[tuple[int, int, int]]  # (pts, dts, AV_PKT_FLAG_* bits) in file order
 
 
 def read_packet_index(path: str | Path, *, limits: VideoLimits = VideoLimits()) -> RawPacketIndex | None:
@@ -158,30 +163,42 @@ def read_packet_index(path: str | Path, *, limits: VideoLimits = VideoLimits()) 
     time_base = _TIME_BASE_RE.search(text)
     if time_base is None or int(time_base["num"]) == 0 or int(time_base["den"]) == 0:
         return None
-    packets: list[tuple[int, int]] = []
+    packets: list[tuple[int, int, int]] = []
     for match in _PACKET_RE.finditer(text):
         flags = _FLAGS_RE.search(match["rest"])
-        packets.append((int(match["pts"]), int(flags["flags"], 16) if flags else _FLAG_KEY))
+        packets.append((int(match["pts"]), int(match["dts"]), int(flags["flags"], 16) if flags else _FLAG_KEY))
     return RawPacketIndex(time_base=Fraction(int(time_base["num"]), int(time_base["den"])), packets=packets)
 
 
 def checked_packet_index(raw: RawPacketIndex | None, *, frame_count: int) -> PacketIndex | None:
     """The index, or None when its packets cannot be trusted to stand for the decoded frames:
-    a count other than the probe's, a missing or repeated timestamp, no keyframe, or a packet
-    the demuxer marks to be decoded but not shown (an edit list, as in a file cut without
-    re-encoding: the decoder then yields fewer frames than there are packets)."""
+    a count other than the probe's, a missing or repeated timestamp, a first-shown packet that
+    is not a keyframe (a leading frame the decoder cannot decode, as in a Matroska file cut
+    inside an open GOP: the decoder yields one frame fewer), or a packet the demuxer marks to
+    be decoded but not shown (an MP4 edit list, as in a file cut without re-encoding)."""
     if raw is None:
         return None
     packets = raw.packets
-    if len(packets) != frame_count or any(pts == _NOPTS or flags & _FLAG_DISCARD for pts, flags in packets):
+    if len(packets) != frame_count or any(pts == _NOPTS or dts == _NOPTS or flags & _FLAG_DISCARD
+                                          for pts, dts, flags in packets):
         return None
-    if len({pts for pts, _ in packets}) != len(packets):
+    if len({pts for pts, _, _ in packets}) != len(packets):
         return None
+    file_order_pts = [pts for pts, _, _ in packets]
+    reordered = any(later < earlier for earlier, later in zip(file_order_pts, file_order_pts[1:]))
+    first_pts, first_dts, _ = packets[0]
     packets = sorted(packets)
-    keyframes = [position for position, (_, flags) in enumerate(packets) if flags & _FLAG_KEY]
-    if not keyframes:
+    keyframes = [position for position, (_, _, flags) in enumerate(packets) if flags & _FLAG_KEY]
+    if not keyframes or keyframes[0] != 0:
         return None
-    return PacketIndex(time_base=raw.time_base, pts=[pts for pts, _ in packets], keyframe_positions=keyframes)
+    return PacketIndex(
+        time_base=raw.time_base,
+        pts=[pts for pts, _, _ in packets],
+        keyframe_positions=keyframes,
+        dts=[dts for _, dts, _ in packets],
+        dts_to_pts_offset=first_pts - first_dts,
+        reordered=reordered,
+    )
 
 
 def packet_index(path: str | Path, *, frame_count: int, limits: VideoLimits = VideoLimits()) -> PacketIndex | None:
@@ -212,30 +229,32 @@ def plan_seeks(index: PacketIndex, *, positions: Sequence[int], seeks_by_pts: bo
     heuristic = 0 if seeks_by_pts else math.ceil(_DTS_SEEK_HEURISTIC / index.time_base)
     # At least a millisecond past the keyframe: -ss is written with microseconds.
     past_key = max(1, math.ceil(Fraction(1, 1000) / index.time_base))
+    # Where each keyframe sits on the time scale the container seeks by: MP4 compares -ss with
+    # decoding times shifted by one constant (measured: with jittery B-frame timestamps, asking
+    # for a keyframe's pts landed one keyframe early in 4 of 10 cases, its shifted dts in none).
+    if seeks_by_pts and index.dts:
+        key_times = [index.dts[p] + index.dts_to_pts_offset for p in index.keyframe_positions]
+    else:
+        key_times = [index.pts[p] for p in index.keyframe_positions]
     segments, estimated = [], 0
     for key_number, members in sorted(groups.items()):
-        key_position = int(keys[key_number])
-        key_pts = index.pts[key_position]
-        next_key_pts = index.pts[int(keys[key_number + 1])] if key_number + 1 < len(keys) else None
+        key_time = key_times[key_number]
         # Past FFmpeg's heuristic when the next keyframe leaves room, else halfway to it.
         step = heuristic + past_key
-        if next_key_pts is not None:
-            step = min(step, (next_key_pts - key_pts) // 2)
-        seek_pts = key_pts + max(step, 0)
-        landing_number = int(np.searchsorted(keys, _position_at_or_before(index.pts, seek_pts - heuristic), side="right")) - 1
-        landing_position = int(keys[max(landing_number, 0)])
-        segments.append(SeekSegment(key_pts=key_pts, target_pts=[index.pts[p] for p in members], seek_pts=seek_pts,
-                                    landing_pts=index.pts[landing_position]))
+        if key_number + 1 < len(key_times):
+            step = min(step, (key_times[key_number + 1] - key_time) // 2)
+        seek_time = key_time + max(step, 0)
+        landing_number = max(int(np.searchsorted(key_times, seek_time - heuristic, side="right")) - 1, 0)
+        landing_position = int(keys[min(landing_number, key_number)])
+        segments.append(SeekSegment(
+            key_pts=index.pts[int(keys[key_number])], target_pts=[index.pts[p] for p in members],
+            seek_pts=seek_time, landing_pts=index.pts[landing_position],
+        ))
         estimated += max(members) - landing_position + 1 + SEGMENT_OVERHEAD_FRAMES
     straight = len(index.pts)
     if estimated > MAX_DECODED_SHARE * straight:
         return None
     return SeekPlan(segments=segments, estimated_frames=estimated, straight_frames=straight)
-
-
-def _position_at_or_before(pts: list[int], value: int) -> int:
-    """Position of the last frame whose pts is <= value (-1 when none)."""
-    return int(np.searchsorted(np.asarray(pts), value, side="right")) - 1
 
 
 def decode_by_seeking(

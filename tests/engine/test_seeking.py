@@ -3,6 +3,7 @@ decode gives, or falls back to the straight decode."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ def long_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "h264_mkv": vf.make_gop_video(folder / "gop25.mkv", frames=frames),
         "h264_mkv_late_start": vf.make_gop_video(folder / "late.mkv", frames=frames, start_seconds=30.0),
         "h264_mp4_late_start": vf.make_gop_video(folder / "late.mp4", frames=frames, start_seconds=30.0),
+        # Phone-like timestamps: each frame up to 4 ms early or late (30 fps, B-frames, 90 kHz); MP4
+        # seeking by presentation time then landed a keyframe early.
+        "h264_mp4_jitter": vf.make_gop_video(folder / "jitter.mp4", frames=frames, fps=30.0, jitter_seconds=0.004),
         "h264_mp4_rare_keyframes": vf.make_gop_video(folder / "gop250.mp4", frames=frames, gop=250),
         "h264_mpegts_late_start": vf.make_gop_video(folder / "late.ts", frames=frames, start_seconds=1.4),
     }
@@ -38,7 +42,9 @@ def _both(path: Path, **kwargs) -> tuple:
     return preprocess_video(path, **kwargs), preprocess_video(path, seek=False, **kwargs)
 
 
-@pytest.mark.parametrize("kind", ["h264_mp4", "vp8_webm", "h264_mkv", "h264_mkv_late_start", "h264_mp4_late_start"])
+@pytest.mark.parametrize(
+    "kind", ["h264_mp4", "vp8_webm", "h264_mkv", "h264_mkv_late_start", "h264_mp4_late_start", "h264_mp4_jitter"]
+)
 @pytest.mark.parametrize(
     "input_shape, params",
     [((16, 64, 96, 3), PreprocessParams()),  # source size: the frame codes stay readable
@@ -58,9 +64,23 @@ def test_seeking_gives_byte_identical_clips_to_a_straight_decode(
     expected = select_source_indices(frame_count=FRAMES, frames_needed=input_shape[0], stride=params.frame_stride,
                                      offset=params.frame_offset)
     assert sought.source_frame_indices == expected
-    assert sought.timestamps == pytest.approx([i / 25.0 for i in expected], abs=2e-3)
+    if kind == "h264_mp4_jitter":
+        times = [i / 30.0 + 0.004 * math.sin(1.7 * i) for i in expected]
+    else:
+        times = [i / 25.0 for i in expected]
+    assert sought.timestamps == pytest.approx(times, abs=2e-3)
     if input_shape[-1] == 3 and params.resize_mode == "stretch":
         assert vf.frame_codes(sought.frames_rgb) == expected
+
+
+def test_ffmpeg_log_lines_stay_whole_on_runs_longer_than_its_progress_interval() -> None:
+    # FFmpeg's progress line ends in "\r"; without -nostats the next showinfo line shared its
+    # line after half a second and lost its frame (seen as a missing timestamp).
+    from gradcam3d.video import _SHOWINFO_RE
+
+    result = run_ffmpeg(["-v", "info", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=25:d=1.2", "-vf", "showinfo,realtime",
+                         "-f", "null", "-"], timeout=30)
+    assert len(_SHOWINFO_RE.findall(result.stderr)) == 30
 
 
 def test_rare_keyframes_and_short_videos_decode_straight_through(long_videos: dict[str, Path], tmp_path: Path) -> None:
@@ -101,6 +121,18 @@ def test_plan_groups_frames_by_the_keyframe_before_them_and_declines_when_not_ch
     assert seeking.plan_seeks(index, positions=list(range(1, 1000, 2)), seeks_by_pts=True) is None  # nearly every frame
     no_leading_key = seeking.PacketIndex(time_base=index.time_base, pts=index.pts, keyframe_positions=[500])
     assert seeking.plan_seeks(no_leading_key, positions=[10, 600], seeks_by_pts=True) is None
+
+
+def test_an_index_whose_first_shown_frame_is_not_a_keyframe_is_refused() -> None:
+    # A leading frame shown before the first keyframe (a cut inside an open GOP): the decoder
+    # drops it, so packets and decoded frames no longer line up.
+    raw = seeking.RawPacketIndex(time_base=seeking.Fraction(1, 25),
+                                 packets=[(1, 0, 0x1), (0, 1, 0x0), (2, 2, 0x0), (3, 3, 0x0)])
+    assert seeking.checked_packet_index(raw, frame_count=4) is None
+    fine = seeking.RawPacketIndex(time_base=raw.time_base, packets=[(0, -1, 0x1), (2, 0, 0x0), (1, 1, 0x0), (3, 2, 0x0)])
+    index = seeking.checked_packet_index(fine, frame_count=4)
+    assert index is not None and index.pts == [0, 1, 2, 3] and index.dts == [-1, 1, 0, 2]
+    assert index.dts_to_pts_offset == 1 and index.reordered
 
 
 def test_plan_for_a_container_seeking_by_decoding_time_asks_past_ffmpegs_early_seek() -> None:
@@ -147,7 +179,7 @@ def test_a_file_cut_without_reencoding_is_not_sought_because_its_packets_outnumb
     cut = tmp_path / "cut.mp4"
     run_ffmpeg(["-v", "error", "-ss", "3.3", "-i", str(long_videos["h264_mp4"]), "-c", "copy", "-y", str(cut)], timeout=60)
     raw = seeking.read_packet_index(cut)
-    assert raw is not None and any(flags & 0x4 for _, flags in raw.packets)
+    assert raw is not None and any(flags & 0x4 for _, _, flags in raw.packets)
     sought, straight = _both(cut, input_shape=(16, 64, 96, 3))
     assert sought.decode_strategy == "sequential" and sought.source_frame_indices == straight.source_frame_indices
     np.testing.assert_array_equal(sought.x, straight.x)

@@ -220,11 +220,16 @@ def frame_codes(frames: np.ndarray) -> list[int]:
 
 
 def make_gop_video(path: Path, *, frames: np.ndarray, fps: float = 25.0, gop: int = 25,
-                   codec: str = "libx264", start_seconds: float = 0.0) -> Path:
+                   codec: str = "libx264", start_seconds: float = 0.0, jitter_seconds: float = 0.0) -> Path:
     """A video with a keyframe every `gop` frames (H.264 with B-frames, or VP8), optionally
-    starting at `start_seconds` (as MPEG-TS captures and cut files do)."""
+    starting at `start_seconds` (as MPEG-TS captures and cut files do), and with frame n shown
+    `jitter_seconds * sin(1.7 n)` off the regular grid (as phones record; 90 kHz timestamps)."""
     codec_args = ["-c:v", codec, "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
     codec_args += ["-bf", "3", "-pix_fmt", "yuv420p", "-crf", "20"] if codec == "libx264" else ["-b:v", "1M"]
     if start_seconds:
         codec_args += ["-output_ts_offset", f"{start_seconds}"]
-    return _encode_raw(frames, path, fps=fps, codec_args=codec_args)
+    filters = None
+    if jitter_seconds:
+        filters = f"settb=1/90000,setpts='(N/{fps}+{jitter_seconds}*sin(N*1.7))/TB'"
+        codec_args += ["-enc_time_base", "1/90000", "-video_track_timescale", "90000"]
+    return _encode_raw(frames, path, fps=fps, codec_args=codec_args, filters=filters)
