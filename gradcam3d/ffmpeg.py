@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 DEFAULT_TIMEOUT = 120.0
+CANCEL_POLL_SECONDS = 0.1
 
 
 class FFmpegError(RuntimeError):
@@ -27,6 +30,10 @@ class FFmpegError(RuntimeError):
 
 
 class FFmpegTimeout(FFmpegError):
+    pass
+
+
+class FFmpegCancelled(FFmpegError):
     pass
 
 
@@ -69,8 +76,12 @@ def run_ffmpeg(
     timeout: float = DEFAULT_TIMEOUT,
     input_bytes: bytes | None = None,
     check: bool = True,
+    cancel: threading.Event | None = None,
 ) -> FFmpegResult:
-    """Run `ffmpeg ARGS` in its own process group; kill the group on timeout."""
+    """Run `ffmpeg ARGS` in its own process group; kill the group on timeout, or as soon as
+    `cancel` is set (checked every CANCEL_POLL_SECONDS), raising FFmpegCancelled."""
+    if cancel is not None and cancel.is_set():
+        raise FFmpegCancelled("FFmpeg was not started: the work was cancelled")
     # -nostats: the progress line ends in "\r", not a newline, so the log line FFmpeg prints
     # next (a showinfo frame, the final statistics) would share its line and escape our
     # line-anchored parsers on any run longer than half a second.
@@ -82,12 +93,23 @@ def run_ffmpeg(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    deadline = time.monotonic() + timeout
+    pending_input = input_bytes
     try:
-        stdout, stderr = process.communicate(input=input_bytes, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.communicate()
-        raise FFmpegTimeout(f"FFmpeg did not finish within {timeout:g} s") from None
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                # Later calls must not pass the input again: communicate() keeps feeding it.
+                stdout, stderr = process.communicate(
+                    input=pending_input, timeout=max(0.0, min(remaining, CANCEL_POLL_SECONDS) if cancel else remaining)
+                )
+                break
+            except subprocess.TimeoutExpired:
+                pending_input = None
+                if cancel is not None and cancel.is_set():
+                    raise FFmpegCancelled("FFmpeg was stopped: the work was cancelled") from None
+                if time.monotonic() >= deadline:
+                    raise FFmpegTimeout(f"FFmpeg did not finish within {timeout:g} s") from None
     except BaseException:
         _kill_group(process)
         process.communicate()

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -156,17 +157,23 @@ def run_analysis(
     # a video thread feeds FFmpeg. The video is preprocessed (FFmpeg child processes) while this
     # thread loads the model and traces the Grad-CAM graph, which needs only the input shape.
     workers = _Workers()
+    cancel = threading.Event()
     try:
         return _run_with_workers(
             workers, model_path=model_path, video_path=video_path, params=params, out_root=out_root, report=report,
             on_event=on_event, started=started, info=info, input_shape=input_shape, selected=selected,
             preprocess=lambda: _timed(
-                lambda: preprocess_video(video_path, input_shape=tuple(input_shape), params=preprocess_params, limits=limits)
+                lambda: preprocess_video(video_path, input_shape=tuple(input_shape), params=preprocess_params,
+                                         limits=limits, cancel=cancel)
             ),
         )
+    except BaseException:
+        # A failure (a model that does not load, a refused video, an encoding error) ends the
+        # analysis now: stop the preprocessing still running rather than wait for it.
+        cancel.set()
+        raise
     finally:
-        # On a refusal, wait for the work still running (bounded by FFmpeg's own timeouts), so
-        # no child process outlives the call.
+        # Then wait for the threads, so no FFmpeg child outlives the call.
         workers.shutdown()
 
 
@@ -241,6 +248,8 @@ def _run_with_workers(
     from gradcam3d.loading import build_probe, load_model_safely
 
     model = load_model_safely(model_path)
+    if clip_future.done():
+        clip_future.result()  # a refused video is reported now, not after tracing
     probe = build_probe(model, selected)
     timings["load"] = time.perf_counter() - started
     mark = time.perf_counter()

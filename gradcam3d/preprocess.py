@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -238,21 +239,23 @@ def preprocess_video(
     limits: VideoLimits = VideoLimits(),
     resize_engine: Literal["ffmpeg", "cv2"] = "ffmpeg",
     seek: bool = True,
+    cancel: threading.Event | None = None,
 ) -> PreprocessedClip:
     """Probe (enforcing limits), pick the T source frames, decode just those in one FFmpeg
     process, resize and scale them. A long video is decoded by seeking to the keyframe before
     each selected frame when that is exact and clearly cheaper (gradcam3d.seeking; `seek=False`
     always decodes straight through). `resize_engine="cv2"` pipes the selected frames at full
-    size and resizes them with OpenCV (kept for measuring; FFmpeg is the default)."""
+    size and resizes them with OpenCV (kept for measuring; FFmpeg is the default). Setting
+    `cancel` stops the FFmpeg run in progress (gradcam3d.ffmpeg.FFmpegCancelled)."""
     frames_needed, height, width, channels = _validate_input_shape(tuple(input_shape))
     seeking_allowed = resize_engine == "ffmpeg" and seek
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam3d-index") as background:
         # A big file is indexed for seeking while it is probed (both only demux it).
         speculative_index = (
-            background.submit(seeking.read_packet_index, path, limits=limits)
+            background.submit(seeking.read_packet_index, path, limits=limits, cancel=cancel)
             if seeking_allowed and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes else None
         )
-        info = probe_video(path, limits=limits)
+        info = probe_video(path, limits=limits, cancel=cancel)
         raw_index = speculative_index.result() if speculative_index is not None else None
     frame_count = info["frame_count"]
     decode_strategy = "sequential"
@@ -262,7 +265,7 @@ def preprocess_video(
             frame_count=frame_count, frames_needed=frames_needed, stride=params.frame_stride, offset=params.frame_offset
         )
         if raw_index is None:
-            raw_index = seeking.read_packet_index(path, limits=limits)
+            raw_index = seeking.read_packet_index(path, limits=limits, cancel=cancel)
         index = seeking.checked_packet_index(raw_index, frame_count=frame_count)
         plan = (
             seeking.plan_seeks(index, positions=indices, seeks_by_pts=seeking.container_seeks_by_pts(info))
@@ -272,7 +275,7 @@ def preprocess_video(
             decoded = seeking.decode_by_seeking(
                 path, plan=plan, time_base=index.time_base, start_seconds=float(info.get("start_seconds") or 0.0),
                 size=(width, height), filters=resize_filters(mode=params.resize_mode, width=width, height=height),
-                source_pixels=int(info["width"]) * int(info["height"]), limits=limits,
+                source_pixels=int(info["width"]) * int(info["height"]), limits=limits, cancel=cancel,
             )
             decode_strategy = "seek" if decoded is not None else "sequential (seeking did not verify)"
     for _attempt in range(2 if decoded is None else 0):
@@ -282,10 +285,11 @@ def preprocess_video(
         if resize_engine == "ffmpeg":
             decoded = decode_frames(
                 path, size=(width, height), select=indices, limits=limits,
-                filters=resize_filters(mode=params.resize_mode, width=width, height=height),
+                filters=resize_filters(mode=params.resize_mode, width=width, height=height), cancel=cancel,
             )
         else:
-            decoded = decode_frames(path, select=indices, limits=limits, source_size=(info["width"], info["height"]))
+            decoded = decode_frames(path, select=indices, limits=limits, source_size=(info["width"], info["height"]),
+                                    cancel=cancel)
         if decoded.decoded_count is None or decoded.decoded_count == frame_count:
             break
         # The probe counted packets; the decoder produced a different number of frames.

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -41,7 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gradcam3d.ffmpeg import FFmpegError, run_ffmpeg
+from gradcam3d.ffmpeg import FFmpegCancelled, FFmpegError, run_ffmpeg
 from gradcam3d.video import (
     _NO_METADATA_ARGS,
     _SHOWINFO_RE,
@@ -146,7 +147,9 @@ class RawPacketIndex:
     packets: list[tuple[int, int, int]]  # (pts, dts, AV_PKT_FLAG_* bits) in file order
 
 
-def read_packet_index(path: str | Path, *, limits: VideoLimits = VideoLimits()) -> RawPacketIndex | None:
+def read_packet_index(
+    path: str | Path, *, limits: VideoLimits = VideoLimits(), cancel: threading.Event | None = None
+) -> RawPacketIndex | None:
     """Every packet's timestamp and flags (stream copy to `framecrc`: demuxing only, as the
     probe does, with the same hardened input options, and never more packets than the frame
     limit allows); None when unreadable."""
@@ -156,7 +159,10 @@ def read_packet_index(path: str | Path, *, limits: VideoLimits = VideoLimits()) 
              *_NO_METADATA_ARGS, "-c", "copy", "-frames:v", str(int(limits.max_frames) + 1), "-f", "framecrc", "pipe:1"],
             timeout=limits.timeout_seconds,
             check=True,
+            cancel=cancel,
         )
+    except FFmpegCancelled:
+        raise
     except FFmpegError:
         return None
     text = result.stdout.decode("ascii", "replace")
@@ -267,6 +273,7 @@ def decode_by_seeking(
     filters: list[str],
     source_pixels: int,
     limits: VideoLimits = VideoLimits(),
+    cancel: threading.Event | None = None,
 ) -> DecodedFrames | None:
     """The planned frames, resized by `filters` to `size` (W, H), in presentation order; None
     when FFmpeg did not deliver exactly them (the caller then decodes straight through).
@@ -280,7 +287,7 @@ def decode_by_seeking(
     count = max(-(-len(segments) // per_process), PROCESSES if len(segments) >= 2 * PROCESSES else 1)
     chunks = [segments[len(segments) * part // count: len(segments) * (part + 1) // count] for part in range(count)]
     decode = partial(_decode_segments, path=path, time_base=time_base, start_seconds=start_seconds, size=size,
-                     filters=filters, limits=limits)
+                     filters=filters, limits=limits, cancel=cancel)
     if len(chunks) == 1:
         results = [decode(chunks[0])]
     else:
@@ -302,6 +309,7 @@ def _decode_segments(
     size: tuple[int, int],
     filters: list[str],
     limits: VideoLimits,
+    cancel: threading.Event | None,
 ) -> tuple[np.ndarray, list[float]] | None:
     """ONE FFmpeg process, one input per group; (frames, their times in seconds) or None."""
     expected = [pts for segment in segments for pts in segment.target_pts]
@@ -322,7 +330,9 @@ def _decode_segments(
     args += ["-filter_threads", "1", "-filter_complex", graph, "-map", "[out]", "-an", "-sn", "-dn",
              *_NO_METADATA_ARGS, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     try:
-        result = run_ffmpeg(args, timeout=limits.processing_timeout_seconds, check=True)
+        result = run_ffmpeg(args, timeout=limits.processing_timeout_seconds, check=True, cancel=cancel)
+    except FFmpegCancelled:
+        raise
     except FFmpegError:  # also a timeout: the straight decode then gets its own chance
         return None
     width, height = int(size[0]), int(size[1])

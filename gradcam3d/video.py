@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import re
+import threading
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from gradcam3d.errors import VideoRefused
-from gradcam3d.ffmpeg import FFmpegError, FFmpegTimeout, run_ffmpeg
+from gradcam3d.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
 
 # Demuxer names as FFmpeg spells them; a demuxer whose name list ("mov,mp4,m4a,...") shares
 # one entry with this list is accepted. Deliberately absent: hls, dash, concat, image2*,
@@ -223,7 +224,9 @@ def _check_file(*, path: Path, limits: VideoLimits) -> int:
     return size
 
 
-def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimits()) -> dict[str, Any]:
+def probe_video(
+    path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimits(), cancel: threading.Event | None = None
+) -> dict[str, Any]:
     """Describe a video: container, codec, width, height, fps, duration_seconds, frame_count
     (real packets of the first video stream), has_audio, pix_fmt, plus bytes and
     start_seconds. Refuses (VideoRefused) anything that is not a usable video within limits."""
@@ -236,6 +239,7 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
              "-map", "0:V:0?", *_NO_METADATA_ARGS, "-c", "copy", "-f", "null", "-"],
             timeout=limits.timeout_seconds,
             check=False,
+            cancel=cancel,
         )
     except FFmpegTimeout:
         raise VideoRefused(
@@ -258,6 +262,12 @@ def probe_video(path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimi
         raise VideoRefused(f"The file has no video stream ({what}).", code="video_no_stream")
     measured_frames, measured_seconds = _progress(result.stdout)
     duration = header["duration_seconds"]
+    start = float(header["start_seconds"] or 0.0)
+    if (duration is not None and measured_seconds is not None and start > 0 and duration > measured_seconds
+            and abs(duration - start - measured_seconds) <= max(1.0, 0.05 * measured_seconds)):
+        # The header counted from time 0, not from the first frame (FFmpeg's Matroska muxer
+        # does, for a stream starting at 1234.6 s): what is read is what will be decoded.
+        duration = measured_seconds
     if measured_seconds is not None and (duration is None or measured_seconds > duration):
         duration = measured_seconds  # a header (or forged tag) may not claim less than was read
     if duration is not None and duration > limits.max_seconds:
@@ -353,6 +363,7 @@ def decode_frames(
     filters: list[str] | None = None,
     limits: VideoLimits = VideoLimits(),
     source_size: tuple[int, int] | None = None,
+    cancel: threading.Event | None = None,
 ) -> DecodedFrames:
     """Decode the first video stream with ONE FFmpeg process into a (N, H, W, 3) uint8 array.
 
@@ -375,7 +386,7 @@ def decode_frames(
         chain.append(f"scale={int(size[0])}:{int(size[1])}:flags=area")
     if size is None:
         if source_size is None:
-            probed = probe_video(path, limits=limits)
+            probed = probe_video(path, limits=limits, cancel=cancel)
             source_size = (probed["width"], probed["height"])
         size = source_size
     width, height = int(size[0]), int(size[1])
@@ -391,7 +402,10 @@ def decode_frames(
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
             timeout=limits.processing_timeout_seconds,
             check=True,
+            cancel=cancel,
         )
+    except FFmpegCancelled:
+        raise
     except FFmpegTimeout:
         raise VideoRefused(
             f"Decoding the video took longer than {limits.processing_timeout_seconds:g} s.", code="video_timeout"

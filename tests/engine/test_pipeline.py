@@ -312,3 +312,59 @@ def test_several_heatmap_videos_encoded_in_one_ffmpeg_process_each_hold_their_ow
     with pytest.raises(ValueError):
         encode_videos([(frames[:3], tmp_path / "d.mp4"), (vf.numbered_frames(count=3), tmp_path / "e.mp4")], fps=4.0)
     assert not (tmp_path / "d.mp4").exists() and not (tmp_path / "e.mp4").exists()
+
+
+def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(small_inputs, tmp_path, monkeypatch) -> None:
+    """The model passes its config check but its weights do not load: the analysis fails at
+    once and the FFmpeg run preprocessing the video is stopped, not waited for."""
+    import threading
+
+    from gradcam3d import loading, preprocess
+    from gradcam3d.ffmpeg import FFmpegCancelled, run_ffmpeg
+    from gradcam3d.pipeline import run_analysis
+
+    seen: dict[str, object] = {}
+    started = threading.Event()
+
+    def slow_preprocess(path, *, cancel=None, **kwargs):
+        seen["cancel"] = cancel
+        started.set()
+        try:  # a 60-second FFmpeg run that only a cancel can end early
+            run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime",
+                        "-f", "null", "-"], timeout=120, cancel=cancel)
+        except FFmpegCancelled as exc:
+            seen["stopped"] = exc
+            raise
+
+    def broken_weights(path):
+        started.wait(30)
+        raise Refusal("The model's weights cannot be read.", code="model_unloadable")
+
+    monkeypatch.setattr(preprocess, "preprocess_video", slow_preprocess)
+    monkeypatch.setattr(loading, "load_model_safely", broken_weights)
+    with pytest.raises(Refusal) as caught:
+        run_analysis(small_inputs["model"], small_inputs["video"], {}, tmp_path / "unloadable")
+    assert caught.value.code == "model_unloadable"
+    assert isinstance(seen.get("stopped"), FFmpegCancelled)
+    assert _engine_threads() == []
+
+
+def test_ffmpeg_runs_end_on_cancel_and_never_start_once_cancelled() -> None:
+    import threading
+
+    from gradcam3d.ffmpeg import FFmpegCancelled, run_ffmpeg
+
+    cancel = threading.Event()
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    with pytest.raises(FFmpegCancelled):
+        run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime", "-f", "null", "-"],
+                   timeout=120, cancel=cancel)
+    timer.join()
+    with pytest.raises(FFmpegCancelled):
+        run_ffmpeg(["-version"], cancel=cancel)
+    # Input fed in pieces across the polling waits still arrives whole.
+    frames = np.zeros((40, 64, 64, 3), dtype=np.uint8)
+    result = run_ffmpeg(["-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x64", "-i", "pipe:0",
+                         "-f", "null", "-"], input_bytes=frames.tobytes(), cancel=threading.Event())
+    assert result.returncode == 0

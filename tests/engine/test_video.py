@@ -251,6 +251,18 @@ def test_probe_counts_real_packets_when_tags_forge_ffmpeg_statistics(videos: dic
     assert info["duration_seconds"] == pytest.approx(12.0, abs=0.1)
 
 
+def test_a_matroska_file_starting_late_is_measured_from_its_first_frame(tmp_path: Path) -> None:
+    # FFmpeg's Matroska muxer writes the end time (1238.6 s) as the duration of a 4-second
+    # stream that starts at 1234.567 s; the video is 4 s long, not over the 600 s limit.
+    path = vf.make_gop_video(tmp_path / "late.mkv", frames=vf.coded_frames(count=100), start_seconds=1234.567)
+    info = probe_video(path)
+    assert info["duration_seconds"] == pytest.approx(4.0, abs=0.1)
+    assert info["start_seconds"] == pytest.approx(1234.567, abs=1e-3)
+    with pytest.raises(VideoRefused) as refused:
+        probe_video(path, limits=VideoLimits(max_seconds=3.0))
+    assert refused.value.code == "video_too_long"
+
+
 def test_probe_duration_limit_holds_when_tags_forge_a_short_duration(videos: dict[str, Path]) -> None:
     with pytest.raises(VideoRefused) as refused:
         probe_video(videos["forged"], limits=VideoLimits(max_seconds=5.0))
