@@ -79,7 +79,12 @@ def run_ffmpeg(
     cancel: threading.Event | None = None,
 ) -> FFmpegResult:
     """Run `ffmpeg ARGS` in its own process group; kill the group on timeout, or as soon as
-    `cancel` is set (checked every CANCEL_POLL_SECONDS), raising FFmpegCancelled."""
+    `cancel` is set (checked every CANCEL_POLL_SECONDS), raising FFmpegCancelled.
+
+    `cancel` needs `input_bytes=None`: Popen.communicate() cannot resume writing its input after
+    a timeout (a retry without the input stops feeding it; with it, it raises)."""
+    if cancel is not None and input_bytes is not None:
+        raise ValueError("cancel works only for runs without input bytes")
     if cancel is not None and cancel.is_set():
         raise FFmpegCancelled("FFmpeg was not started: the work was cancelled")
     # -nostats: the progress line ends in "\r", not a newline, so the log line FFmpeg prints
@@ -94,18 +99,15 @@ def run_ffmpeg(
         start_new_session=True,
     )
     deadline = time.monotonic() + timeout
-    pending_input = input_bytes
     try:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                # Later calls must not pass the input again: communicate() keeps feeding it.
                 stdout, stderr = process.communicate(
-                    input=pending_input, timeout=max(0.0, min(remaining, CANCEL_POLL_SECONDS) if cancel else remaining)
+                    input=input_bytes, timeout=max(0.0, min(remaining, CANCEL_POLL_SECONDS) if cancel else remaining)
                 )
                 break
             except subprocess.TimeoutExpired:
-                pending_input = None
                 if cancel is not None and cancel.is_set():
                     raise FFmpegCancelled("FFmpeg was stopped: the work was cancelled") from None
                 if time.monotonic() >= deadline:
