@@ -248,9 +248,9 @@ def _run_with_workers(
     from gradcam3d.loading import build_probe, load_model_safely
 
     model = load_model_safely(model_path)
-    if clip_future.done():
-        clip_future.result()  # a refused video is reported now, not after tracing
     probe = build_probe(model, selected)
+    if clip_future.done():
+        clip_future.result()  # model errors first; then a refused video, now rather than after tracing
     timings["load"] = time.perf_counter() - started
     mark = time.perf_counter()
     fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])

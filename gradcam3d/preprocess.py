@@ -215,6 +215,17 @@ def scale_frames(frames_rgb: np.ndarray, *, channels: int, params: PreprocessPar
     return ((values / np.float32(255.0)) - mean) / std
 
 
+class _EitherEvent(threading.Event):
+    """Set when it is set itself or when the event it follows is."""
+
+    def __init__(self, follows: threading.Event | None) -> None:
+        super().__init__()
+        self._follows = follows
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._follows is not None and self._follows.is_set())
+
+
 def _file_size(path: str | os.PathLike[str]) -> int:
     try:
         return Path(path).stat().st_size
@@ -249,13 +260,19 @@ def preprocess_video(
     `cancel` stops the FFmpeg run in progress (gradcam3d.ffmpeg.FFmpegCancelled)."""
     frames_needed, height, width, channels = _validate_input_shape(tuple(input_shape))
     seeking_allowed = resize_engine == "ffmpeg" and seek
+    index_cancel = _EitherEvent(cancel)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam3d-index") as background:
-        # A big file is indexed for seeking while it is probed (both only demux it).
+        # A big file is indexed for seeking while it is probed (both only demux it); a refused
+        # probe stops the index rather than waiting for it.
         speculative_index = (
-            background.submit(seeking.read_packet_index, path, limits=limits, cancel=cancel)
+            background.submit(seeking.read_packet_index, path, limits=limits, cancel=index_cancel)
             if seeking_allowed and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes else None
         )
-        info = probe_video(path, limits=limits, cancel=cancel)
+        try:
+            info = probe_video(path, limits=limits, cancel=cancel)
+        except BaseException:
+            index_cancel.set()
+            raise
         raw_index = speculative_index.result() if speculative_index is not None else None
     frame_count = info["frame_count"]
     decode_strategy = "sequential"

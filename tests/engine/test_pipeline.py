@@ -352,7 +352,7 @@ def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(small_
 def test_ffmpeg_runs_end_on_cancel_and_never_start_once_cancelled() -> None:
     import threading
 
-    from gradcam3d.ffmpeg import FFmpegCancelled, run_ffmpeg
+    from gradcam3d.ffmpeg import FFmpegCancelled, FFmpegTimeout, run_ffmpeg
 
     cancel = threading.Event()
     timer = threading.Timer(0.3, cancel.set)
@@ -363,6 +363,10 @@ def test_ffmpeg_runs_end_on_cancel_and_never_start_once_cancelled() -> None:
     timer.join()
     with pytest.raises(FFmpegCancelled):
         run_ffmpeg(["-version"], cancel=cancel)
+    # With a cancel event the timeout still holds.
+    with pytest.raises(FFmpegTimeout):
+        run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime", "-f", "null", "-"],
+                   timeout=0.3, cancel=threading.Event())
     # Popen.communicate() cannot resume feeding input after a timeout: cancel is for runs
     # without input bytes, and asking for both is refused rather than left to hang.
     with pytest.raises(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,37 @@ def test_a_big_file_is_indexed_while_it_is_probed_with_the_same_result(
     with pytest.raises(VideoRefused) as refused:
         preprocess_video(text, input_shape=(16, 64, 96, 3))
     assert refused.value.code == "video_unreadable"
+
+
+def test_a_refused_probe_stops_the_index_running_beside_it(
+    long_videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from gradcam3d import preprocess
+    from gradcam3d.ffmpeg import FFmpegCancelled
+
+    outcome: dict[str, object] = {}
+    probing = threading.Event()
+
+    def slow_index(path, *, limits, cancel):
+        probing.wait(30)
+        try:  # stands in for indexing a huge file: only a cancel ends it early
+            run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime",
+                        "-f", "null", "-"], timeout=120, cancel=cancel)
+        except FFmpegCancelled as exc:
+            outcome["index"] = exc
+            raise
+
+    def refusing_probe(path, **kwargs):
+        probing.set()
+        time.sleep(0.3)
+        raise VideoRefused("The video lasts 900.0 s; the limit is 600 s.", code="video_too_long")
+
+    monkeypatch.setattr(seeking, "SPECULATIVE_INDEX_BYTES", 0)
+    monkeypatch.setattr(seeking, "read_packet_index", slow_index)
+    monkeypatch.setattr(preprocess, "probe_video", refusing_probe)
+    with pytest.raises(VideoRefused) as refused:
+        preprocess_video(long_videos["h264_mp4"], input_shape=(16, 64, 96, 3))
+    assert refused.value.code == "video_too_long"
+    assert isinstance(outcome.get("index"), FFmpegCancelled)
