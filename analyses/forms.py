@@ -38,14 +38,38 @@ class _TeamChoiceMixin:
         field.empty_label = "Only me (private)"
 
 
-class ClassifierUploadForm(_TeamChoiceMixin, forms.Form):
+class _LibraryUploadForm(_TeamChoiceMixin, forms.Form):
+    """The fields every library upload has; a subclass declares its `file` field and its own."""
+
+    # Declared fields of a base class come first; keep the file field at the top instead.
+    field_order = ["file"]
+
+    name = forms.CharField(max_length=200, required=False, help_text="Defaults to the file name.")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_team_field(user=user)
+
+
+class _LibraryEditForm(_TeamChoiceMixin, forms.Form):
+    """The fields every library object's edit form has; a subclass adds its own."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
+
+    def __init__(self, *args: Any, user: Any, current_team: Team | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_team_field(user=user, current_team=current_team)
+
+
+class ClassifierUploadForm(_LibraryUploadForm):
     file = forms.FileField(
         label="Model file (.h5 or .keras)",
         widget=forms.ClearableFileInput(attrs={"accept": ".h5,.hdf5,.keras"}),
     )
-    name = forms.CharField(max_length=200, required=False, help_text="Defaults to the file name.")
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team")
     class_map_file = forms.FileField(
         required=False, label="Class map file", help_text=_CLASS_MAP_HELP,
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
@@ -54,10 +78,6 @@ class ClassifierUploadForm(_TeamChoiceMixin, forms.Form):
         required=False, label="…or type the labels",
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "0: Basketball\n1: Biking"}),
     )
-
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_team_field(user=user)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -78,44 +98,23 @@ class ClassifierUploadForm(_TeamChoiceMixin, forms.Form):
         return cleaned
 
 
-class ClassifierEditForm(_TeamChoiceMixin, forms.Form):
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
+class ClassifierEditForm(_LibraryEditForm):
     class_map_text = forms.CharField(
         required=False, label="Class labels", help_text=_CLASS_MAP_HELP,
         widget=forms.Textarea(attrs={"rows": 6}),
     )
 
-    def __init__(self, *args: Any, user: Any, current_team: Team | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_team_field(user=user, current_team=current_team)
 
-
-class VideoUploadForm(_TeamChoiceMixin, forms.Form):
+class VideoUploadForm(_LibraryUploadForm):
     file = forms.FileField(
         label="Video file",
         widget=forms.ClearableFileInput(attrs={"accept": "video/*,.mp4,.avi,.mkv,.mov,.webm"}),
     )
-    name = forms.CharField(max_length=200, required=False, help_text="Defaults to the file name.")
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team")
     expected_class = forms.IntegerField(
         required=False, min_value=0, label="True class",
         help_text="The class index this clip shows; analyses use it to show why a prediction was wrong.",
     )
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_team_field(user=user)
 
-
-class VideoEditForm(_TeamChoiceMixin, forms.Form):
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
+class VideoEditForm(_LibraryEditForm):
     expected_class = forms.IntegerField(required=False, min_value=0, label="True class")
-
-    def __init__(self, *args: Any, user: Any, current_team: Team | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_team_field(user=user, current_team=current_team)

@@ -236,6 +236,108 @@ def class_map_text(*, labels: list[str]) -> str:
     return "\n".join(f"{index}: {label}" for index, label in enumerate(labels) if label)
 
 
+# --------------------------------------------------------------------------- shared by both libraries
+def _restore_if_archived(obj: Classifier | Video, *, actor: Any) -> None:
+    # Re-uploading an archived file brings it back instead of failing on the unique constraint.
+    if obj.archived_at is None:
+        return
+    obj.archived_at = None
+    obj.save(update_fields=["archived_at"])
+    audit_log(actor=actor, action=f"{obj._meta.model_name}.restored", target=obj, data={})
+
+
+def _stage_unless_duplicate(
+    *, model: type[Classifier] | type[Video], owner: Any, uploaded_file: Any, max_bytes: int, kind: str
+) -> StagedUpload:
+    """Stage and hash the upload, refusing it when the owner already has a file with that sha256.
+
+    An archived copy is restored first, so the refusal leads the user to a live object.
+    """
+    staged = stage_upload(uploaded_file=uploaded_file, max_bytes=max_bytes, kind=kind)
+    try:
+        existing = model.objects.filter(owner=owner, sha256=staged.sha256).first()
+        if existing is not None:
+            _restore_if_archived(existing, actor=owner)
+            raise DuplicateUpload(existing)
+    except BaseException:
+        _remove_quietly(staged.path)
+        raise
+    return staged
+
+
+def _refuse_raced_duplicate(*, model: type[Classifier] | type[Video], owner: Any, sha256: str) -> None:
+    """Called on an IntegrityError from create: two identical uploads raced and the other won.
+
+    Raises DuplicateUpload for that copy; returns when there is none, so the caller re-raises.
+    """
+    existing = model.objects.filter(owner=owner, sha256=sha256).first()
+    if existing is not None:
+        raise DuplicateUpload(existing) from None
+
+
+def _uploaded_file_fields(
+    *, owner: Any, team: Team | None, name: str, description: str, staged: StagedUpload, file: str, fallback_name: str
+) -> dict[str, Any]:
+    """The model fields every library object takes from its upload form and its staged file."""
+    return {
+        "owner": owner,
+        "team": team,
+        "name": (name or "").strip()[:200] or Path(staged.original_filename).stem[:200] or fallback_name,
+        "description": (description or "").strip(),
+        "file": file,
+        "original_filename": staged.original_filename,
+        "sha256": staged.sha256,
+        "size_bytes": staged.size_bytes,
+    }
+
+
+def _audit_created(obj: Classifier | Video, *, actor: Any) -> None:
+    audit_log(
+        actor=actor,
+        action=f"{obj._meta.model_name}.created",
+        target=obj,
+        data={
+            "name": obj.name,
+            "sha256": obj.sha256,
+            "size_bytes": obj.size_bytes,
+            "original_filename": obj.original_filename,
+        },
+    )
+
+
+def _save_edits(
+    obj: Classifier | Video,
+    *,
+    actor: Any,
+    name: str,
+    description: str,
+    team: Team | None,
+    own_fields: dict[str, Any],
+) -> None:
+    """Apply an edit (the common fields plus the library's `own_fields`), save it, audit what changed.
+
+    The audit data has one `{"from", "to"}` entry per changed field (the team by its id); an
+    edit that changes nothing is saved but not audited.
+    """
+    fields = ["name", "description", *own_fields, "team"]
+
+    def audited_values() -> dict[str, Any]:
+        return {field: obj.team_id if field == "team" else getattr(obj, field) for field in fields}
+
+    before = audited_values()
+    obj.name = (name or "").strip()[:200] or obj.name
+    obj.description = (description or "").strip()
+    for field, value in own_fields.items():
+        setattr(obj, field, value)
+    obj.team = team
+    after = audited_values()
+    changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
+    with transaction.atomic():
+        obj.save(update_fields=fields)
+        if changed:
+            audit_log(actor=actor, action=f"{obj._meta.model_name}.updated", target=obj, data=changed)
+
+
 # --------------------------------------------------------------------------- classifiers
 _MODEL_EXTENSIONS = {"h5": ".h5", "keras": ".keras"}
 
@@ -259,15 +361,15 @@ def classifier_create(
     team = _check_team(team=team, user=owner)
     # Syntax errors in the class map are cheap to find: before the upload is even copied.
     parse_class_map(text=class_map_text)
-    staged = stage_upload(
-        uploaded_file=uploaded_file, max_bytes=settings.GRADCAM_MAX_MODEL_BYTES, kind="model"
+    staged = _stage_unless_duplicate(
+        model=Classifier,
+        owner=owner,
+        uploaded_file=uploaded_file,
+        max_bytes=settings.GRADCAM_MAX_MODEL_BYTES,
+        kind="model",
     )
     final_path: Path | None = None
     try:
-        existing = Classifier.objects.filter(owner=owner, sha256=staged.sha256).first()
-        if existing is not None:
-            _restore_if_archived(existing, actor=owner)
-            raise DuplicateUpload(existing)
         inspection = _inspect_or_refuse(staged.path)
         extension = _MODEL_EXTENSIONS.get(str(inspection.get("format")))
         if extension is None:
@@ -278,54 +380,28 @@ def classifier_create(
         final_path = _move_into_media(source=staged.path, relative_name=relative_name)
         with transaction.atomic():
             classifier = Classifier.objects.create(
-                owner=owner,
-                team=team,
-                name=(name or "").strip()[:200] or Path(staged.original_filename).stem[:200] or "Model",
-                description=(description or "").strip(),
-                file=relative_name,
-                original_filename=staged.original_filename,
+                **_uploaded_file_fields(
+                    owner=owner, team=team, name=name, description=description,
+                    staged=staged, file=relative_name, fallback_name="Model",
+                ),
                 file_format=str(inspection["format"]),
-                sha256=staged.sha256,
-                size_bytes=staged.size_bytes,
                 input_shape=[int(size) for size in inspection["input_shape"]],
                 num_classes=num_classes,
                 conv3d_layers=list(inspection.get("conv3d_layers") or []),
                 class_labels=labels,
                 inspection=inspection,
             )
-            audit_log(
-                actor=owner,
-                action="classifier.created",
-                target=classifier,
-                data={
-                    "name": classifier.name,
-                    "sha256": classifier.sha256,
-                    "size_bytes": classifier.size_bytes,
-                    "original_filename": classifier.original_filename,
-                },
-            )
+            _audit_created(classifier, actor=owner)
         return classifier
     except IntegrityError:
-        # Two identical uploads racing: the other one won.
         _remove_quietly(final_path)
-        existing = Classifier.objects.filter(owner=owner, sha256=staged.sha256).first()
-        if existing is None:
-            raise
-        raise DuplicateUpload(existing) from None
+        _refuse_raced_duplicate(model=Classifier, owner=owner, sha256=staged.sha256)
+        raise
     except BaseException:
         _remove_quietly(final_path)
         raise
     finally:
         _remove_quietly(staged.path)
-
-
-def _restore_if_archived(obj: Classifier | Video, *, actor: Any) -> None:
-    # Re-uploading an archived file brings it back instead of failing on the unique constraint.
-    if obj.archived_at is None:
-        return
-    obj.archived_at = None
-    obj.save(update_fields=["archived_at"])
-    audit_log(actor=actor, action=f"{obj._meta.model_name}.restored", target=obj, data={})
 
 
 def _check_team_change(*, obj: Classifier | Video, actor: Any, team: Team | None) -> Team | None:
@@ -347,27 +423,10 @@ def classifier_update(
 ) -> Classifier:
     team = _check_team_change(obj=classifier, actor=actor, team=team)
     labels = parse_class_map(text=class_map_text, num_classes=classifier.num_classes)
-    before = {
-        "name": classifier.name,
-        "description": classifier.description,
-        "class_labels": classifier.class_labels,
-        "team": classifier.team_id,
-    }
-    classifier.name = (name or "").strip()[:200] or classifier.name
-    classifier.description = (description or "").strip()
-    classifier.class_labels = labels
-    classifier.team = team
-    after = {
-        "name": classifier.name,
-        "description": classifier.description,
-        "class_labels": classifier.class_labels,
-        "team": classifier.team_id,
-    }
-    changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
-    with transaction.atomic():
-        classifier.save(update_fields=["name", "description", "class_labels", "team"])
-        if changed:
-            audit_log(actor=actor, action="classifier.updated", target=classifier, data=changed)
+    _save_edits(
+        classifier, actor=actor, name=name, description=description, team=team,
+        own_fields={"class_labels": labels},
+    )
     return classifier
 
 
@@ -465,8 +524,12 @@ def video_create(
 ) -> Video:
     team = _check_team(team=team, user=owner)
     expected_class = _check_expected_class(expected_class)
-    staged = stage_upload(
-        uploaded_file=uploaded_file, max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES, kind="video"
+    staged = _stage_unless_duplicate(
+        model=Video,
+        owner=owner,
+        uploaded_file=uploaded_file,
+        max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES,
+        kind="video",
     )
     stem = uuid.uuid4().hex
     # The transcode child writes (and, if it is killed, leaves) its partial files next to its
@@ -478,10 +541,6 @@ def video_create(
         work_dir = Path(tempfile.mkdtemp(prefix=f"transcode-{stem}-", dir=_tmp_dir()))
         rendition_tmp = work_dir / f"{stem}.web.mp4"
         poster_tmp = work_dir / f"{stem}.poster.jpg"
-        existing = Video.objects.filter(owner=owner, sha256=staged.sha256).first()
-        if existing is not None:
-            _restore_if_archived(existing, actor=owner)
-            raise DuplicateUpload(existing)
         try:
             # `transcode` probes first (same limits and refusals as `probe`) and returns the
             # probe fields, so one child process does both.
@@ -502,14 +561,10 @@ def video_create(
         probe_fields = {key: value for key, value in probe.items() if key not in ("rendition", "poster")}
         with transaction.atomic():
             video = Video.objects.create(
-                owner=owner,
-                team=team,
-                name=(name or "").strip()[:200] or Path(staged.original_filename).stem[:200] or "Video",
-                description=(description or "").strip(),
-                file=original_name,
-                original_filename=staged.original_filename,
-                sha256=staged.sha256,
-                size_bytes=staged.size_bytes,
+                **_uploaded_file_fields(
+                    owner=owner, team=team, name=name, description=description,
+                    staged=staged, file=original_name, fallback_name="Video",
+                ),
                 container=str(probe.get("container") or "")[:100],
                 codec=str(probe.get("codec") or "")[:100],
                 width=int(probe.get("width") or 0),
@@ -522,24 +577,12 @@ def video_create(
                 poster=poster_name,
                 expected_class=expected_class,
             )
-            audit_log(
-                actor=owner,
-                action="video.created",
-                target=video,
-                data={
-                    "name": video.name,
-                    "sha256": video.sha256,
-                    "size_bytes": video.size_bytes,
-                    "original_filename": video.original_filename,
-                },
-            )
+            _audit_created(video, actor=owner)
         return video
     except IntegrityError:
         _remove_quietly(*moved)
-        existing = Video.objects.filter(owner=owner, sha256=staged.sha256).first()
-        if existing is None:
-            raise
-        raise DuplicateUpload(existing) from None
+        _refuse_raced_duplicate(model=Video, owner=owner, sha256=staged.sha256)
+        raise
     except BaseException:
         _remove_quietly(*moved)
         raise
@@ -560,19 +603,10 @@ def video_update(
 ) -> Video:
     team = _check_team_change(obj=video, actor=actor, team=team)
     expected_class = _check_expected_class(expected_class)
-    before = {"name": video.name, "description": video.description,
-              "expected_class": video.expected_class, "team": video.team_id}
-    video.name = (name or "").strip()[:200] or video.name
-    video.description = (description or "").strip()
-    video.expected_class = expected_class
-    video.team = team
-    after = {"name": video.name, "description": video.description,
-             "expected_class": video.expected_class, "team": video.team_id}
-    changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
-    with transaction.atomic():
-        video.save(update_fields=["name", "description", "expected_class", "team"])
-        if changed:
-            audit_log(actor=actor, action="video.updated", target=video, data=changed)
+    _save_edits(
+        video, actor=actor, name=name, description=description, team=team,
+        own_fields={"expected_class": expected_class},
+    )
     return video
 
 

@@ -145,6 +145,31 @@ def _team_choice(form: Any) -> Any:
     return form.cleaned_data.get("team")
 
 
+def _upload_arguments(request: HttpRequest, form: Any) -> dict[str, Any]:
+    """The `<entity>_create` arguments that every library upload form provides."""
+    return {
+        "owner": request.user,
+        "team": _team_choice(form),
+        "uploaded_file": form.cleaned_data["file"],
+        "name": form.cleaned_data.get("name") or "",
+        "description": form.cleaned_data.get("description") or "",
+    }
+
+
+def _edit_arguments(request: HttpRequest, form: Any) -> dict[str, Any]:
+    """The `<entity>_update` arguments that every library edit form provides."""
+    return {
+        "actor": request.user,
+        "name": form.cleaned_data["name"],
+        "description": form.cleaned_data.get("description") or "",
+        "team": _team_choice(form),
+    }
+
+
+def _edit_initial(obj: Any, **own_fields: Any) -> dict[str, Any]:
+    return {"name": obj.name, "description": obj.description, "team": obj.team_id, **own_fields}
+
+
 def _upload_response(
     request: HttpRequest,
     *,
@@ -182,7 +207,39 @@ def _upload_response(
     return redirect(detail_route, code=created.code)
 
 
-def _report_delete_outcome(request: HttpRequest, *, outcome: str, name: str, kind: str) -> None:
+def _edit_response(
+    request: HttpRequest,
+    *,
+    form: Any,
+    page: Callable[[int], HttpResponse],
+    update: Callable[[], Any],
+    detail_route: str,
+    code: Any,
+    error_fields: tuple[tuple[type[LibraryError], str], ...],
+) -> HttpResponse:
+    """The detail-page flow shared by models and videos: show, or validate, update and come back.
+
+    `page(status)` renders the detail page; it is called only after the update was tried, so
+    it shows the form with its errors. `error_fields` maps service errors to the form field
+    they belong to; any other library error is shown above the form.
+    """
+    if request.method != "POST":
+        return page(200)
+    if form.is_valid():
+        try:
+            update()
+        except LibraryError as exc:
+            field = next((name for error_type, name in error_fields if isinstance(exc, error_type)), None)
+            form.add_error(field, exc.message)
+        else:
+            messages.success(request, "Changes saved.")
+            return redirect(detail_route, code=code)
+    return page(400)
+
+
+def _delete_outcome_response(
+    request: HttpRequest, *, outcome: str, name: str, kind: str, list_route: str
+) -> HttpResponse:
     if outcome == "archived":
         messages.info(
             request,
@@ -191,6 +248,17 @@ def _report_delete_outcome(request: HttpRequest, *, outcome: str, name: str, kin
         )
     else:
         messages.success(request, f"{kind} “{name}” deleted.")
+    return redirect(list_route)
+
+
+def _original_file_response(request: HttpRequest, obj: Any) -> HttpResponse:
+    """The uploaded file itself, under the name it was uploaded with."""
+    return private_file_response(
+        request,
+        storage_path=obj.file.name,
+        content_type="application/octet-stream",
+        download_name=obj.original_filename,
+    )
 
 
 # --------------------------------------------------------------------------- home
@@ -257,11 +325,7 @@ def _classifier_list_protected(request: HttpRequest, *, limit: UploadLimitHandle
         limit=limit,
         page=_classifier_list_page,
         create=lambda: library_services.classifier_create(
-            owner=request.user,
-            team=_team_choice(form),
-            uploaded_file=form.cleaned_data["file"],
-            name=form.cleaned_data.get("name") or "",
-            description=form.cleaned_data.get("description") or "",
+            **_upload_arguments(request, form),
             class_map_text=form.cleaned_data.get("class_map_text") or "",
         ),
         detail_route="library:classifier_detail",
@@ -270,46 +334,9 @@ def _classifier_list_protected(request: HttpRequest, *, limit: UploadLimitHandle
     )
 
 
-def _classifier_edit_form(classifier: Any, *, user: Any, data: Any = None) -> ClassifierEditForm:
-    return ClassifierEditForm(
-        data,
-        user=user,
-        current_team=classifier.team,
-        initial={
-            "name": classifier.name,
-            "description": classifier.description,
-            "team": classifier.team_id,
-            "class_map_text": class_map_text(labels=classifier.class_labels),
-        },
-    )
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def classifier_detail(request: HttpRequest, code: str) -> HttpResponse:
-    for_write = request.method == "POST"
-    classifier = selectors.classifier_get_for_user(code=code, user=request.user, for_write=for_write)
-    form = _classifier_edit_form(classifier, user=request.user, data=request.POST if for_write else None)
-    status = 200
-    if for_write:
-        if form.is_valid():
-            try:
-                library_services.classifier_update(
-                    classifier=classifier,
-                    actor=request.user,
-                    name=form.cleaned_data["name"],
-                    description=form.cleaned_data.get("description") or "",
-                    class_map_text=form.cleaned_data.get("class_map_text") or "",
-                    team=_team_choice(form),
-                )
-            except library_services.InvalidClassMap as exc:
-                form.add_error("class_map_text", exc.message)
-            except LibraryError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, "Changes saved.")
-                return redirect("library:classifier_detail", code=classifier.code)
-        status = 400
+def _classifier_detail_page(
+    request: HttpRequest, *, classifier: Any, form: ClassifierEditForm, status: int
+) -> HttpResponse:
     classes = [
         {"index": index, "label": classifier.label_for(index), "named": bool(label)}
         for index, label in enumerate(
@@ -331,24 +358,46 @@ def classifier_detail(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def classifier_detail(request: HttpRequest, code: str) -> HttpResponse:
+    for_write = request.method == "POST"
+    classifier = selectors.classifier_get_for_user(code=code, user=request.user, for_write=for_write)
+    form = ClassifierEditForm(
+        request.POST if for_write else None,
+        user=request.user,
+        current_team=classifier.team,
+        initial=_edit_initial(classifier, class_map_text=class_map_text(labels=classifier.class_labels)),
+    )
+    return _edit_response(
+        request,
+        form=form,
+        page=lambda status: _classifier_detail_page(request, classifier=classifier, form=form, status=status),
+        update=lambda: library_services.classifier_update(
+            classifier=classifier,
+            **_edit_arguments(request, form),
+            class_map_text=form.cleaned_data.get("class_map_text") or "",
+        ),
+        detail_route="library:classifier_detail",
+        code=classifier.code,
+        error_fields=((library_services.InvalidClassMap, "class_map_text"),),
+    )
+
+
+@login_required
 @require_POST
 def classifier_delete(request: HttpRequest, code: str) -> HttpResponse:
     classifier = selectors.classifier_get_for_user(code=code, user=request.user, for_write=True)
     outcome = library_services.classifier_delete(classifier=classifier, actor=request.user)
-    _report_delete_outcome(request, outcome=outcome, name=classifier.name, kind="Model")
-    return redirect("library:classifier_list")
+    return _delete_outcome_response(
+        request, outcome=outcome, name=classifier.name, kind="Model", list_route="library:classifier_list"
+    )
 
 
 @login_required
 @require_GET
 def classifier_download(request: HttpRequest, code: str) -> HttpResponse:
     classifier = selectors.classifier_get_for_user(code=code, user=request.user)
-    return private_file_response(
-        request,
-        storage_path=classifier.file.name,
-        content_type="application/octet-stream",
-        download_name=classifier.original_filename,
-    )
+    return _original_file_response(request, classifier)
 
 
 # --------------------------------------------------------------------------- videos
@@ -389,11 +438,7 @@ def _video_list_protected(request: HttpRequest, *, limit: UploadLimitHandler | N
         limit=limit,
         page=_video_list_page,
         create=lambda: library_services.video_create(
-            owner=request.user,
-            team=_team_choice(form),
-            uploaded_file=form.cleaned_data["file"],
-            name=form.cleaned_data.get("name") or "",
-            description=form.cleaned_data.get("description") or "",
+            **_upload_arguments(request, form),
             expected_class=form.cleaned_data.get("expected_class"),
         ),
         detail_route="library:video_detail",
@@ -402,40 +447,7 @@ def _video_list_protected(request: HttpRequest, *, limit: UploadLimitHandler | N
     )
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def video_detail(request: HttpRequest, code: str) -> HttpResponse:
-    for_write = request.method == "POST"
-    video = selectors.video_get_for_user(code=code, user=request.user, for_write=for_write)
-    form = VideoEditForm(
-        request.POST if for_write else None,
-        user=request.user,
-        current_team=video.team,
-        initial={
-            "name": video.name,
-            "description": video.description,
-            "team": video.team_id,
-            "expected_class": video.expected_class,
-        },
-    )
-    status = 200
-    if for_write:
-        if form.is_valid():
-            try:
-                library_services.video_update(
-                    video=video,
-                    actor=request.user,
-                    name=form.cleaned_data["name"],
-                    description=form.cleaned_data.get("description") or "",
-                    expected_class=form.cleaned_data.get("expected_class"),
-                    team=_team_choice(form),
-                )
-            except LibraryError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, "Changes saved.")
-                return redirect("library:video_detail", code=video.code)
-        status = 400
+def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm, status: int) -> HttpResponse:
     return render(
         request,
         "analyses/library/video_detail.html",
@@ -451,24 +463,46 @@ def video_detail(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def video_detail(request: HttpRequest, code: str) -> HttpResponse:
+    for_write = request.method == "POST"
+    video = selectors.video_get_for_user(code=code, user=request.user, for_write=for_write)
+    form = VideoEditForm(
+        request.POST if for_write else None,
+        user=request.user,
+        current_team=video.team,
+        initial=_edit_initial(video, expected_class=video.expected_class),
+    )
+    return _edit_response(
+        request,
+        form=form,
+        page=lambda status: _video_detail_page(request, video=video, form=form, status=status),
+        update=lambda: library_services.video_update(
+            video=video,
+            **_edit_arguments(request, form),
+            expected_class=form.cleaned_data.get("expected_class"),
+        ),
+        detail_route="library:video_detail",
+        code=video.code,
+        error_fields=(),
+    )
+
+
+@login_required
 @require_POST
 def video_delete(request: HttpRequest, code: str) -> HttpResponse:
     video = selectors.video_get_for_user(code=code, user=request.user, for_write=True)
     outcome = library_services.video_delete(video=video, actor=request.user)
-    _report_delete_outcome(request, outcome=outcome, name=video.name, kind="Video")
-    return redirect("library:video_list")
+    return _delete_outcome_response(
+        request, outcome=outcome, name=video.name, kind="Video", list_route="library:video_list"
+    )
 
 
 @login_required
 @require_GET
 def video_original(request: HttpRequest, code: str) -> HttpResponse:
     video = selectors.video_get_for_user(code=code, user=request.user)
-    return private_file_response(
-        request,
-        storage_path=video.file.name,
-        content_type="application/octet-stream",
-        download_name=video.original_filename,
-    )
+    return _original_file_response(request, video)
 
 
 @login_required
