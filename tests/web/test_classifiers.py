@@ -125,27 +125,23 @@ def test_class_map_file_upload_and_index_errors(
     web: Any, owner: Any, model_files: dict[str, Path]
 ) -> None:
     client = web(owner)
-    with model_files["good_h5"].open("rb") as model:
-        response = client.post(
-            "/classifiers/",
-            data={"name": "With map"},
-            files={
-                "file": ("m.h5", model, "application/octet-stream"),
-                "class_map_file": ("ClassMap.txt", b"0: Walk\n1: Run\n5: Jump\n", "text/plain"),
-            },
-        )
+
+    def upload_with_class_map(class_map: bytes) -> Any:
+        with model_files["good_h5"].open("rb") as model:
+            return client.post(
+                "/classifiers/",
+                data={"name": "With map"},
+                files={
+                    "file": ("m.h5", model, "application/octet-stream"),
+                    "class_map_file": ("ClassMap.txt", class_map, "text/plain"),
+                },
+            )
+
+    response = upload_with_class_map(b"0: Walk\n1: Run\n5: Jump\n")
     assert response.status_code == 400
     assert "class 5" in html.unescape(response.text) and "3 classes" in html.unescape(response.text)
     assert Classifier.objects.count() == 0
-    with model_files["good_h5"].open("rb") as model:
-        response = client.post(
-            "/classifiers/",
-            data={"name": "With map"},
-            files={
-                "file": ("m.h5", model, "application/octet-stream"),
-                "class_map_file": ("ClassMap.txt", b"0: Walk\n1: Run\n2: Jump\n", "text/plain"),
-            },
-        )
+    response = upload_with_class_map(b"0: Walk\n1: Run\n2: Jump\n")
     assert response.status_code == 302
     assert Classifier.objects.get().class_labels == ["Walk", "Run", "Jump"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -98,41 +98,46 @@ class Command(BaseCommand):
             classmap_path = _resolve(str(manifest["classmap"]), base=base)
             if classmap_path.is_file():
                 classmap_text = classmap_path.read_text(encoding="utf-8")
-        with model_path.open("rb") as handle:
-            try:
-                classifier = library_services.classifier_create(
-                    owner=user,
-                    team=None,
-                    uploaded_file=File(handle, name=model_path.name),
-                    name="Demo shapes C3D",
-                    description="Small C3D-style classifier trained on synthetic moving-shape clips.",
-                    class_map_text=classmap_text,
-                )
-                self.stdout.write(f"Registered classifier {classifier.name!r}.")
-            except library_services.DuplicateUpload as duplicate:
-                classifier = duplicate.existing  # type: ignore[assignment]
-                self.stdout.write(f"Classifier {classifier.name!r} already registered.")
-            except library_services.LibraryError as exc:
-                raise CommandError(f"The demo model was refused: {exc.message}") from exc
-        return classifier
+        return self._register(
+            path=model_path,
+            kind="Classifier",
+            refused="The demo model was refused",
+            create=lambda file: library_services.classifier_create(
+                owner=user,
+                team=None,
+                uploaded_file=file,
+                name="Demo shapes C3D",
+                description="Small C3D-style classifier trained on synthetic moving-shape clips.",
+                class_map_text=classmap_text,
+            ),
+        )
 
     def _register_video(self, *, user: Any, entry: dict[str, Any], base: Path) -> Video:
         video_path = _resolve(str(entry["path"]), base=base)
         labelled = entry.get("labelled_class", entry.get("true_class"))
-        with video_path.open("rb") as handle:
+        return self._register(
+            path=video_path,
+            kind="Video",
+            refused=f"The demo video {video_path.name} was refused",
+            create=lambda file: library_services.video_create(
+                owner=user,
+                team=None,
+                uploaded_file=file,
+                name=str(entry.get("name") or video_path.stem),
+                description=str(entry.get("description") or ""),
+                expected_class=int(labelled) if labelled is not None else None,
+            ),
+        )
+
+    def _register(self, *, path: Path, kind: str, refused: str, create: Callable[[File], Any]) -> Any:
+        """Upload one demo file through the library service; an earlier run's copy is reused."""
+        with path.open("rb") as handle:
             try:
-                video = library_services.video_create(
-                    owner=user,
-                    team=None,
-                    uploaded_file=File(handle, name=video_path.name),
-                    name=str(entry.get("name") or video_path.stem),
-                    description=str(entry.get("description") or ""),
-                    expected_class=int(labelled) if labelled is not None else None,
-                )
-                self.stdout.write(f"Registered video {video.name!r}.")
+                obj = create(File(handle, name=path.name))
+                self.stdout.write(f"Registered {kind.lower()} {obj.name!r}.")
             except library_services.DuplicateUpload as duplicate:
-                video = duplicate.existing  # type: ignore[assignment]
-                self.stdout.write(f"Video {video.name!r} already registered.")
+                obj = duplicate.existing
+                self.stdout.write(f"{kind} {obj.name!r} already registered.")
             except library_services.LibraryError as exc:
-                raise CommandError(f"The demo video {video_path.name} was refused: {exc.message}") from exc
-        return video
+                raise CommandError(f"{refused}: {exc.message}") from exc
+        return obj
