@@ -12,7 +12,10 @@ Conv3DBackpropInputV2 with oneDNN off; non-overlapping MaxPool3D gets a mask
 gradient equal bit for bit to TF's slow per-window MaxPool3DGrad.
 
 CAM methods are a small registry of TensorFlow functions `(activations, gradients, pooling) ->
-map` so Layer-CAM, HiResCAM and friends slot in as one function each.
+map` so Layer-CAM, HiResCAM and friends slot in as one function each. Grad-CAM and Grad-CAM++
+pool the gradients into channel weights ("global" over T,H,W or "temporal" over H,W per time
+slice); Layer-CAM and HiResCAM weight every position by its own gradient, so they take no
+pooling (`method_pooling`).
 
 Raw maps stay float32 at the layer's resolution (T', H', W') and keep their scale; only the
 display helpers normalise. TensorFlow is imported lazily so the light CLI commands never pay
@@ -31,14 +34,45 @@ POOLINGS = ("global", "temporal")
 
 # name -> function(activations (1,T,H,W,C), gradients (1,T,H,W,C), pooling) -> map (T,H,W)
 CAM_METHODS: dict[str, Callable[..., Any]] = {}
+# Methods that weight each channel by its pooled gradient. The others (Layer-CAM, HiResCAM)
+# weight every position by its own gradient: pooling does not apply to them, and they get
+# pooling None.
+POOLED_METHODS: set[str] = set()
 
 
-def register_cam_method(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_cam_method(name: str, *, pooled: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
         CAM_METHODS[name] = function
+        if pooled:
+            POOLED_METHODS.add(name)
+        else:
+            POOLED_METHODS.discard(name)
         return function
 
     return decorator
+
+
+def method_pooling(*, method: str, pooling: str | None) -> str | None:
+    """The pooling `method` really uses, or ValueError with a sentence for the user.
+
+    Pooled methods: `pooling`, None meaning the default "global". Element-wise methods: None;
+    "global" (the default everywhere) is accepted as "nothing asked for", but "temporal" is
+    refused: whoever asks for per-frame weights must not silently get something else.
+    """
+    if not isinstance(method, str) or method not in CAM_METHODS:
+        raise ValueError(f"Unknown method '{method}'; choose one of {', '.join(sorted(CAM_METHODS))}.")
+    if pooling is not None and (not isinstance(pooling, str) or pooling not in POOLINGS):
+        raise ValueError(f"Unknown pooling '{pooling}'; choose one of {', '.join(POOLINGS)}.")
+    if method in POOLED_METHODS:
+        return pooling or "global"
+    if pooling in (None, "global"):
+        return None
+    pooled = " or ".join(sorted(POOLED_METHODS))
+    raise ValueError(
+        f"The method '{method}' weights every position by its own gradient, so it has no gradient "
+        f"pooling and cannot give per-frame ('{pooling}') weights; use {pooled} for '{pooling}' pooling, "
+        "or leave the pooling at 'global'."
+    )
 
 
 def _pool_axes(pooling: str) -> tuple[int, ...]:
@@ -54,15 +88,16 @@ def _pool_axes(pooling: str) -> tuple[int, ...]:
     raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
 
 
-@register_cam_method("gradcam")
+@register_cam_method("gradcam", pooled=True)
 def gradcam_map(activations: Any, gradients: Any, pooling: str) -> Any:
+    """Grad-CAM (Selvaraju et al. 2017): relu(sum_c mean(dS/dA_c) * A_c), S the pre-softmax score."""
     import tensorflow as tf
 
     weights = tf.reduce_mean(gradients, axis=_pool_axes(pooling), keepdims=True)
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
 
 
-@register_cam_method("gradcam++")
+@register_cam_method("gradcam++", pooled=True)
 def gradcam_plus_plus_map(activations: Any, gradients: Any, pooling: str) -> Any:
     """Closed-form Grad-CAM++ (Chattopadhyay et al. 2018) with the exponential-score trick.
 
@@ -84,17 +119,18 @@ def gradcam_plus_plus_map(activations: Any, gradients: Any, pooling: str) -> Any
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
 
 
-@register_cam_method("layercam")
-def layercam_map(activations: Any, gradients: Any, pooling: str) -> Any:
-    """Layer-CAM (Jiang et al. 2021): element-wise positive gradients; pooling does not apply."""
+@register_cam_method("layercam", pooled=False)
+def layercam_map(activations: Any, gradients: Any, pooling: None) -> Any:
+    """Layer-CAM (Jiang et al. 2021): relu(sum_c relu(dS/dA_c) * A_c), position by position."""
     import tensorflow as tf
 
     return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))[0]
 
 
-@register_cam_method("hirescam")
-def hirescam_map(activations: Any, gradients: Any, pooling: str) -> Any:
-    """HiResCAM (Draelos & Carin 2020): element-wise gradients times activations."""
+@register_cam_method("hirescam", pooled=False)
+def hirescam_map(activations: Any, gradients: Any, pooling: None) -> Any:
+    """HiResCAM (Draelos & Carin 2020): sum_c dS/dA_c * A_c, the signed gradient unpooled; the
+    final ReLU keeps the positive evidence, as for Grad-CAM."""
     import tensorflow as tf
 
     return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))[0]
@@ -120,12 +156,12 @@ class FusedGradCam:
 
     `probe(x)` must return `(activations: list of (1,T',H',W',C') tensors, logits: (1, N))` from
     a single forward pass, usable inside a `tf.function` (gradcam3d.loading.build_probe).
+    `pooling` is checked by `method_pooling`; `self.pooling` is what the method really uses
+    (None for the element-wise methods).
     """
 
-    def __init__(self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str = "global") -> None:
-        if method not in CAM_METHODS:
-            raise ValueError(f"unknown CAM method {method!r}; choose one of {', '.join(sorted(CAM_METHODS))}")
-        _pool_axes(pooling)  # validates
+    def __init__(self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global") -> None:
+        pooling = method_pooling(method=method, pooling=pooling)  # validates both
         import tensorflow as tf
 
         self.method = method

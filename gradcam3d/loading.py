@@ -2,7 +2,8 @@
 
 `load_model_safely` refuses a file with `inspect_model` (config only, no code) before Keras
 deserializes anything, then loads with `safe_mode=True, compile=False`, the loader chosen from
-the file's magic bytes.
+the file's magic bytes. Keras still compiles a nested model from its own compile_config with
+compile=False, so when the file has one Keras reads a private copy without any.
 
 `build_probe` gives a callable that runs the model ONCE on an input batch and returns the
 requested intermediate activations plus the pre-softmax scores. It works by *replaying* the
@@ -18,6 +19,7 @@ TensorFlow and Keras are imported inside functions only, so importing this modul
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gradcam3d.errors import ModelRefused, Refusal
-from gradcam3d.modelcheck import inspect_model
+from gradcam3d.modelcheck import inspect_model, read_model_config, strip_compile_configs
 
 # TensorFlow 2.21's oneDNN graph rewrites give WRONG gradients inside a tf.function for a
 # Conv3D+BiasAdd+ReLU output that feeds MaxPool3D (measured here: max error 0.79 on values of
@@ -33,6 +35,9 @@ from gradcam3d.modelcheck import inspect_model
 # It only takes effect if TensorFlow has not been imported yet, hence at import of this module.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
+# Keras 3.15 checks HDF5 links, external storage and virtual datasets itself, but which
+# release first did so for every loader could not be established here, so modelcheck checks
+# them for any version and this stays the oldest Keras 3 the engine is tested against.
 MINIMUM_KERAS_VERSION = (3, 14)
 
 # How the logits are obtained from the model's final operation.
@@ -63,19 +68,8 @@ def load_model_safely(path: str | os.PathLike[str], *, max_bytes: int | None = N
     model_path = Path(path)
     info = inspect_model(model_path, max_bytes=max_bytes)
     keras = _require_keras_3()
-    # Keras picks its loader from the file name; the format is known from the magic bytes, so
-    # give Keras a name that matches the content (a symlink in a private temp dir).
-    expected_suffixes = (".h5", ".hdf5") if info["format"] == "h5" else (".keras",)
     with tempfile.TemporaryDirectory(prefix="gradcam3d-model-") as scratch:
-        load_path = model_path
-        if model_path.suffix.lower() not in expected_suffixes:
-            load_path = Path(scratch) / f"model{expected_suffixes[0]}"
-            try:
-                os.symlink(model_path.resolve(), load_path)
-            except OSError:
-                import shutil
-
-                shutil.copyfile(model_path, load_path)
+        load_path = _keras_load_path(model_path=model_path, model_format=info["format"], scratch=Path(scratch))
         try:
             model = keras.saving.load_model(str(load_path), safe_mode=True, compile=False)
         except ModelRefused:
@@ -89,6 +83,68 @@ def load_model_safely(path: str | os.PathLike[str], *, max_bytes: int | None = N
     if not isinstance(model, keras.Model):
         raise ModelRefused("The file did not load as a Keras model.", code="not_a_model")
     return model
+
+
+def _keras_load_path(*, model_path: Path, model_format: str, scratch: Path) -> Path:
+    """The file Keras reads: the upload itself, or a private copy in `scratch`.
+
+    Keras compiles a nested model from its own compile_config while deserializing it, even
+    with compile=False (serialization_lib.deserialize_keras_object calls compile_from_config;
+    the legacy h5 loader does so for a nested layer that has a "module" key), which would
+    deserialize optimizer, loss and metric objects named by the file. Inspection checks them,
+    and Keras is never given one: a file with a nested compile_config is loaded from a copy
+    whose config has none (Keras drops the root's itself). Keras picks its loader from the
+    file name, so the name also matches the format found from the magic bytes.
+    """
+    suffixes = (".h5", ".hdf5") if model_format == "h5" else (".keras",)
+    _, config = read_model_config(path=model_path)
+    if strip_compile_configs(config=config) > 0:
+        copy_path = scratch / f"model{suffixes[0]}"
+        if model_format == "h5":
+            _write_h5_copy(source=model_path, target=copy_path, config=config)
+        else:
+            _write_keras_copy(source=model_path, target=copy_path, config=config)
+        return copy_path
+    if model_path.suffix.lower() in suffixes:
+        return model_path
+    link_path = scratch / f"model{suffixes[0]}"
+    try:
+        os.symlink(model_path.resolve(), link_path)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(model_path, link_path)
+    return link_path
+
+
+def _write_keras_copy(*, source: Path, target: Path, config: Any) -> None:
+    """Copy a .keras zip entry by entry (streamed, stored) with config.json replaced."""
+    import shutil
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
+        for info in original.infolist():
+            if info.filename == "config.json":
+                copy.writestr("config.json", json.dumps(config))
+            elif info.is_dir():
+                copy.writestr(info.filename, b"")
+            else:
+                with original.open(info) as member, copy.open(
+                    info.filename, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT
+                ) as out:
+                    shutil.copyfileobj(member, out, 1024**2)
+
+
+def _write_h5_copy(*, source: Path, target: Path, config: Any) -> None:
+    """Copy an .h5 model with its model_config attribute replaced (bytes, as Keras writes it)."""
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as copy:
+        del copy.attrs["model_config"]
+        copy.attrs["model_config"] = json.dumps(config).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "expected_class": None,  # the true class, if the user knows it
     "layers": None,  # full paths of the Conv3D layers to explain; None = all of them
     "method": "gradcam",  # gradcam | gradcam++ | layercam | hirescam
-    "pooling": "global",  # global (over T,H,W, the original tool) | temporal (over H,W per t)
+    # gradcam, gradcam++: global (over T,H,W, the original tool) | temporal (over H,W per t).
+    # layercam, hirescam: no pooling, recorded as None ("temporal" is refused for them).
+    "pooling": "global",
     "bbox_threshold": None,  # None = Otsu per frame; else a fraction of the map's maximum
     "min_box_area": 1,  # smallest connected component (model pixels) that gets a box
     "colormap": "jet",
@@ -70,7 +72,7 @@ def normalise_params(params: dict[str, Any] | None) -> dict[str, Any]:
     Unknown keys are refused: a misspelt option silently ignored would give a result the user
     did not ask for.
     """
-    from gradcam3d.cam import CAM_METHODS, POOLINGS
+    from gradcam3d.cam import method_pooling
     from gradcam3d.render import COLORMAPS
 
     params = dict(params or {})
@@ -78,10 +80,11 @@ def normalise_params(params: dict[str, Any] | None) -> dict[str, Any]:
     if unknown:
         _refuse(f"Unknown analysis parameter(s): {', '.join(unknown)}.")
     merged = {**DEFAULT_PARAMS, **params}
-    if merged["method"] not in CAM_METHODS:
-        _refuse(f"Unknown method '{merged['method']}'; choose one of {', '.join(sorted(CAM_METHODS))}.")
-    if merged["pooling"] not in POOLINGS:
-        _refuse(f"Unknown pooling '{merged['pooling']}'; choose one of {', '.join(POOLINGS)}.")
+    try:
+        # Recorded as the method really runs: None for the element-wise methods.
+        merged["pooling"] = method_pooling(method=merged["method"], pooling=merged["pooling"])
+    except ValueError as exc:
+        _refuse(str(exc))
     if merged["colormap"] not in COLORMAPS:
         _refuse(f"Unknown colormap '{merged['colormap']}'; choose one of {', '.join(sorted(COLORMAPS))}.")
     if merged["image_format"] not in ("png", "jpeg"):

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,6 +104,18 @@ def _frame_name(index: int, *, image_format: str) -> str:
     return f"{index:04d}.{'jpg' if image_format == 'jpeg' else 'png'}"
 
 
+@dataclass
+class _Plan:
+    """What the cheap checks (model config, no TensorFlow) decided before any heavy work."""
+
+    info: dict[str, Any]  # gradcam3d.modelcheck.inspect_model
+    input_shape: list[int]
+    selected: list[str]
+    preprocess: Any  # gradcam3d.preprocess.PreprocessParams, scaling chosen
+    limits: Any  # gradcam3d.video.VideoLimits
+    scaling: dict[str, str]  # gradcam3d.preprocess.choose_scaling: name, source, reason, suggested
+
+
 def run_analysis(
     model_path: str | os.PathLike[str],
     video_path: str | os.PathLike[str],
@@ -116,7 +129,8 @@ def run_analysis(
 
     `progress(stage, fraction)` is called as the analysis advances; `on_event` receives
     `{"event": "prediction", ...}` as soon as the predicted class is known. Bad input raises
-    `Refusal` with a sentence for the user.
+    `Refusal` with a sentence for the user. Without a preprocessing `scaling` (or with "auto")
+    the model's inspection chooses it.
     """
     started = time.perf_counter()
     report = progress or (lambda stage, fraction: None)
@@ -131,27 +145,9 @@ def run_analysis(
     # -- check everything cheap first: the model's config (no TensorFlow), classes, options ----
     report("loading model", 0.0)
     from gradcam3d.modelcheck import inspect_model
-    from gradcam3d.preprocess import PreprocessParams, preprocess_video
-    from gradcam3d.video import VideoLimits
+    from gradcam3d.preprocess import preprocess_video
 
-    info = inspect_model(model_path)
-    input_shape = [int(d) for d in info["input_shape"]]
-    num_classes = int(info["num_classes"])
-    conv3d_layers = list(info["conv3d_layers"])
-    selected = _select_layers(available=conv3d_layers, requested=params["layers"])
-    expected = params["expected_class"]
-    if expected is not None and not 0 <= expected < num_classes:
-        raise Refusal(
-            f"The expected class {expected} does not exist: this model has {num_classes} classes (0 to {num_classes - 1}).",
-            code="bad_expected_class",
-        )
-    try:
-        preprocess_params = PreprocessParams.from_dict(params["preprocess"])
-        limits = VideoLimits(**params["limits"])
-    except (TypeError, ValueError) as exc:
-        raise Refusal(f"Bad preprocessing options: {exc}.", code="bad_params") from None
-    params["preprocess"] = preprocess_params.to_dict()
-    params["limits"] = limits.to_dict()
+    plan = _plan(params=params, info=inspect_model(model_path))
 
     # OpenCV's writers and FFmpeg release the GIL: two image threads keep both cores busy, and
     # a video thread feeds FFmpeg. The video is preprocessed (FFmpeg child processes) while this
@@ -161,10 +157,10 @@ def run_analysis(
     try:
         return _run_with_workers(
             workers, model_path=model_path, video_path=video_path, params=params, out_root=out_root, report=report,
-            on_event=on_event, started=started, info=info, input_shape=input_shape, selected=selected,
+            on_event=on_event, started=started, plan=plan,
             preprocess=lambda: _timed(
-                lambda: preprocess_video(video_path, input_shape=tuple(input_shape), params=preprocess_params,
-                                         limits=limits, cancel=cancel)
+                lambda: preprocess_video(video_path, input_shape=tuple(plan.input_shape), params=plan.preprocess,
+                                         limits=plan.limits, cancel=cancel)
             ),
         )
     except BaseException:
@@ -175,6 +171,35 @@ def run_analysis(
     finally:
         # Then wait for the threads, so no FFmpeg child outlives the call.
         workers.shutdown()
+
+
+def _plan(*, params: dict[str, Any], info: dict[str, Any]) -> _Plan:
+    """The checks that need the model's config; fills in params["preprocess"] and ["limits"].
+
+    The scaling is recorded in the params by the name chosen (not "auto"), so the params alone
+    re-run the same analysis even if a later inspection suggests otherwise.
+    """
+    from gradcam3d.preprocess import PreprocessParams, choose_scaling
+    from gradcam3d.video import VideoLimits
+
+    num_classes = int(info["num_classes"])
+    selected = _select_layers(available=list(info["conv3d_layers"]), requested=params["layers"])
+    expected = params["expected_class"]
+    if expected is not None and not 0 <= expected < num_classes:
+        raise Refusal(
+            f"The expected class {expected} does not exist: this model has {num_classes} classes (0 to {num_classes - 1}).",
+            code="bad_expected_class",
+        )
+    scaling = choose_scaling(requested=params["preprocess"].get("scaling"), inspection=info)
+    try:
+        preprocess_params = PreprocessParams.from_dict({**params["preprocess"], "scaling": scaling["name"]})
+        limits = VideoLimits(**params["limits"])
+    except (TypeError, ValueError) as exc:
+        raise Refusal(f"Bad preprocessing options: {exc}.", code="bad_params") from None
+    params["preprocess"] = preprocess_params.to_dict()
+    params["limits"] = limits.to_dict()
+    return _Plan(info=info, input_shape=[int(d) for d in info["input_shape"]], selected=selected,
+                 preprocess=preprocess_params, limits=limits, scaling=scaling)
 
 
 class _Workers:
@@ -231,33 +256,16 @@ def _run_with_workers(
     report: ProgressCallback,
     on_event: EventCallback | None,
     started: float,
-    info: dict[str, Any],
-    input_shape: list[int],
-    selected: list[str],
+    plan: _Plan,
     preprocess: Callable[[], tuple[Any, float]],
 ) -> dict[str, Any]:
+    # Every timing is a measured stage; the prediction has none of its own (it comes out of
+    # the Grad-CAM forward pass, inside "gradcam").
     timings: dict[str, float] = {}
-    expected = params["expected_class"]
-    num_classes = int(info["num_classes"])
-    conv3d_layers = list(info["conv3d_layers"])
     clip_future = workers.images.submit(preprocess)
+    probe, fused = _load_and_trace(model_path=model_path, params=params, plan=plan, clip_future=clip_future,
+                                   started=started, timings=timings)
 
-    # -- load and trace, while the video is preprocessed ----------------------------------
-    import_tensorflow()
-    from gradcam3d.cam import FusedGradCam, normalise_for_display, temporal_importance, upsample_trilinear
-    from gradcam3d.loading import build_probe, load_model_safely
-
-    model = load_model_safely(model_path)
-    probe = build_probe(model, selected)
-    if clip_future.done():
-        clip_future.result()  # model errors first; then a refused video, now rather than after tracing
-    timings["load"] = time.perf_counter() - started
-    mark = time.perf_counter()
-    fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])
-    fused.trace(np.zeros([1, *input_shape], dtype=np.float32), expected_class=expected)
-    timings["trace"] = time.perf_counter() - mark
-
-    # -- preprocess ----------------------------------------------------------------------------
     report("preprocessing video", 0.1)
     mark = time.perf_counter()
     clip, timings["preprocess"] = clip_future.result()
@@ -265,22 +273,75 @@ def _run_with_workers(
     from gradcam3d import render
     from gradcam3d.ffmpeg import encode_video
 
-    frame_count, height, width = input_shape[0], input_shape[1], input_shape[2]
-    scale = render.display_scale(height=height, min_height=params["display_min_height"])
+    scale = render.display_scale(height=plan.input_shape[1], min_height=params["display_min_height"])
     display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
     preprocessed_path = out_root / "preprocessed.mp4"
     # Encoded while the Grad-CAM runs; its time is reported as "render_preprocessed_video".
     preprocessed_video = workers.videos.submit(
         _timed, lambda: encode_video(display_frames, preprocessed_path, fps=params["video_fps"], preset=VIDEO_PRESET)
     )
-    pending: list[Future[Any]] = []
 
-    # -- predict + Grad-CAM: one forward pass, activation-only gradients ---------------------
     report("computing Grad-CAM", 0.25)
     mark = time.perf_counter()
+    result, prediction = _predict_and_explain(fused=fused, clip=clip, params=params, plan=plan,
+                                              output_activation=getattr(probe, "output_activation", None))
+    if on_event:
+        on_event({"event": "prediction", "predicted_class": result.predicted_class,
+                  "probabilities": prediction["probabilities"]})
+    upsampled = _upsampled(result=result, expected=params["expected_class"], size=tuple(plan.input_shape[:3]))
+    timings["gradcam"] = time.perf_counter() - mark
+
+    report("rendering", 0.5)
+    mark = time.perf_counter()
+    files = FileRecorder(root=out_root)
+    files.add(preprocessed_path, role="preprocessed_video")
+    renderer = _LayerRenderer(
+        params=params, out_root=out_root, files=files, workers=workers, pending=[], display_frames=display_frames,
+        scale=scale, result=result, upsampled=upsampled, prediction=prediction,
+    )
+    layer_entries = renderer.render_all(layers=plan.selected, report=report)
+    timings["render"] = time.perf_counter() - mark
+    timings["render_preprocessed_video"] = preprocessed_video.result()[1]
+
+    report("writing manifest", 0.97)
+    manifest = _manifest(model_path=model_path, video_path=video_path, params=params, plan=plan, clip=clip,
+                         prediction=prediction, scale=scale, layers=layer_entries, files=files.finalise())
+    timings["total"] = time.perf_counter() - started
+    manifest["timings"] = {key: round(value, 4) for key, value in timings.items()}
+    write_manifest(out_dir=out_root, manifest=manifest)
+    report("done", 1.0)
+    return manifest
+
+
+def _load_and_trace(
+    *, model_path: str | os.PathLike[str], params: dict[str, Any], plan: _Plan, clip_future: Future[Any],
+    started: float, timings: dict[str, float],
+) -> tuple[Any, Any]:
+    """Load the model and trace the fused graph (while the video is preprocessed): (probe, fused)."""
+    import_tensorflow()
+    from gradcam3d.cam import FusedGradCam
+    from gradcam3d.loading import build_probe, load_model_safely
+
+    model = load_model_safely(model_path)
+    probe = build_probe(model, plan.selected)
+    if clip_future.done():
+        clip_future.result()  # model errors first; then a refused video, now rather than after tracing
+    timings["load"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])
+    fused.trace(np.zeros([1, *plan.input_shape], dtype=np.float32), expected_class=params["expected_class"])
+    timings["trace"] = time.perf_counter() - mark
+    return probe, fused
+
+
+def _predict_and_explain(
+    *, fused: Any, clip: Any, params: dict[str, Any], plan: _Plan, output_activation: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """One fused run, which gives the prediction too: (raw maps result, prediction record)."""
+    expected = params["expected_class"]
     result = fused(clip.x, expected_class=expected)
-    output_activation = getattr(probe, "output_activation", None) or info.get("output_activation")
-    probabilities = _probabilities(logits=result.logits, output_activation=output_activation)
+    probabilities = _probabilities(logits=result.logits,
+                                   output_activation=output_activation or plan.info.get("output_activation"))
     predicted = result.predicted_class
     prediction = {
         "probabilities": [float(p) for p in probabilities],
@@ -292,119 +353,185 @@ def _run_with_workers(
         "correct": None if expected is None else bool(expected == predicted),
         "top_k": _top_k(probabilities=probabilities, params=params),
     }
-    if on_event:
-        on_event({"event": "prediction", "predicted_class": predicted, "probabilities": prediction["probabilities"]})
-    timings["predict"] = 0.0  # the prediction comes from the Grad-CAM forward pass itself
+    return result, prediction
+
+
+def _upsampled(*, result: Any, expected: int | None, size: tuple[int, ...]) -> dict[int, list[np.ndarray]]:
+    """Per class (the predicted one first), per layer: the raw map upsampled to (T, H, W)."""
+    from gradcam3d.cam import upsample_trilinear
+
+    predicted = result.predicted_class
     classes = [predicted] + ([expected] if expected is not None and expected != predicted else [])
-    upsampled: dict[int, list[np.ndarray]] = {
-        k: [upsample_trilinear(raw, size=(frame_count, height, width)) for raw in result.maps[k]] for k in classes
-    }
-    timings["gradcam"] = time.perf_counter() - mark
+    return {k: [upsample_trilinear(raw, size=size) for raw in result.maps[k]] for k in classes}
 
-    # -- regions and rendering -----------------------------------------------------------------
-    report("rendering", 0.5)
-    mark = time.perf_counter()
-    from gradcam3d.regions import map_regions
 
-    files = FileRecorder(root=out_root)
-    image_format = params["image_format"]
-    wrong = expected is not None and expected != predicted
-    files.add(preprocessed_path, role="preprocessed_video")
-    if wrong:
-        legend_path = out_root / f"inference_legend.png"
+@dataclass
+class _LayerRenderer:
+    """Writes each layer's files (heatmap video and frames, inference maps, heat curve, raw
+    maps), records them, and returns the layer's manifest entry. Images and videos are
+    written by the worker threads; `pending` collects their futures."""
+
+    params: dict[str, Any]
+    out_root: Path
+    files: FileRecorder
+    workers: _Workers
+    pending: list[Future[Any]]
+    display_frames: np.ndarray
+    scale: int
+    result: Any  # gradcam3d.cam.FusedCamResult
+    upsampled: dict[int, list[np.ndarray]]  # class -> per layer (T, H, W), predicted class first
+    prediction: dict[str, Any]  # the manifest's prediction record (for its labels)
+    videos: _VideoBatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.videos = _VideoBatch(self.workers, self.pending, fps=self.params["video_fps"])
+
+    def render_all(self, *, layers: list[str], report: ProgressCallback) -> list[dict[str, Any]]:
+        """Every layer's files, written when this returns; the layers' manifest entries."""
+        self.legend()
+        entries = []
+        for position, layer_name in enumerate(layers):
+            entries.append(self.layer(position=position, layer_name=layer_name))
+            report("rendering", 0.5 + 0.45 * (position + 1) / len(layers))
+        self.videos.flush()
+        for future in self.pending:  # the first failure raises; run_analysis waits for the rest
+            future.result()
+        return entries
+
+    @property
+    def predicted(self) -> int:
+        return int(self.result.predicted_class)
+
+    @property
+    def wrong(self) -> bool:
+        expected = self.params["expected_class"]
+        return expected is not None and expected != self.predicted
+
+    def _image_path(self, folder: Path, index: int) -> Path:
+        return folder / _frame_name(index, image_format=self.params["image_format"])
+
+    def _write_image(self, image: np.ndarray, path: Path) -> None:
+        from gradcam3d import render
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.pending.append(self.workers.images.submit(render.write_image, image, path,
+                                                       image_format=self.params["image_format"]))
+
+    def legend(self) -> None:
+        if not self.wrong:
+            return
+        from gradcam3d import render
+
+        legend_path = self.out_root / "inference_legend.png"
         legend = render.inference_legend(
-            predicted_label=f"predicted class {predicted} ({prediction['predicted_label']})",
-            expected_label=f"expected class {expected} ({prediction['expected_label']})",
+            predicted_label=f"predicted class {self.predicted} ({self.prediction['predicted_label']})",
+            expected_label=f"expected class {self.params['expected_class']} ({self.prediction['expected_label']})",
         )
         render.write_image(legend, legend_path)
-        files.add(legend_path, role="inference_legend")
+        self.files.add(legend_path, role="inference_legend")
 
-    layer_entries = []
-    videos = _VideoBatch(workers, pending, fps=params["video_fps"])
-    for position, layer_name in enumerate(selected):
-        layer_dir = out_root / "layers" / f"{position:02d}"
-        display_maps = {k: normalise_for_display(upsampled[k][position]) for k in classes}
-        regions = {k: map_regions(display_maps[k], threshold=params["bbox_threshold"], min_area=params["min_box_area"]) for k in classes}
+    def layer(self, *, position: int, layer_name: str) -> dict[str, Any]:
+        from gradcam3d.cam import normalise_for_display, temporal_importance
+        from gradcam3d.regions import map_regions
+
+        params, classes = self.params, list(self.upsampled)
+        layer_dir = self.out_root / "layers" / f"{position:02d}"
+        display_maps = {k: normalise_for_display(self.upsampled[k][position]) for k in classes}
+        regions = {k: map_regions(display_maps[k], threshold=params["bbox_threshold"], min_area=params["min_box_area"])
+                   for k in classes}
         boxes = {k: [frame.boxes for frame in regions[k]] for k in classes}
+        self._heatmaps(layer_dir=layer_dir, layer_name=layer_name, heat=display_maps[self.predicted],
+                       boxes=boxes[self.predicted])
+        if self.wrong:
+            self._inference_maps(layer_dir=layer_dir, layer_name=layer_name, display_maps=display_maps)
+        curves = {k: temporal_importance(self.upsampled[k][position]) for k in classes}
+        self._curve(layer_dir=layer_dir, layer_name=layer_name, curves=curves)
+        raw_path = self._raw_maps(layer_dir=layer_dir, layer_name=layer_name, position=position)
+        return {
+            "name": layer_name,
+            "index": position,
+            "activation_shape": [int(d) for d in probe_activation_shape(result=self.result, position=position)],
+            "raw_max": {str(k): float(self.result.maps[k][position].max()) for k in classes},
+            "temporal_importance": {str(k): curves[k] for k in classes},
+            "boxes": {str(k): boxes[k] for k in classes},
+            "threshold": {str(k): [float(frame.threshold) for frame in regions[k]] for k in classes},
+            "raw_maps": {
+                "path": raw_path.relative_to(self.out_root).as_posix(),
+                "keys": {str(k): {"raw": f"raw_class{k}", "upsampled": f"upsampled_class{k}"} for k in classes},
+            },
+        }
 
-        heat = render.resize_frames(display_maps[predicted], scale=scale)
+    def _heatmaps(self, *, layer_dir: Path, layer_name: str, heat: np.ndarray, boxes: list[Any]) -> None:
+        from gradcam3d import render
+
+        scaled_heat = render.resize_frames(heat, scale=self.scale)
         overlays = render.draw_boxes(
-            render.overlay_heat(display_frames, heat, colormap=params["colormap"], alpha=params["alpha"]),
-            boxes[predicted],
-            scale=scale,
+            render.overlay_heat(self.display_frames, scaled_heat, colormap=self.params["colormap"],
+                                alpha=self.params["alpha"]),
+            boxes,
+            scale=self.scale,
         )
         heatmap_video_path = layer_dir / "heatmap.mp4"
-        videos.add(overlays, heatmap_video_path)
-        files.add(heatmap_video_path, role="heatmap_video", layer=layer_name, class_index=predicted)
-        frame_paths = [layer_dir / "frames" / _frame_name(i, image_format=image_format) for i in range(frame_count)]
-        frame_paths[0].parent.mkdir(parents=True, exist_ok=True)
-        for index, path in enumerate(frame_paths):
-            pending.append(workers.images.submit(render.write_image, overlays[index], path, image_format=image_format))
-            files.add(path, role="heatmap_image", layer=layer_name, frame=index, class_index=predicted)
+        self.videos.add(overlays, heatmap_video_path)
+        self.files.add(heatmap_video_path, role="heatmap_video", layer=layer_name, class_index=self.predicted)
+        for index in range(len(overlays)):
+            path = self._image_path(layer_dir / "frames", index)
+            self._write_image(overlays[index], path)
+            self.files.add(path, role="heatmap_image", layer=layer_name, frame=index, class_index=self.predicted)
 
-        if wrong:
-            frames_wanted = _inference_frame_indices(frame_count=frame_count, mode=params["inference_frames"])
-            difference = display_maps[predicted][frames_wanted] - display_maps[expected][frames_wanted]
-            inference = render.overlay_difference(
-                display_frames[frames_wanted], render.resize_frames(difference, scale=scale)
-            )
-            for row, index in enumerate(frames_wanted):
-                path = layer_dir / "inference" / _frame_name(index, image_format=image_format)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pending.append(workers.images.submit(render.write_image, inference[row], path, image_format=image_format))
-                files.add(path, role="inference_map", layer=layer_name, frame=index, class_index=predicted)
+    def _inference_maps(self, *, layer_dir: Path, layer_name: str, display_maps: dict[int, np.ndarray]) -> None:
+        from gradcam3d import render
 
-        curves = {k: temporal_importance(upsampled[k][position]) for k in classes}
+        frames_wanted = _inference_frame_indices(frame_count=len(self.display_frames),
+                                                 mode=self.params["inference_frames"])
+        expected = self.params["expected_class"]
+        difference = display_maps[self.predicted][frames_wanted] - display_maps[expected][frames_wanted]
+        inference = render.overlay_difference(
+            self.display_frames[frames_wanted], render.resize_frames(difference, scale=self.scale)
+        )
+        for row, index in enumerate(frames_wanted):
+            path = self._image_path(layer_dir / "inference", index)
+            self._write_image(inference[row], path)
+            self.files.add(path, role="inference_map", layer=layer_name, frame=index, class_index=self.predicted)
+
+    def _curve(self, *, layer_dir: Path, layer_name: str, curves: dict[int, list[float]]) -> None:
+        from gradcam3d import render
+
         curve_path = layer_dir / "temporal.png"
         curve_image = render.temporal_curve_image(
-            {f"class {k} ({class_label(params=params, class_index=k)})": curves[k] for k in classes},
+            {f"class {k} ({class_label(params=self.params, class_index=k)})": curves[k] for k in curves},
             title=f"Heat per frame: {layer_name}",
         )
         render.write_image(curve_image, curve_path)
-        files.add(curve_path, role="temporal_curve", layer=layer_name)
+        self.files.add(curve_path, role="temporal_curve", layer=layer_name)
 
+    def _raw_maps(self, *, layer_dir: Path, layer_name: str, position: int) -> Path:
         raw_path = layer_dir / "raw_maps.npz"
         arrays = {}
-        for k in classes:
-            arrays[f"raw_class{k}"] = result.maps[k][position].astype(np.float32)
-            arrays[f"upsampled_class{k}"] = upsampled[k][position].astype(np.float32)
+        for k in self.upsampled:
+            arrays[f"raw_class{k}"] = self.result.maps[k][position].astype(np.float32)
+            arrays[f"upsampled_class{k}"] = self.upsampled[k][position].astype(np.float32)
         save_npz_deterministic(raw_path, arrays)
-        files.add(raw_path, role="raw_maps", layer=layer_name)
+        self.files.add(raw_path, role="raw_maps", layer=layer_name)
+        return raw_path
 
-        layer_entries.append(
-            {
-                "name": layer_name,
-                "index": position,
-                "activation_shape": [int(d) for d in probe_activation_shape(result=result, position=position)],
-                "raw_max": {str(k): float(result.maps[k][position].max()) for k in classes},
-                "temporal_importance": {str(k): curves[k] for k in classes},
-                "boxes": {str(k): boxes[k] for k in classes},
-                "threshold": {str(k): [float(frame.threshold) for frame in regions[k]] for k in classes},
-                "raw_maps": {
-                    "path": raw_path.relative_to(out_root).as_posix(),
-                    "keys": {str(k): {"raw": f"raw_class{k}", "upsampled": f"upsampled_class{k}"} for k in classes},
-                },
-            }
-        )
-        report("rendering", 0.5 + 0.45 * (position + 1) / len(selected))
-    videos.flush()
-    for future in pending:  # the first failure raises; run_analysis waits for the rest
-        future.result()
-    timings["render"] = time.perf_counter() - mark
-    timings["render_preprocessed_video"] = preprocessed_video.result()[1]
 
-    # -- manifest --------------------------------------------------------------------------
-    report("writing manifest", 0.97)
-    manifest = {
+def _manifest(
+    *, model_path: str | os.PathLike[str], video_path: str | os.PathLike[str], params: dict[str, Any], plan: _Plan,
+    clip: Any, prediction: dict[str, Any], scale: int, layers: list[dict[str, Any]], files: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The manifest, timings still empty (docs/engine-contract.md)."""
+    info = plan.info
+    return {
         "schema": SCHEMA_VERSION,
         "engine": engine_versions(),
         "inputs": {"model": input_record(model_path), "video": input_record(video_path)},
         "params": params,
         "model": {
-            "input_shape": input_shape,
-            "num_classes": num_classes,
-            "conv3d_layers": conv3d_layers,
-            "selected_layers": selected,
+            "input_shape": plan.input_shape,
+            "num_classes": int(info["num_classes"]),
+            "conv3d_layers": list(info["conv3d_layers"]),
+            "selected_layers": plan.selected,
             "output_activation": info.get("output_activation"),
         },
         "preprocess": {
@@ -413,18 +540,16 @@ def _run_with_workers(
             "source_fps": float(clip.source_fps) if clip.source_fps is not None else None,
             "source_frame_count": int(clip.source_frame_count),
             "decode_strategy": clip.decode_strategy,
+            # What the model received and why: a model that rescales its own input must not
+            # have it divided twice without anyone being able to tell.
+            "scaling": {**plan.scaling, "input_range": clip.input_range()},
         },
         "prediction": prediction,
         "display": {"scale": scale, "box_coordinates": "model frame pixels (multiply by display scale for images)"},
-        "layers": layer_entries,
-        "files": files.finalise(),
+        "layers": layers,
+        "files": files,
         "timings": {},
     }
-    timings["total"] = time.perf_counter() - started
-    manifest["timings"] = {key: round(value, 4) for key, value in timings.items()}
-    write_manifest(out_dir=out_root, manifest=manifest)
-    report("done", 1.0)
-    return manifest
 
 
 def probe_activation_shape(*, result: Any, position: int) -> tuple[int, ...]:
@@ -465,13 +590,14 @@ class _BarProgress:
 def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
     from gradcam3d.preprocess import add_preprocess_arguments as add_arguments
 
-    add_arguments(parser)
+    add_arguments(parser, follow_model=True)  # --scaling auto by default: the model's suggestion
 
 
 def preprocess_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    from gradcam3d.preprocess import params_from_args
+    """The options as given: run_analysis resolves "auto" and validates them."""
+    from gradcam3d.preprocess import options_from_args
 
-    return params_from_args(args).to_dict()
+    return options_from_args(args)
 
 
 def _params_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -558,7 +684,9 @@ def register_cli(subparsers: Any) -> None:
     parser.add_argument("--expected-class", type=int, default=None)
     parser.add_argument("--layers", nargs="+", default=None, help="full paths of Conv3D layers (default: all)")
     parser.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "layercam", "hirescam"])
-    parser.add_argument("--pooling", default="global", choices=["global", "temporal"])
+    parser.add_argument("--pooling", default="global", choices=["global", "temporal"],
+                        help="gradient pooling of gradcam and gradcam++; layercam and hirescam have none "
+                             "(global is recorded as none, temporal is refused)")
     parser.add_argument("--bbox-threshold", type=float, default=None, help="fraction of the maximum (default: Otsu)")
     parser.add_argument("--colormap", default="jet")
     parser.add_argument("--alpha", type=float, default=0.3)

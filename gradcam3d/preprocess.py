@@ -38,6 +38,11 @@ ResizeMode = Literal["stretch", "center_crop", "letterbox"]
 Scaling = Literal["unit", "symmetric", "raw", "mean_std"]
 RESIZE_MODES: tuple[str, ...] = ("stretch", "center_crop", "letterbox")
 SCALINGS: tuple[str, ...] = ("unit", "symmetric", "raw", "mean_std")
+# An analysis may leave the scaling to the model ("auto", or no scaling at all): the one its
+# inspection suggests from its leading Rescaling/Normalization layers, one of these.
+SCALING_AUTO = "auto"
+MODEL_SCALINGS: tuple[str, ...] = ("unit", "symmetric", "raw")
+_SCALING_RANGES = {"unit": "values in [0, 1]", "symmetric": "values in [-1, 1]", "raw": "values in [0, 255]"}
 PREVIEW_FPS = 3.0  # the original tool showed the preprocessed clip at 3 fps
 
 
@@ -53,7 +58,8 @@ class PreprocessParams:
     resize_mode: "stretch" (original), "center_crop" (fill, crop the overflow) or "letterbox"
     (fit, pad with black). scaling: "unit" [0, 1] (original), "symmetric" [-1, 1], "raw" 0-255,
     or "mean_std": (value / 255 - mean) / std per channel (mean/std in [0, 1] units, one value
-    or one per model channel).
+    or one per model channel). An analysis left to "auto" gets its name from `choose_scaling`
+    before these params are built.
     """
 
     frame_stride: int = 2
@@ -123,6 +129,13 @@ class PreprocessedClip:
     # frame), or "sequential (seeking did not verify)".
     decode_strategy: str = "sequential"
 
+    def input_range(self) -> list[float]:
+        """[min, max] of the model input `x`: what the model really receives."""
+        low, high = float(np.min(self.x)), float(np.max(self.x))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"the model input holds non-finite values ({low}, {high})")
+        return [low, high]
+
     def summary(self) -> dict[str, Any]:
         return {
             "source_frame_indices": self.source_frame_indices,
@@ -131,6 +144,37 @@ class PreprocessedClip:
             "source_frame_count": self.source_frame_count,
             "decode_strategy": self.decode_strategy,
         }
+
+
+def choose_scaling(*, requested: str | None, inspection: Mapping[str, Any]) -> dict[str, str]:
+    """Which scaling an analysis uses, who chose it and why: {"name", "source", "reason",
+    "suggested"}.
+
+    The caller's scaling is kept when given ("source": "caller"); None or "auto" takes the one
+    the model's inspection suggests ("source": "model"), so a model that starts with
+    Rescaling(1/255) gets 0-255 values instead of having them divided twice. An unknown
+    requested name is returned as it is, for PreprocessParams to refuse.
+    """
+    suggested = inspection.get("suggested_scaling") or "unit"
+    if suggested not in MODEL_SCALINGS:
+        # The inspection and this list are one contract; a new name must be handled here.
+        raise ValueError(f"the model inspection suggests an unknown scaling {suggested!r}")
+    model_reason = str(inspection.get("scaling_reason") or "")
+    if requested is None or requested == SCALING_AUTO:
+        reason = model_reason or _default_scaling_reason(suggested=suggested, inspected="suggested_scaling" in inspection)
+        return {"name": suggested, "source": "model", "reason": reason, "suggested": suggested}
+    reason = "Chosen by the caller."
+    if requested != suggested and model_reason:
+        reason = f"Chosen by the caller, although the model suggests '{suggested}': {model_reason}"
+    return {"name": str(requested), "source": "caller", "reason": reason, "suggested": suggested}
+
+
+def _default_scaling_reason(*, suggested: str, inspected: bool) -> str:
+    if not inspected:
+        return f"The model's inspection makes no scaling suggestion: {_SCALING_RANGES[suggested]}, the default."
+    if suggested == "unit":
+        return f"The model's inspection suggests no other scaling: {_SCALING_RANGES[suggested]}, the default."
+    return f"The model's inspection suggests {_SCALING_RANGES[suggested]}."
 
 
 def select_source_indices(*, frame_count: int, frames_needed: int, stride: int = 2, offset: int = 1) -> list[int]:
@@ -360,29 +404,41 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     return _validate_input_shape(values)
 
 
-def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
+def add_preprocess_arguments(parser: argparse.ArgumentParser, *, follow_model: bool = False) -> None:
+    """The preprocessing options. `follow_model`: the command has a model, so --scaling may be
+    "auto" (its default there): the scaling the model's inspection suggests."""
     defaults = PreprocessParams()
     parser.add_argument("--frame-stride", type=int, default=defaults.frame_stride)
     parser.add_argument("--frame-offset", type=int, default=defaults.frame_offset)
     parser.add_argument("--resize-mode", choices=RESIZE_MODES, default=defaults.resize_mode)
-    parser.add_argument("--scaling", choices=SCALINGS, default=defaults.scaling)
+    if follow_model:
+        parser.add_argument("--scaling", choices=(SCALING_AUTO, *SCALINGS), default=SCALING_AUTO,
+                            help="default auto: what the model's input layers suggest")
+    else:
+        parser.add_argument("--scaling", choices=SCALINGS, default=defaults.scaling)
     parser.add_argument("--mean", help="comma-separated, [0,1] units (scaling mean_std)")
     parser.add_argument("--std", help="comma-separated, [0,1] units (scaling mean_std)")
 
 
-def params_from_args(args: argparse.Namespace) -> PreprocessParams:
-    def floats(text: str | None) -> tuple[float, ...] | None:
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The preprocessing options as given (scaling may still be "auto"), numbers parsed."""
+
+    def floats(text: str | None) -> list[float] | None:
         if text is None:
             return None
         try:
-            return tuple(float(part) for part in text.split(","))
+            return [float(part) for part in text.split(",")]
         except ValueError:
             raise PreprocessParamsRefused(f"Expected comma-separated numbers, not {text!r}.", code="bad_params") from None
 
-    return PreprocessParams(
-        frame_stride=args.frame_stride, frame_offset=args.frame_offset, resize_mode=args.resize_mode,
-        scaling=args.scaling, mean=floats(args.mean), std=floats(args.std),
-    )
+    return {
+        "frame_stride": args.frame_stride, "frame_offset": args.frame_offset, "resize_mode": args.resize_mode,
+        "scaling": args.scaling, "mean": floats(args.mean), "std": floats(args.std),
+    }
+
+
+def params_from_args(args: argparse.Namespace) -> PreprocessParams:
+    return PreprocessParams.from_dict(options_from_args(args))
 
 
 def write_preview(clip: PreprocessedClip, *, out_dir: str | os.PathLike[str]) -> Path:
@@ -398,8 +454,10 @@ def _preview_command(args: argparse.Namespace) -> dict[str, Any]:
         limits=limits_from_args(args),
     )
     out = write_preview(clip, out_dir=args.out)
+    # The scaling and the range of values the model would receive, so the page can say
+    # "the model receives values in [0, 255]" next to the frames.
     return {"clip": str(out), **clip.summary(), "params": clip.params.to_dict(),
-            "input_shape": list(clip.x.shape[1:])}
+            "input_shape": list(clip.x.shape[1:]), "scaling": clip.params.scaling, "input_range": clip.input_range()}
 
 
 def register_cli(subparsers: Any) -> None:

@@ -357,3 +357,208 @@ def write_keras_zip_with_config(*, directory: Path, config: Any, name: str = "cr
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
         archive.writestr("model.weights.h5", b"")
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile containers: zip directories, HDF5 attributes, links and storage
+
+
+def write_zip_with_huge_directory(*, directory: Path, entries: int = 200_000, honest_count: bool = True) -> Path:
+    """A ~17 MB .keras zip whose central directory lists `entries` entries (one tiny member).
+
+    Every directory record names its own entry but points at the same stored config.json, so
+    the file is small to write and zipfile accepts the directory. With `honest_count` the end
+    records (ZIP64 ones included) declare the count; otherwise the classic end record claims 3
+    entries while the directory still holds them all: zipfile parses the directory by its byte
+    size, not by the declared count.
+    """
+    import zlib
+
+    payload = b"{}"
+    crc = zlib.crc32(payload)
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, len(payload), len(payload),
+                        len(b"config.json"), 0) + b"config.json" + payload
+    records = []
+    for index in range(entries):
+        name = f"assets/{index:032d}".encode()
+        records.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, len(payload),
+                                   len(payload), len(name), 0, 0, 0, 0, 0, 0) + name)
+    central = b"".join(records)
+    end = b""
+    declared = entries if honest_count else 3
+    if honest_count and entries > 0xFFFF:
+        zip64_at = len(local) + len(central)
+        end += struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(central), len(local))
+        end += struct.pack("<4sLQL", b"PK\x06\x07", 0, zip64_at, 1)
+        declared = 0xFFFF
+    end += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, declared, declared, len(central), len(local), 0)
+    path = Path(directory) / ("huge_directory.keras" if honest_count else "lying_directory.keras")
+    path.write_bytes(local + central + end)
+    return path
+
+
+def write_h5_with_huge_config(*, directory: Path, config_bytes: int = 64 * 1024**2,
+                              variable_length: bool = True) -> Path:
+    """An .h5 whose model_config attribute really holds `config_bytes` bytes of JSON.
+
+    Keras and h5py store a bytes attribute as a variable-length string; a fixed-length one that
+    large needs HDF5's dense attribute storage (libver="latest").
+    """
+    import h5py
+    import numpy as np
+
+    config = b"{" + b" " * (config_bytes - 2) + b"}"
+    kind = "vlen" if variable_length else "fixed"
+    path = Path(directory) / f"huge_{kind}_config.h5"
+    with h5py.File(path, "w", libver="earliest" if variable_length else "latest") as handle:
+        handle.attrs["model_config"] = config if variable_length else np.bytes_(config)
+        handle.create_group("model_weights")
+    return path
+
+
+def write_h5_with_lying_attribute_length(*, directory: Path, claimed_bytes: int, source: Path | None = None,
+                                         owner: str = "/", name: str = "model_config") -> Path:
+    """An .h5 whose variable-length attribute `name` on `owner` claims `claimed_bytes` bytes.
+
+    A copy of `source` (a saved .h5 model), or a ~6 KB file with only that attribute and a
+    model_weights group. The attribute's descriptor (length, global-heap address, index) is
+    patched in place: libhdf5 allocates and zero-fills the claimed length before it reads it.
+    """
+    import shutil
+
+    import h5py
+
+    true_length = 2027  # distinctive, to find the descriptor among the file's bytes
+    path = Path(directory) / f"lying_{name}_length.h5"
+    if source is not None:
+        shutil.copyfile(source, path)
+    with h5py.File(path, "r+" if source is not None else "w") as handle:
+        if "model_weights" not in handle:
+            handle.create_group("model_weights")
+        attributes = handle[owner].attrs
+        if name in attributes:
+            del attributes[name]
+        attributes[name] = b"{" + b" " * (true_length - 2) + b"}"
+    data = bytearray(path.read_bytes())
+    length_field = struct.pack("<I", true_length)
+    position = data.find(length_field)
+    while position >= 0:
+        heap_address = struct.unpack_from("<Q", data, position + 4)[0]
+        if data[heap_address:heap_address + 4] == b"GCOL":
+            struct.pack_into("<I", data, position, claimed_bytes)
+            path.write_bytes(bytes(data))
+            return path
+        position = data.find(length_field, position + 1)
+    raise AssertionError("the attribute's variable-length descriptor was not found")
+
+
+def write_secret_files(*, directory: Path) -> dict[str, Path]:
+    """Host files an attacker would like a model to read: raw bytes and an HDF5 file."""
+    import h5py
+    import numpy as np
+
+    raw = Path(directory) / "host_secret.bin"
+    raw.write_bytes(np.arange(1000, 1000 + 4096, dtype="<f4").tobytes())
+    hdf5 = Path(directory) / "host_secret.h5"
+    with h5py.File(hdf5, "w") as handle:
+        handle["secret"] = np.full((4096,), 1234.5, dtype="<f4")
+    return {"raw": raw, "hdf5": hdf5}
+
+
+def _replace_first_kernel(handle: Any, *, make: Callable[[Any, str, Any], None]) -> str:
+    """Replace the first weight dataset named like a kernel with make(group, name, old)."""
+    names: list[str] = []
+    handle.visit(lambda name: names.append(name) if name.split("/")[-1] in ("kernel", "0") else None)
+    import h5py
+
+    target = next(name for name in names if isinstance(handle[name], h5py.Dataset))
+    group_name, leaf = target.rsplit("/", 1)
+    group = handle[group_name]
+    old = group[leaf]
+    shape, dtype = old.shape, old.dtype
+    del group[leaf]
+    make(group, leaf, (shape, dtype))
+    return target
+
+
+def hostile_h5_edit(*, kind: str, secrets: dict[str, Path]) -> Callable[[Any], str]:
+    """An edit (applied to an open h5py.File) that makes a weight read a host file.
+
+    kind: "external_link" (the weight is an HDF5 external link to another file),
+    "external_storage" (its raw data lives in a host file), "virtual" (a virtual dataset mapping
+    another HDF5 file), "soft_link" (a soft link, here to the external link).
+    """
+    import h5py
+
+    def external_link(group: Any, name: str, old: Any) -> None:
+        group[name] = h5py.ExternalLink(str(secrets["hdf5"]), "/secret")
+
+    def external_storage(group: Any, name: str, old: Any) -> None:
+        shape, dtype = old
+        count = 1
+        for size in shape:
+            count *= size
+        group.create_dataset(name, shape=shape, dtype="<f4",
+                             external=[(str(secrets["raw"]), 0, 4 * count)])
+
+    def virtual(group: Any, name: str, old: Any) -> None:
+        shape, _ = old
+        count = 1
+        for size in shape:
+            count *= size
+        layout = h5py.VirtualLayout(shape=(count,), dtype="<f4")
+        layout[:] = h5py.VirtualSource(str(secrets["hdf5"]), "secret", shape=(4096,))[:count]
+        group.create_virtual_dataset(name, layout)
+
+    def soft_link(group: Any, name: str, old: Any) -> None:
+        group[name + "_target"] = h5py.ExternalLink(str(secrets["hdf5"]), "/secret")
+        group[name] = h5py.SoftLink(f"{group.name}/{name}_target")
+
+    makers = {"external_link": external_link, "external_storage": external_storage,
+              "virtual": virtual, "soft_link": soft_link}
+    return lambda handle: _replace_first_kernel(handle, make=makers[kind])
+
+
+def write_model_with_hostile_weights(*, source: Path, directory: Path, kind: str, secrets: dict[str, Path],
+                                     compression: int = zipfile.ZIP_STORED) -> Path:
+    """A copy of a saved .h5 or .keras model whose first kernel reads a host file (see hostile_h5_edit).
+
+    `compression` applies to the .keras zip (Keras itself stores entries uncompressed).
+    """
+    import io
+    import shutil
+
+    import h5py
+
+    edit = hostile_h5_edit(kind=kind, secrets=secrets)
+    target = Path(directory) / f"{kind}{Path(source).suffix}"
+    if Path(source).suffix == ".h5":
+        shutil.copyfile(source, target)
+        with h5py.File(target, "r+") as handle:
+            edit(handle)
+        return target
+    with zipfile.ZipFile(source) as original:
+        weights = io.BytesIO(original.read("model.weights.h5"))
+        with h5py.File(weights, "r+") as handle:
+            edit(handle)
+        with zipfile.ZipFile(target, "w", compression=compression) as copy:
+            for info in original.infolist():
+                data = weights.getvalue() if info.filename == "model.weights.h5" else original.read(info)
+                copy.writestr(info.filename, data)
+    return target
+
+
+def conv3d_classifier_after(*preprocessing: Any, functional: bool = False,
+                            input_shape: tuple[int, ...] = (4, 8, 8, 3), name: str = "preprocessed") -> Any:
+    """Smallest Conv3D classifier whose input first goes through the `preprocessing` layers."""
+    keras = _seeded(0)
+    layers = keras.layers
+    head = [layers.Conv3D(2, 1, name="conv3d_1"), layers.GlobalAveragePooling3D(),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="scores")]
+    if not functional:
+        return keras.Sequential([keras.Input(shape=input_shape), *preprocessing, *head], name=name)
+    inputs = keras.Input(shape=input_shape, name="clip")
+    features = inputs
+    for layer in (*preprocessing, *head):
+        features = layer(features)
+    return keras.Model(inputs, features, name=name)

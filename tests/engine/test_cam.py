@@ -1,9 +1,10 @@
-"""The fused Grad-CAM equals a plain per-layer reference, for every layer of several models.
+"""The fused CAM maps equal a plain per-layer reference, for every layer of several models.
 
 The reference is deliberately the naive method: an eager `tf.GradientTape`, one layer and one
 class at a time, the Conv3D output captured by wrapping that layer's `call`, and the score
 taken before softmax by loading a separate copy of the model and setting its last activation to
-linear (what the original tool did). The maps are then computed with NumPy from the formulas.
+linear (what the original tool did). The maps are then computed with NumPy from the papers'
+formulas: Grad-CAM, Grad-CAM++ (both poolings), Layer-CAM and HiResCAM.
 Tolerance: 1e-5 of each reference map's maximum (raw maps can be ~1e-6, so an absolute
 tolerance would prove nothing).
 """
@@ -22,7 +23,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from gradcam3d.cam import FusedGradCam, normalise_for_display, upsample_trilinear  # noqa: E402
+from gradcam3d.cam import FusedGradCam, method_pooling, normalise_for_display, upsample_trilinear  # noqa: E402
 from gradcam3d.loading import build_probe, load_model_safely  # noqa: E402
 from gradcam3d.modelcheck import inspect_model  # noqa: E402
 
@@ -194,7 +195,11 @@ def reference_activation_and_gradient(model_path: Path, layer_path: str, x: np.n
     return activation.numpy()[0].astype(np.float64), gradient.numpy()[0].astype(np.float64)
 
 
-def reference_map(activation: np.ndarray, gradient: np.ndarray, *, method: str, pooling: str) -> np.ndarray:
+def reference_map(activation: np.ndarray, gradient: np.ndarray, *, method: str, pooling: str | None) -> np.ndarray:
+    if method == "layercam":  # Jiang et al. 2021: position-wise positive gradients, no pooling
+        return np.maximum((np.maximum(gradient, 0) * activation).sum(axis=-1), 0.0)
+    if method == "hirescam":  # Draelos & Carin 2020: position-wise signed gradients, no pooling
+        return np.maximum((gradient * activation).sum(axis=-1), 0.0)
     axes = (0, 1, 2) if pooling == "global" else (1, 2)
     if method == "gradcam":
         weights = gradient.mean(axis=axes, keepdims=True)
@@ -218,7 +223,7 @@ def assert_map_close(fused: np.ndarray, reference: np.ndarray, *, what: str) -> 
     assert error <= RELATIVE_TOLERANCE * peak, f"{what}: max error {error:.3g} vs peak {peak:.3g}"
 
 
-def fused_for(model_path: Path, *, method: str = "gradcam", pooling: str = "global", x: np.ndarray | None = None, expected: int | None = None):
+def fused_for(model_path: Path, *, method: str = "gradcam", pooling: str | None = "global", x: np.ndarray | None = None, expected: int | None = None):
     info = inspect_model(model_path)
     model = load_model_safely(model_path)
     probe = build_probe(model, info["conv3d_layers"])
@@ -247,6 +252,46 @@ def test_fused_gradcam_matches_per_layer_reference_for_every_layer_and_both_clas
             expected_map = reference_map(activation, gradient, method="gradcam", pooling="global")
             assert result.activation_shapes[position] == activation.shape
             assert_map_close(result.maps[class_index][position], expected_map, what=f"{model_name} {layer_path} class {class_index}")
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_fused_layercam_and_hirescam_match_per_layer_reference_for_every_layer_and_both_classes(
+    model_name: str, tmp_path: Path,
+) -> None:
+    model_path = saved(MODELS[model_name](), tmp_path)
+    info = inspect_model(model_path)
+    x = sample_input(info["input_shape"])
+    _, _, first = fused_for(model_path, method="layercam", x=x)
+    other = (first.predicted_class + 1) % info["num_classes"]
+    results = {method: fused_for(model_path, method=method, x=x, expected=other)[2] for method in ("layercam", "hirescam")}
+    differ = 0
+    for class_index in (first.predicted_class, other):
+        for position, layer_path in enumerate(info["conv3d_layers"]):
+            activation, gradient = reference_activation_and_gradient(model_path, layer_path, x, class_index)
+            references = {method: reference_map(activation, gradient, method=method, pooling=None) for method in results}
+            for method, result in results.items():
+                assert set(result.maps) == {first.predicted_class, other}
+                assert_map_close(result.maps[class_index][position], references[method],
+                                 what=f"{method} {model_name} {layer_path} class {class_index}")
+            differ += not np.allclose(references["layercam"], references["hirescam"], rtol=0, atol=1e-3 * references["layercam"].max())
+    # Negative gradients exist, so the two methods really differ and each check above has teeth.
+    assert differ > 0
+
+
+def test_element_wise_methods_take_no_pooling_and_refuse_temporal(tmp_path: Path) -> None:
+    model_path = saved(sequential_with_input(), tmp_path)
+    info = inspect_model(model_path)
+    probe = build_probe(load_model_safely(model_path), info["conv3d_layers"])
+    for method in ("layercam", "hirescam"):
+        assert method_pooling(method=method, pooling="global") is None
+        assert method_pooling(method=method, pooling=None) is None
+        assert FusedGradCam(probe=probe, method=method).pooling is None
+        with pytest.raises(ValueError, match="no gradient pooling") as refused:
+            FusedGradCam(probe=probe, method=method, pooling="temporal")
+        assert str(refused.value).endswith(".") and "gradcam or gradcam++" in str(refused.value)
+    for method in ("gradcam", "gradcam++"):
+        assert method_pooling(method=method, pooling=None) == "global"
+        assert FusedGradCam(probe=probe, method=method, pooling="temporal").pooling == "temporal"
 
 
 def test_strided_and_even_kernel_convs_keep_tf_gradient_and_still_match_the_reference(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ engine contract (docs/engine-contract.md)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 FRAMES, SIZE, CLASSES = 8, 16, 3
 LABELS = ["walking", "running", "jumping"]
 ENGINE_TIMEOUT = 240
+# Every figure in "timings" is a measured stage (docs/engine-contract.md).
+MEASURED_STAGES = {"load", "trace", "preprocess", "preprocess_wait", "gradcam", "render", "render_preprocessed_video", "total"}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,21 @@ def assert_every_listed_file_exists_and_matches(out: Path, manifest: dict[str, A
         assert entry["sha256"] == sha256_file(path)
 
 
+def assert_timings_are_measurements(manifest: dict[str, Any]) -> None:
+    timings = manifest["timings"]
+    # The prediction comes out of the Grad-CAM forward pass: it has no time of its own to show.
+    assert "predict" not in timings
+    assert set(timings) == MEASURED_STAGES
+    assert all(isinstance(value, float) and math.isfinite(value) for value in timings.values())
+    # Every stage ran and took time; only the wait for a preprocessing already done may be 0.
+    assert all(timings[stage] > 0 for stage in MEASURED_STAGES - {"preprocess_wait"}), timings
+    assert timings["preprocess_wait"] >= 0
+    # The main thread's stages follow one another, so together they fit in the total (each is
+    # rounded to 0.1 ms).
+    sequential = sum(timings[stage] for stage in ("load", "trace", "preprocess_wait", "gradcam", "render"))
+    assert sequential <= timings["total"] + 5e-4, timings
+
+
 def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_when_right(small_inputs, tmp_path) -> None:
     out = tmp_path / "right"
     first = run(small_inputs, out)
@@ -97,10 +115,17 @@ def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_w
     assert on_disk["inputs"]["model"]["sha256"] == sha256_file(small_inputs["model"])
     assert on_disk["inputs"]["video"]["bytes"] == small_inputs["video"].stat().st_size
     assert on_disk["params"]["method"] == "gradcam" and on_disk["params"]["alpha"] == 0.3
+    assert on_disk["params"]["pooling"] == "global"
     assert on_disk["params"]["colormap"] == "jet" and on_disk["params"]["preprocess"]["frame_stride"] == 2
     assert on_disk["model"]["selected_layers"] == ["small/conv1", "small/conv2"]
     assert len(on_disk["preprocess"]["source_frame_indices"]) == FRAMES
-    assert set(on_disk["timings"]) >= {"load", "preprocess", "predict", "gradcam", "render", "total"}
+    assert_timings_are_measurements(on_disk)
+    # No scaling asked for and no scaling layer in the model: [0, 1], chosen by the model.
+    scaling = on_disk["preprocess"]["scaling"]
+    assert (scaling["name"], scaling["source"], scaling["suggested"]) == ("unit", "model", "unit")
+    assert scaling["reason"].endswith(".") and on_disk["params"]["preprocess"]["scaling"] == "unit"
+    low, high = scaling["input_range"]
+    assert 0.0 <= low < high <= 1.0 and high > 0.5  # the bright square: 230 / 255
     probabilities = on_disk["prediction"]["probabilities"]
     assert len(probabilities) == CLASSES and abs(sum(probabilities) - 1) < 1e-6
     assert on_disk["prediction"]["predicted_class"] == int(np.argmax(probabilities))
@@ -165,6 +190,10 @@ def test_wrong_prediction_adds_inference_maps_at_start_middle_end_and_a_legend(s
         ({"method": "magic"}, "bad_params"),
         ({"alpha": 2}, "bad_params"),
         ({"unknown_option": 1}, "bad_params"),
+        # Per-frame weights asked of a method that has no pooling: refused, never ignored.
+        ({"method": "layercam", "pooling": "temporal"}, "bad_params"),
+        ({"method": "hirescam", "pooling": "temporal"}, "bad_params"),
+        ({"preprocess": {"scaling": "twice"}}, "bad_params"),
     ],
 )
 def test_bad_parameters_are_refused_with_a_clear_message_and_nothing_written(small_inputs, tmp_path, params, code) -> None:
@@ -175,6 +204,21 @@ def test_bad_parameters_are_refused_with_a_clear_message_and_nothing_written(sma
         run_analysis(small_inputs["model"], small_inputs["video"], params, out)
     assert caught.value.code == code and str(caught.value).endswith(".")
     assert not (out / "manifest.json").exists()
+
+
+def test_element_wise_method_records_no_pooling_in_the_manifest(small_inputs, tmp_path) -> None:
+    from gradcam3d.manifest import normalise_params
+
+    out = tmp_path / "layercam"
+    manifest = run(small_inputs, out, method="layercam", pooling="global")
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["params"]["method"] == "layercam" and on_disk["params"]["pooling"] is None
+    assert manifest["params"] == on_disk["params"]
+    assert_timings_are_measurements(on_disk)
+    # The default pooling is recorded as none too, and a recorded null runs again as it is.
+    assert normalise_params({"method": "hirescam"})["pooling"] is None
+    assert normalise_params(on_disk["params"])["pooling"] is None
+    assert normalise_params({"method": "gradcam", "pooling": None})["pooling"] == "global"
 
 
 def test_class_map_files_parse_as_the_original_tool_wrote_them() -> None:
@@ -211,6 +255,8 @@ def test_cli_analyze_and_worker_follow_the_contract_and_agree(small_inputs, tmp_
     manifest = json.loads((cli_out / "manifest.json").read_text())
     assert manifest["prediction"]["predicted_class"] == prediction["predicted_class"]
     assert manifest["params"]["class_labels"] == LABELS and manifest["params"]["expected_class"] == 1
+    # No --scaling: "auto", the model's choice (this model has no scaling layer: [0, 1]).
+    assert manifest["preprocess"]["scaling"]["source"] == "model" and manifest["params"]["preprocess"]["scaling"] == "unit"
 
     refused = subprocess.run(
         engine_command("analyze", str(small_inputs["model"]), str(small_inputs["video"]), "--out", str(tmp_path / "x"),
@@ -244,6 +290,7 @@ def test_cli_analyze_and_worker_follow_the_contract_and_agree(small_inputs, tmp_
     print(f"worker job took {job_seconds:.2f} s after ready; engine total {worker_manifest['timings']['total']:.2f} s")
     # Two separate processes, same inputs and parameters: byte-identical maps and images.
     assert worker_manifest["params"] == manifest["params"]
+    assert worker_manifest["preprocess"]["scaling"] == manifest["preprocess"]["scaling"]
     compared = ("raw_maps", "heatmap_image", "inference_map")
     cli_hashes = {e["path"]: e["sha256"] for e in manifest["files"] if e["role"] in compared}
     worker_hashes = {e["path"]: e["sha256"] for e in worker_manifest["files"] if e["role"] in compared}

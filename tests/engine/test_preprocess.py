@@ -163,6 +163,26 @@ def test_cli_preview_writes_the_model_frames_at_3_fps(videos: dict[str, Path], t
     assert (preview["codec"], preview["pix_fmt"]) == ("h264", "yuv420p")
 
 
+@pytest.mark.parametrize("scaling,bounds", [(None, (0.0, 1.0)), ("raw", (0.0, 255.0)), ("symmetric", (-1.0, 1.0))])
+def test_cli_preview_reports_the_scaling_and_the_range_of_values_the_model_receives(
+    videos: dict[str, Path], tmp_path: Path, scaling: str | None, bounds: tuple[float, float],
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcam3d", "preview", str(videos["bands"]), "--input-shape", "4,32,32,3",
+         "--out", str(tmp_path), *(["--scaling", scaling] if scaling else [])],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["scaling"] == (scaling or "unit") == result["params"]["scaling"]
+    # Exactly the range of the input the model would be given, e.g. [0, 255] for "raw".
+    clip = preprocess_video(videos["bands"], input_shape=(4, 32, 32, 3), params=PreprocessParams(scaling=result["scaling"]))
+    assert result["input_range"] == [float(clip.x.min()), float(clip.x.max())]
+    low, high = result["input_range"]
+    assert bounds[0] <= low < high <= bounds[1]
+    assert high > bounds[1] / 2  # the bands are saturated colours: near the top of the range
+
+
 def test_cli_preview_refuses_a_short_video_with_status_2(videos: dict[str, Path], tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gradcam3d", "preview", str(videos["short"]), "--input-shape", "16,32,32,3",
