@@ -4,12 +4,15 @@ Memberships are edited in one place only, inline on the team, and every change t
 recorded with `audit_log` (the same action codes as the team pages, with "via": "admin") and
 must leave the team an owner. Elsewhere (on the user, in the membership list) they are
 read-only. Teams are not deleted here: that would silently unshare everything shared with them.
+Users are not deleted either (their memberships would vanish unaudited and their audit events
+would lose their actor): the "Deactivate" action calls `user_deactivate`, and `is_active` is
+changed only through it and "Reactivate".
 """
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -17,7 +20,8 @@ from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
-from accounts.models import Team, TeamMembership, TeamRole, User
+from accounts import services
+from accounts.models import Team, TeamMembership, TeamRole, User, UserQuota
 from analyses.audit import audit_log
 
 
@@ -41,6 +45,18 @@ class MembershipOfUserInline(_ReadOnlyMixin, admin.TabularInline):
     verbose_name_plural = "Team memberships (edit them on the team)"
 
 
+class UserQuotaInline(admin.StackedInline):
+    """Per-user limits; empty fields mean the site defaults (GRADCAM_QUOTA_*)."""
+
+    model = UserQuota
+    extra = 1  # the form is there to fill in; left empty, nothing is saved
+    max_num = 1
+    can_delete = False
+    fields = ("storage_mb", "active_analyses", "updated_at")
+    readonly_fields = ("updated_at",)
+    verbose_name_plural = "Quota (empty: the site default)"
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = (
@@ -48,10 +64,42 @@ class UserAdmin(DjangoUserAdmin):
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "date_joined", "last_login", "teams")
     search_fields = ("username", "email", "first_name", "last_name", "code", "teams__name")
-    readonly_fields = ("code", "last_login", "date_joined")
+    readonly_fields = ("code", "is_active", "last_login", "date_joined")
     fieldsets = ((None, {"fields": ("code",)}), *DjangoUserAdmin.fieldsets)
-    inlines = (MembershipOfUserInline,)
+    inlines = (UserQuotaInline, MembershipOfUserInline)
     ordering = ("username",)
+    actions = ("deactivate_users", "reactivate_users")
+
+    @transaction.atomic
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        changed = [
+            (inline_form.instance, {name: inline_form.cleaned_data.get(name) for name in inline_form.changed_data})
+            for inline_form in formset.forms
+            if isinstance(inline_form.instance, UserQuota) and inline_form.has_changed()
+        ]
+        super().save_formset(request, form, formset, change)
+        for quota, values in changed:
+            audit_log(actor=request.user, action="user.quota_changed", target=quota.user,
+                      data={"username": quota.user.get_username(), **values, "via": "admin"})
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Deactivate selected users (they can no longer log in; nothing is deleted)")
+    def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            try:
+                changed = services.user_deactivate(actor=request.user, user=user)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), level=messages.ERROR)
+            else:
+                self.message_user(request, f"{user.get_username()} {'deactivated' if changed else 'was already inactive'}.")
+
+    @admin.action(description="Reactivate selected users")
+    def reactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            changed = services.user_reactivate(actor=request.user, user=user)
+            self.message_user(request, f"{user.get_username()} {'reactivated' if changed else 'was already active'}.")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(_team_count=Count("team_memberships", distinct=True))

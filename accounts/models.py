@@ -63,3 +63,20 @@ class TeamMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
+
+
+class UserQuota(models.Model):
+    """Per-user limits that staff may set in the admin; an empty value means the site default
+    (settings GRADCAM_QUOTA_STORAGE_MB / GRADCAM_QUOTA_ACTIVE_ANALYSES)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    storage_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Storage for uploads and results, in MB (empty: the site default)"
+    )
+    active_analyses = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Analyses queued or running at once (empty: the site default)"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Quota of {self.user}"

@@ -2,9 +2,13 @@
 
 Uploaded models and videos are untrusted: they are parsed only by a short-lived child process
 with a wall-clock timeout that kills its whole process group, an environment that carries no
-secrets (no SECRET_KEY, no DATABASE_URL), and a throw-away working directory. The web app never
+secrets (no SECRET_KEY, no DATABASE_URL), and a throw-away working directory, in the sandbox of
+`analyses.sandbox` (no network, read access to its own inputs only, write access to its own
+output folder only, another user when we are root) with memory, CPU-time and file-size limits,
+and only as many at once on the machine as GRADCAM_CHILD_SLOTS allows. The web app never
 imports `gradcam3d` or TensorFlow; it reads the JSON object on the child's last stdout line
-(see docs/engine-contract.md).
+(see docs/engine-contract.md). Paths in arguments and results are the child's own
+(`ChildFiles.inside`), mapped back to host paths here.
 
 Exit status 2 with an `{"ok": false, "error": ...}` line is a refusal the user can act on ->
 `EngineRefusal(message)`; anything else (crash, timeout, unreadable output, exit 2 without that
@@ -16,14 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+
+from analyses import sandbox
+from analyses.sandbox import ChildFiles, ResourceLimits
 
 logger = logging.getLogger(__name__)
 
@@ -91,74 +101,120 @@ def _last_json_line(stdout: str) -> dict[str, Any] | None:
     return None
 
 
+@dataclass(frozen=True)
+class ChildResult:
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+def run_child(
+    *,
+    argv: Sequence[str],
+    files: ChildFiles,
+    limits: ResourceLimits,
+    timeout_seconds: float,
+    what: str,
+) -> ChildResult:
+    """Run `argv` as an engine child: in a slot, sandboxed and limited, seeing only `files`.
+
+    Raises EngineFailure when it cannot start, waits too long for a slot, outlives
+    `timeout_seconds` or is stopped by one of `limits`; any other ending is returned.
+    """
+    try:
+        with sandbox.child_slot(), files:
+            environment = {**child_environment(), **files.environment()}
+            argv = sandbox.wrap(argv, binds=files.binds(), cwd=str(files.working_dir), limits=limits)
+            returncode, stdout, stderr = _communicate(
+                argv=argv, cwd=files.working_dir, environment=environment, timeout_seconds=timeout_seconds, what=what
+            )
+    except sandbox.SlotsBusy:
+        raise EngineFailure(
+            f"{what} could not start: the server is busy processing other files (all "
+            f"{settings.GRADCAM_CHILD_SLOTS} places stayed taken for {settings.GRADCAM_CHILD_SLOT_WAIT:g} seconds). "
+            "Try again in a few minutes.",
+            code="busy",
+        ) from None
+    except sandbox.SandboxError as exc:
+        logger.error("engine sandbox: %s", exc)
+        raise EngineFailure(f"{what} failed: the analysis engine could not be started.", code="not_started") from exc
+    returncode = sandbox.decode_exit_status(returncode, sandboxed=files.sandboxed)
+    if returncode != 0:
+        limit = sandbox.limit_message(exit_status=returncode, text=stdout[-_MAX_STDERR_IN_LOG:] + stderr, limits=limits)
+        if limit is not None:
+            logger.warning("engine child stopped by a limit (exit %s): %s", returncode, stderr[-_MAX_STDERR_IN_LOG:])
+            raise EngineFailure(f"{what} was stopped: {limit}.", code="limit", details=stderr[-_MAX_STDERR_IN_LOG:])
+    return ChildResult(returncode=returncode, stdout=stdout, stderr=stderr)
+
+
+def _communicate(
+    *, argv: Sequence[str], cwd: Path | None, environment: dict[str, str], timeout_seconds: float, what: str
+) -> tuple[int | None, str, str]:
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=environment,
+            start_new_session=True,  # own process group, so a timeout kills FFmpeg (or the sandbox) too
+        )
+    except OSError as exc:
+        logger.error("could not start the engine %s: %s", argv[0], exc)
+        raise EngineFailure(f"{what} failed: the analysis engine could not be started.", code="not_started") from exc
+    try:
+        stdout_bytes, stderr_bytes = process.communicate(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        _kill_process_group(process)
+        process.communicate()
+        raise EngineFailure(
+            f"{what} took longer than {timeout_seconds:g} seconds and was stopped.", code="timeout"
+        ) from None
+    except BaseException:
+        _kill_process_group(process)
+        process.communicate()
+        raise
+    # A child that exits leaves its own children (FFmpeg) behind only on a bug; clean up.
+    _kill_process_group(process)
+    return process.returncode, stdout_bytes.decode("utf-8", "replace"), stderr_bytes.decode("utf-8", "replace")
+
+
 def run_engine(
     *,
     command: str,
     arguments: Sequence[str],
     timeout_seconds: float,
     what: str,
+    files: ChildFiles | None = None,
+    limits: ResourceLimits | None = None,
 ) -> dict[str, Any]:
     """Run `<engine python> -m gradcam3d COMMAND ARGUMENTS...` and return its result object.
 
-    `what` names the job in user-facing failure messages ("Inspecting the model").
+    `what` names the job in user-facing failure messages ("Inspecting the model"). The child
+    sees only `files` (nothing of ours by default); paths in `arguments` must be `files.inside(...)`.
     """
     argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", command, *map(str, arguments)]
-    # Each child gets its own working and temp directory, removed when it ends, however it
-    # ends (the process group is killed before the directory goes).
-    with tempfile.TemporaryDirectory(prefix="gradcam-engine-", ignore_cleanup_errors=True) as working_dir:
-        environment = child_environment()
-        environment["TMPDIR"] = working_dir
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=working_dir,
-                env=environment,
-                start_new_session=True,  # own process group, so a timeout kills FFmpeg too
-            )
-        except OSError as exc:
-            logger.error("could not start the engine %s: %s", argv[0], exc)
-            raise EngineFailure(
-                f"{what} failed: the analysis engine could not be started.", code="not_started"
-            ) from exc
-        try:
-            stdout_bytes, stderr_bytes = process.communicate(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            _kill_process_group(process)
-            process.communicate()
-            raise EngineFailure(
-                f"{what} took longer than {timeout_seconds:g} seconds and was stopped.",
-                code="timeout",
-            ) from None
-        except BaseException:
-            _kill_process_group(process)
-            process.communicate()
-            raise
-        # A child that exits leaves its own children (FFmpeg) behind only on a bug; clean up.
-        _kill_process_group(process)
-    stdout = stdout_bytes.decode("utf-8", "replace")
-    stderr = stderr_bytes.decode("utf-8", "replace")
-    result = _last_json_line(stdout)
-    if process.returncode == EXIT_REFUSED and result is not None and result.get("ok") is False:
+    child = run_child(
+        argv=argv, files=files if files is not None else ChildFiles(),
+        limits=limits if limits is not None else sandbox.child_limits(), timeout_seconds=timeout_seconds, what=what,
+    )
+    result = _last_json_line(child.stdout)
+    if child.returncode == EXIT_REFUSED and result is not None and result.get("ok") is False:
         message = str(result.get("error") or "The file was refused.").strip()
         raise EngineRefusal(message, code=str(result.get("code") or "refused"))
     # Exit status 2 without a refusal object is not a refusal: argparse exits 2 on a usage
     # error, for instance. That is our bug, not the user's file, so it falls through to
     # EngineFailure below (stderr goes to the log, never to the page).
-    if process.returncode != 0 or result is None or result.get("ok") is not True:
+    if child.returncode != 0 or result is None or result.get("ok") is not True:
         logger.error(
-            "engine command %s failed (exit %s): %s",
-            command,
-            process.returncode,
-            stderr[-_MAX_STDERR_IN_LOG:],
+            "engine command %s failed (exit %s): %s", command, child.returncode, child.stderr[-_MAX_STDERR_IN_LOG:]
         )
-        if process.returncode is not None and process.returncode < 0:
-            reason = f"the engine was killed by signal {-process.returncode}"
+        if child.returncode is not None and child.returncode < 0:
+            reason = f"the engine was killed by signal {-child.returncode}"
         else:
             reason = "the engine reported an internal error"
-        raise EngineFailure(f"{what} failed: {reason}.", code="internal", details=stderr[-_MAX_STDERR_IN_LOG:])
+        raise EngineFailure(f"{what} failed: {reason}.", code="internal", details=child.stderr[-_MAX_STDERR_IN_LOG:])
     return {key: value for key, value in result.items() if key != "ok"}
 
 
@@ -200,25 +256,29 @@ def _video_limit_arguments(*, parent_seconds: float, short_steps: int, long_step
 
 def inspect_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a model's config (no code is deserialized): format, input_shape, conv3d_layers..."""
+    files = ChildFiles(inputs=[Path(path)])
     return run_engine(
         command="inspect",
-        arguments=[_absolute(path), "--max-bytes", str(settings.GRADCAM_MAX_MODEL_BYTES)],
+        arguments=[files.inside(path), "--max-bytes", str(settings.GRADCAM_MAX_MODEL_BYTES)],
         timeout_seconds=settings.GRADCAM_INSPECT_TIMEOUT,
         what="Inspecting the model",
+        files=files,
     )
 
 
 def probe_video_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Container, codec, size, fps, duration and real frame count of a video, within limits."""
+    files = ChildFiles(inputs=[Path(path)])
     return run_engine(
         command="probe",
         arguments=[
-            _absolute(path),
+            files.inside(path),
             # probe: one --timeout step
             *_video_limit_arguments(parent_seconds=settings.GRADCAM_PROBE_TIMEOUT, short_steps=1, long_steps=0),
         ],
         timeout_seconds=settings.GRADCAM_PROBE_TIMEOUT,
         what="Reading the video",
+        files=files,
     )
 
 
@@ -229,23 +289,57 @@ def transcode_video_file(
     *,
     max_height: int = 720,
 ) -> dict[str, Any]:
-    """Probe fields plus a browser-playable H.264 MP4 rendition and a poster JPEG."""
-    return run_engine(
-        command="transcode",
-        arguments=[
-            _absolute(path),
-            "--out", _absolute(out_mp4),
-            "--poster", _absolute(poster_jpg),
-            # probe + poster (+ its one retry) under --timeout, the H.264 encode under
-            # --processing-timeout (gradcam3d.video.transcode_for_browser)
-            *_video_limit_arguments(
-                parent_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT, short_steps=3, long_steps=1
-            ),
-            "--max-height", str(max_height),
-        ],
-        timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
-        what="Converting the video for the browser",
-    )
+    """Probe fields plus a browser-playable H.264 MP4 rendition and a poster JPEG.
+
+    The child writes into a private folder next to `out_mp4` (the only folder it may write);
+    its two files are renamed into place afterwards, only if they are regular files.
+    """
+    targets = {"rendition": Path(_absolute(out_mp4)), "poster": Path(_absolute(poster_jpg))}
+    targets["rendition"].parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".transcode-", dir=targets["rendition"].parent))
+    try:
+        files = ChildFiles(inputs=[Path(path)], output_dir=scratch)
+        produced = {"rendition": scratch / f"rendition{targets['rendition'].suffix}",
+                    "poster": scratch / f"poster{targets['poster'].suffix}"}
+        result = run_engine(
+            command="transcode",
+            arguments=[
+                files.inside(path),
+                "--out", files.inside(produced["rendition"]),
+                "--poster", files.inside(produced["poster"]),
+                # probe + poster (+ its one retry) under --timeout, the H.264 encode under
+                # --processing-timeout (gradcam3d.video.transcode_for_browser)
+                *_video_limit_arguments(
+                    parent_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT, short_steps=3, long_steps=1
+                ),
+                "--max-height", str(max_height),
+            ],
+            timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
+            what="Converting the video for the browser",
+            files=files,
+        )
+        for key, source in produced.items():
+            if _is_regular_file(source):
+                shutil.move(source, targets[key])
+                result[key] = str(targets[key])
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _paths_to_host(result: dict[str, Any], *, files: ChildFiles, keys: Sequence[str]) -> dict[str, Any]:
+    """The child reports its own paths: give the caller the host's."""
+    for key in keys:
+        if isinstance(result.get(key), str):
+            result[key] = str(files.host(result[key]))
+    return result
 
 
 def _option_arguments(params: Mapping[str, Any]) -> list[str]:
@@ -270,13 +364,17 @@ def preview_clip(
     params: Mapping[str, Any],
     out_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
-    """The T frames the model would see, as an MP4, with their source indices and times."""
-    return run_engine(
+    """The T frames the model would see, as an MP4, with their source indices and times.
+
+    `out_dir` is this preview's own folder: the child may write there and nowhere else.
+    """
+    files = ChildFiles(inputs=[Path(video_path)], output_dir=Path(out_dir))
+    result = run_engine(
         command="preview",
         arguments=[
-            _absolute(video_path),
+            files.inside(video_path),
             "--input-shape", ",".join(str(int(size)) for size in input_shape),
-            "--out", _absolute(out_dir),
+            "--out", files.inside(out_dir),
             *_option_arguments(params),
             # probe under --timeout; the decode (and its one retry) under --processing-timeout
             *_timeout_arguments(
@@ -285,16 +383,29 @@ def preview_clip(
         ],
         timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
         what="Preparing the preview",
+        files=files,
     )
+    return _paths_to_host(result, files=files, keys=["clip"])
 
 
 def make_demo(
     *, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False, timeout_seconds: float = 1800.0
 ) -> dict[str, Any]:
-    """Train the demo model and write sample videos (minutes, not seconds; reused when present)."""
-    return run_engine(
+    """Train the demo model and write sample videos (minutes, not seconds; reused when present).
+
+    It reads no user file, but runs like every engine child (sandboxed, writing only `out_dir`,
+    TensorFlow's limits): one way to start the engine, and no network for it either.
+    """
+    files = ChildFiles(output_dir=Path(out_dir))
+    result = run_engine(
         command="make-demo",
-        arguments=["--out", _absolute(out_dir), "--seed", str(seed), *(["--force"] if force else [])],
+        arguments=["--out", files.inside(out_dir), "--seed", str(seed), *(["--force"] if force else [])],
         timeout_seconds=timeout_seconds,
         what="Building the demo",
+        files=files,
+        limits=sandbox.engine_limits(),
     )
+    for video in result.get("videos") or []:
+        if isinstance(video, dict):
+            _paths_to_host(video, files=files, keys=["path"])
+    return _paths_to_host(result, files=files, keys=["model", "classmap", "demo_json"])

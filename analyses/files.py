@@ -10,14 +10,70 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import stat as stat_module
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits a side (< 10**18 bytes, far above any stored file): a longer number is
+# treated as a malformed header (the whole file is sent) instead of being parsed; int() of a
+# few thousand digits is slow and past 4300 digits it raises.
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
+_MAX_RANGE_HEADER_CHARS = 200
 _CHUNK_BYTES = 64 * 1024
+
+
+# Result files are written by the engine, which parsed untrusted files: nothing it wrote is
+# trusted. A name is served only when it is a clean relative path of these characters, its
+# media type comes from this table (never from the manifest), and no component is a symlink.
+RESULT_MEDIA_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mp4": "video/mp4",
+    ".json": "application/json", ".npz": "application/octet-stream",
+}
+_RESULT_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
+_MAX_RESULT_DEPTH = 8
+
+
+def clean_result_name(name: Any) -> str | None:
+    """`name` if it is a safe relative result path ("layers/00/frames/0001.png"), else None."""
+    if not isinstance(name, str) or not name or len(name) > 400 or "\\" in name:
+        return None
+    parts = name.split("/")
+    if len(parts) > _MAX_RESULT_DEPTH or any(not _RESULT_COMPONENT.match(part) or part in (".", "..") for part in parts):
+        return None
+    return name
+
+
+def result_media_type(name: str) -> str:
+    return RESULT_MEDIA_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
+
+
+def resolve_result_path(*, results_dir: str, name: str) -> Path:
+    """The file `name` inside an analysis's results folder; 404 unless every component is a real
+    folder or (last) a regular file, never a symlink, and the result stays inside the folder."""
+    clean = clean_result_name(name)
+    if clean is None or not results_dir:
+        raise Http404("No such result file")
+    root = Path(settings.MEDIA_ROOT) / results_dir
+    current = root
+    try:
+        for position, part in enumerate([*clean.split("/")]):
+            current = current / part
+            mode = current.lstat().st_mode
+            last = position == len(clean.split("/")) - 1
+            if stat_module.S_ISLNK(mode) or (last and not stat_module.S_ISREG(mode)) or (not last and not stat_module.S_ISDIR(mode)):
+                raise Http404("No such result file")
+        if stat_module.S_ISLNK(root.lstat().st_mode):
+            raise Http404("No such result file")
+    except OSError:
+        raise Http404("No such result file") from None
+    resolved_root = root.resolve()
+    if resolved_root not in current.resolve().parents:
+        raise Http404("No such result file")
+    return current
 
 
 def resolve_media_path(storage_path: str | os.PathLike[str]) -> Path:
@@ -54,6 +110,8 @@ class _RangeFile:
 
 def _parse_range(header: str, *, size: int) -> tuple[int, int] | None | str:
     """(start, end inclusive), None to send everything, or "unsatisfiable"."""
+    if len(header) > _MAX_RANGE_HEADER_CHARS:
+        return None
     match = _RANGE.match(header.strip().replace(" ", ""))
     if match is None:
         return None  # malformed or multiple ranges: ignore the header (RFC 9110 allows it)
@@ -77,15 +135,17 @@ def _parse_range(header: str, *, size: int) -> tuple[int, int] | None | str:
 def private_file_response(
     request: HttpRequest,
     *,
-    storage_path: str | os.PathLike[str],
+    storage_path: str | os.PathLike[str] = "",
+    path: Path | None = None,
     content_type: str | None = None,
     download_name: str | None = None,
 ) -> HttpResponse:
-    """Send a MEDIA_ROOT file after the caller has checked permissions.
+    """Send a MEDIA_ROOT file after the caller has checked permissions: `storage_path` relative
+    to MEDIA_ROOT, or an absolute `path` the caller has already checked (resolve_result_path).
 
     `download_name` makes it an attachment with that name; otherwise it is shown inline.
     """
-    path = resolve_media_path(storage_path)
+    path = path if path is not None else resolve_media_path(storage_path)
     stat = path.stat()
     size = stat.st_size
     etag = quote_etag(f"{int(stat.st_mtime_ns):x}-{size:x}")

@@ -12,11 +12,13 @@ from django import forms
 
 from accounts.models import Team
 from analyses.models import Analysis, Classifier, Video
-from analyses.selectors import classifiers_visible_to, teams_of, videos_visible_to
+from analyses.selectors import classifiers_usable_by, teams_of, videos_usable_by
 from analyses.services.analysis import (
+    AUTO_SCALING,
     COLORMAPS,
     DEFAULT_PARAMS,
     DEFAULT_PREPROCESS,
+    ELEMENTWISE_METHODS,
     MAX_FRAME_STRIDE,
     METHODS,
     POOLINGS,
@@ -32,7 +34,8 @@ _METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": 
 _POOLING_LABELS = {"global": "Global (one weight per channel, as the original tool)",
                    "temporal": "Temporal (weights per frame)"}
 _RESIZE_LABELS = {"stretch": "Stretch to the model size", "center_crop": "Centre crop", "letterbox": "Letterbox"}
-_SCALING_LABELS = {"unit": "[0, 1]", "symmetric": "[-1, 1]", "raw": "0–255 (raw)", "mean_std": "(x − mean) / std"}
+_SCALING_LABELS = {AUTO_SCALING: "As the model expects (read from its input layers)", "unit": "[0, 1]",
+                   "symmetric": "[-1, 1]", "raw": "0–255 (raw)", "mean_std": "(x − mean) / std"}
 
 
 def _choices(values: tuple[str, ...], labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -54,13 +57,14 @@ class AnalysisForm(forms.Form):
                                         empty_label="Choose a classifier…", label="Classifier")
     video = forms.ModelChoiceField(queryset=Video.objects.none(), to_field_name="code",
                                    empty_label="Choose a video…", label="Video")
-    expected_class = forms.CharField(required=False, label="Expected (true) class",
+    expected_class = forms.CharField(required=False, max_length=12, label="Expected (true) class",
                                      help_text="Leave empty if unknown: no inference maps then.")
     layers = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                        label="Conv3D layers", help_text="None ticked means all of them.")
     method = forms.ChoiceField(choices=_choices(METHODS, _METHOD_LABELS), initial=DEFAULT_PARAMS["method"])
     pooling = forms.ChoiceField(choices=_choices(POOLINGS, _POOLING_LABELS), initial=DEFAULT_PARAMS["pooling"],
-                                label="Gradient pooling")
+                                label="Gradient pooling", required=False,
+                                help_text="Grad-CAM and Grad-CAM++ only: LayerCAM and HiResCAM weight each position by its own gradient.")
     bbox_mode = forms.ChoiceField(
         choices=[(BBOX_OTSU, "Otsu's threshold per frame"), (BBOX_THRESHOLD, "Fixed fraction of the maximum")],
         initial=BBOX_OTSU, widget=forms.RadioSelect, label="Bounding boxes",
@@ -76,10 +80,11 @@ class AnalysisForm(forms.Form):
     frame_offset = forms.IntegerField(min_value=0, max_value=MAX_FRAME_STRIDE, initial=DEFAULT_PREPROCESS["frame_offset"],
                                       help_text="First kept frame (0-based); 1 = the 2nd frame, as the original tool.")
     resize_mode = forms.ChoiceField(choices=_choices(RESIZE_MODES, _RESIZE_LABELS), initial=DEFAULT_PREPROCESS["resize_mode"])
-    scaling = forms.ChoiceField(choices=_choices(SCALINGS, _SCALING_LABELS), initial=DEFAULT_PREPROCESS["scaling"],
-                                label="Pixel scaling")
-    mean = forms.CharField(required=False, help_text="Only for (x − mean) / std: one value or one per channel.")
-    std = forms.CharField(required=False, help_text="Only for (x − mean) / std.")
+    scaling = forms.ChoiceField(choices=_choices((AUTO_SCALING, *SCALINGS), _SCALING_LABELS),
+                                initial=DEFAULT_PREPROCESS["scaling"], label="Pixel scaling")
+    mean = forms.CharField(required=False, max_length=200,
+                           help_text="Only for (x − mean) / std: one value or one per channel.")
+    std = forms.CharField(required=False, max_length=200, help_text="Only for (x − mean) / std.")
     team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team",
                                   empty_label="Only me (private)")
     title = forms.CharField(required=False, max_length=200, help_text="Optional name shown in the list.")
@@ -88,9 +93,9 @@ class AnalysisForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         self.fixed_analysis = fixed_analysis
-        classifiers = classifiers_visible_to(user=user).order_by("name")
+        classifiers = classifiers_usable_by(user=user).order_by("name")
         self.fields["classifier"].queryset = classifiers
-        self.fields["video"].queryset = videos_visible_to(user=user).order_by("name")
+        self.fields["video"].queryset = videos_usable_by(user=user).order_by("name")
         self.fields["team"].queryset = teams_of(user=user).order_by("name")
         known_layers: dict[str, None] = {}
         for classifier in list(classifiers) + ([fixed_analysis.classifier] if fixed_analysis else []):
@@ -134,7 +139,8 @@ class AnalysisForm(forms.Form):
         return {
             "layers": list(data.get("layers") or []),
             "method": data["method"],
-            "pooling": data["pooling"],
+            # The element-wise methods have no pooling; the field may still post its value.
+            "pooling": None if data["method"] in ELEMENTWISE_METHODS else (data.get("pooling") or "global"),
             "bbox_threshold": data["bbox_threshold"] if data["bbox_mode"] == BBOX_THRESHOLD else None,
             "colormap": data["colormap"],
             "alpha": data["alpha"],
@@ -163,7 +169,7 @@ def initial_from_analysis(analysis: Analysis) -> dict[str, Any]:
         "expected_class": "" if analysis.expected_class is None else str(analysis.expected_class),
         "layers": list(params.get("layers") or []),
         "method": params.get("method", DEFAULT_PARAMS["method"]),
-        "pooling": params.get("pooling", DEFAULT_PARAMS["pooling"]),
+        "pooling": params.get("pooling") or DEFAULT_PARAMS["pooling"],
         "bbox_mode": BBOX_OTSU if threshold is None else BBOX_THRESHOLD,
         "bbox_threshold": DEFAULT_FIXED_THRESHOLD if threshold is None else threshold,
         "colormap": params.get("colormap", DEFAULT_PARAMS["colormap"]),

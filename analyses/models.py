@@ -11,6 +11,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
 
 class OwnedModel(models.Model):
@@ -41,7 +42,55 @@ class ModelFormat(models.TextChoices):
     KERAS = "keras", "Keras v3 (.keras)"
 
 
-class Classifier(OwnedModel):
+class ProcessingStatus(models.TextChoices):
+    """An uploaded file is inspected/probed by a worker after the upload request has answered."""
+
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Refused"
+
+
+class ProcessedUpload(OwnedModel):
+    """An upload whose untrusted file a worker parses (in a sandboxed child) after the request.
+
+    `status` is processing until a worker has inspected/probed it, then ready or failed (with
+    `status_message` saying why). While processing, `processing_lease` is empty until a worker
+    claims the job (compare-and-set) and names that worker afterwards, so the reaper can tell a
+    job whose worker died from one still waiting in the queue.
+    """
+
+    status = models.CharField(
+        max_length=16, choices=ProcessingStatus.choices, default=ProcessingStatus.READY, db_index=True
+    )
+    status_message = models.TextField(blank=True)
+    processing_lease = models.CharField(max_length=200, blank=True)
+    processing_attempts = models.PositiveIntegerField(default=0)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    processing_finished_at = models.DateTimeField(null=True, blank=True)
+    processing_task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == ProcessingStatus.READY
+
+    @property
+    def is_processing(self) -> bool:
+        return self.status == ProcessingStatus.PROCESSING
+
+    @property
+    def is_refused(self) -> bool:
+        return self.status == ProcessingStatus.FAILED
+
+
+# A refused upload keeps its row (so its owner reads why) but not its place in the "one copy
+# per owner" rule: uploading the same file again must be possible.
+_NOT_REFUSED = ~Q(status=ProcessingStatus.FAILED)
+
+
+class Classifier(ProcessedUpload):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     file = models.FileField(upload_to=classifier_upload_path, max_length=300)
@@ -49,19 +98,23 @@ class Classifier(OwnedModel):
     file_format = models.CharField(max_length=8, choices=ModelFormat.choices)
     sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.BigIntegerField()
-    # What inspection read from the config (never by deserializing code).
-    input_shape = models.JSONField(help_text="[T, H, W, C]")
-    num_classes = models.PositiveIntegerField()
+    # What inspection read from the config (never by deserializing code); empty until then.
+    input_shape = models.JSONField(default=list, blank=True, help_text="[T, H, W, C]")
+    num_classes = models.PositiveIntegerField(default=0)
     conv3d_layers = models.JSONField(default=list, help_text="Full layer paths, outermost first")
     # Index -> label; list position is the class index. Empty strings mean "no label given".
     class_labels = models.JSONField(default=list, blank=True)
+    # The class map given with the upload, fitted to the model's class count once inspected.
+    pending_class_map = models.TextField(blank=True)
     inspection = models.JSONField(default=dict, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "sha256"], name="unique_classifier_per_owner"),
+            models.UniqueConstraint(
+                fields=["owner", "sha256"], condition=_NOT_REFUSED, name="unique_classifier_per_owner"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -79,7 +132,7 @@ class Classifier(OwnedModel):
         return int(self.input_shape[0])
 
 
-class Video(OwnedModel):
+class Video(ProcessedUpload):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     file = models.FileField(upload_to=video_upload_path, max_length=300)
@@ -98,6 +151,7 @@ class Video(OwnedModel):
     # Browser-playable H.264/yuv420p MP4 with +faststart, and a poster image.
     rendition = models.FileField(upload_to=video_upload_path, max_length=300, blank=True)
     poster = models.FileField(upload_to=video_upload_path, max_length=300, blank=True)
+    derived_bytes = models.BigIntegerField(default=0, help_text="Rendition and poster, counted in the owner's storage")
     # A label the uploader attaches ("this clip shows class k"); it becomes the default
     # expected class of analyses of this video with a classifier that has that many classes.
     expected_class = models.IntegerField(null=True, blank=True)
@@ -106,7 +160,7 @@ class Video(OwnedModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "sha256"], name="unique_video_per_owner"),
+            models.UniqueConstraint(fields=["owner", "sha256"], condition=_NOT_REFUSED, name="unique_video_per_owner"),
         ]
 
     def __str__(self) -> str:
@@ -122,7 +176,6 @@ class AnalysisStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (AnalysisStatus.QUEUED, AnalysisStatus.RUNNING)
-FINAL_STATUSES = (AnalysisStatus.SUCCEEDED, AnalysisStatus.FAILED, AnalysisStatus.CANCELLED)
 
 
 class Analysis(OwnedModel):
@@ -162,6 +215,7 @@ class Analysis(OwnedModel):
     manifest = models.JSONField(default=dict, blank=True)
     # Relative to MEDIA_ROOT; holds only finished results (written elsewhere, renamed in).
     results_dir = models.CharField(max_length=300, blank=True)
+    results_bytes = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -183,21 +237,65 @@ class Analysis(OwnedModel):
         )
 
 
+class Preview(ProcessedUpload):
+    """The frames a model would see of a video with some preprocessing, built by a worker.
+
+    Private to its owner (`team` stays empty); only the latest few per user are kept. The
+    clip and frame list live in MEDIA_ROOT/previews/<owner pk>/<code hex>/.
+    """
+
+    classifier = models.ForeignKey(Classifier, on_delete=models.CASCADE, related_name="previews")
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="previews")
+    params = models.JSONField(default=dict, blank=True, help_text="Preprocessing options, resolved")
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Preview {str(self.code)[:8]}"
+
+
+AUDIT_APPEND_ONLY = "Audit events are append-only: they are never changed or deleted"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Bulk writes are refused like single ones; the database refuses them too (triggers
+    created by migration 0002, see analyses.audit)."""
+
+    def update(self, **kwargs: object) -> int:
+        raise ValidationError(AUDIT_APPEND_ONLY)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValidationError(AUDIT_APPEND_ONLY)
+
+
 class AuditEvent(models.Model):
-    """Append-only record of every write. Rows are never updated or deleted by the app."""
+    """Append-only record of every write. Rows are never updated or deleted, by the app or
+    by anyone with database access short of dropping the triggers.
+
+    Users and teams with events cannot be deleted (PROTECT: a deleted key would have to
+    rewrite the event); users are deactivated instead. `actor_username` keeps who acted
+    readable whatever happens to the account later.
+    """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor_username = models.CharField(
+        max_length=150, blank=True, editable=False, help_text="The actor's username when the event was recorded"
     )
     team = models.ForeignKey(
-        "accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "accounts.Team", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     action = models.CharField(max_length=100, db_index=True, help_text="Dotted code, e.g. classifier.created")
     target_type = models.CharField(max_length=50, blank=True)
     target_code = models.UUIDField(null=True, blank=True, db_index=True)
     data = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -207,8 +305,8 @@ class AuditEvent(models.Model):
 
     def save(self, *args, **kwargs):  # type: ignore[override]
         if self.pk is not None:
-            raise ValidationError("Audit events are append-only")
+            raise ValidationError(AUDIT_APPEND_ONLY)
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):  # type: ignore[override]
-        raise ValidationError("Audit events are append-only")
+        raise ValidationError(AUDIT_APPEND_ONLY)

@@ -15,12 +15,17 @@ Isolation of each engine child:
 - exec'ed, never forked from a process that imported TensorFlow;
 - its own process group (a timeout kills FFmpeg grandchildren too), killed while the engine is
   still unreaped (its pid, hence the group id, cannot have been reused), and the parent-death
-  signal (`setpriv --pdeathsig KILL`, or without setpriv a tiny exec wrapper calling
-  prctl(PR_SET_PDEATHSIG)), so a SIGKILLed worker leaves no orphan engine behind;
+  signal (bubblewrap's --die-with-parent, and the exec wrapper of `analyses.sandbox`), so a
+  SIGKILLed worker leaves no orphan engine behind;
 - an environment without SECRET_KEY or database credentials (engine_client.child_environment);
-- its working directory is the analysis's own working folder: a spare waits in a scratch
-  folder that is renamed to the analysis's folder when the spare is taken (a rename keeps the
-  process's cwd);
+- the sandbox of `analyses.sandbox` (no network, own pid namespace and /tmp, another user when we
+  are root), CPU-time and file-size limits. The spare waits in a scratch folder
+  `spare-<hex>/` renamed to the analysis's folder when a job takes it; the sandbox shows it
+  only that folder's `in/` (read-only, at /job/in) and `out/` (writable, at /job/out), bound by
+  inode once mounted, so the rename changes nothing inside (a spare too young to be mounted is
+  waited for). At job time the model and video are hard-linked
+  (or, when the engine's user may not read them, copied) into `in/`, and the job line names
+  them by their in-sandbox paths;
 - a wall-clock timeout and a memory limit on the resident memory of its process tree (RLIMIT_AS
   is unusable: TensorFlow reserves far more virtual memory than it ever touches), checked
   even while the engine writes output without a pause;
@@ -37,7 +42,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -48,31 +52,23 @@ from typing import Any, Literal
 
 from django.conf import settings
 
+from analyses import sandbox
 from analyses.engine_client import child_environment
 
 logger = logging.getLogger(__name__)
 
 WORK_FOLDER_NAME = ".work"
+INPUT_FOLDER_NAME = "in"  # the job's inputs, read-only in the sandbox
+OUTPUT_FOLDER_NAME = "out"  # the engine's output folder, the only one it may write
 STDERR_FILE_NAME = "engine-stderr.log"
 PID_FILE_NAME = "engine.pid"
 OWNER_FILE_NAME = "owner.json"
 WORK_FOLDER_GRACE_SECONDS = 300  # a working folder younger than this is never swept
 _POLL_SECONDS = 0.1
 _STDERR_TAIL_BYTES = 4000
-_SETPRIV = shutil.which("setpriv")
-# Without setpriv: set the parent-death signal, check the parent is still the worker, then exec
-# the engine (same pid; the signal survives execve). Run with -I -S: it imports only ctypes.
-_PDEATHSIG_EXEC = (
-    "import ctypes, os, sys\n"
-    "libc = ctypes.CDLL(None, use_errno=True)\n"
-    "if libc.prctl(1, 9, 0, 0, 0) != 0:\n"  # PR_SET_PDEATHSIG, SIGKILL
-    "    sys.exit('engine: cannot set the parent-death signal (errno %d)' % ctypes.get_errno())\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit('engine: the worker died before the engine started')\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
+_JOB_INPUTS = ("model", "video")
 
-OutcomeKind = Literal["succeeded", "refused", "crashed", "timeout", "memory", "cancelled"]
+OutcomeKind = Literal["succeeded", "refused", "crashed", "timeout", "memory", "limit", "cancelled"]
 
 
 @dataclass
@@ -96,6 +92,7 @@ class EngineProcess:
     started_monotonic: float
     lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
     ready_monotonic: float | None = None
+    sandboxed: bool = False
 
     @property
     def pid(self) -> int:
@@ -150,12 +147,21 @@ def work_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "analyses" / WORK_FOLDER_NAME
 
 
-def engine_argv() -> list[str]:
+def engine_argv(*, work_dir: Path, binds: list[sandbox.Bind]) -> list[str]:
+    """The engine, sandboxed (seeing only `binds`: work_dir's in/ and out/) and limited; it dies
+    with the worker process that started it (a SIGKILLed cluster leaves no orphan)."""
     argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", "worker"]
-    # Dies with the worker process that started it (a SIGKILLed cluster leaves no orphan).
-    if _SETPRIV:
-        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
-    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
+    # Without the sandbox the engine keeps its working folder as cwd, as before.
+    cwd = "/tmp" if sandbox.enabled() else str(work_dir)
+    return sandbox.wrap(argv, binds=binds, cwd=cwd, limits=sandbox.engine_limits())
+
+
+def _engine_environment() -> dict[str, str]:
+    environment = child_environment()
+    if sandbox.enabled():
+        # The sandbox's own small tmpfs: the platform's HOME and TMPDIR do not exist in there.
+        environment.update({"HOME": "/tmp", "TMPDIR": "/tmp"})
+    return environment
 
 
 def _read_lines(*, stream: Any, lines: "queue.Queue[str | None]") -> None:
@@ -173,21 +179,30 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
     if work_dir is None:
         work_dir = work_root() / f"spare-{uuid.uuid4().hex}"
     work_dir.mkdir(parents=True, exist_ok=False)
-    with open(work_dir / STDERR_FILE_NAME, "ab") as stderr_file:
-        process = subprocess.Popen(
-            engine_argv(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr_file,
-            cwd=work_dir,
-            env=child_environment(),
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
-            close_fds=True,
-            start_new_session=True,
-        )
+    (work_dir / INPUT_FOLDER_NAME).mkdir()
+    os.chmod(work_dir / INPUT_FOLDER_NAME, 0o755)  # whatever our umask: the engine's user lists it
+    (work_dir / OUTPUT_FOLDER_NAME).mkdir()
+    sandbox.give_to_child(work_dir / OUTPUT_FOLDER_NAME)
+    binds = sandbox.engine_binds(input_dir=work_dir / INPUT_FOLDER_NAME, output_dir=work_dir / OUTPUT_FOLDER_NAME)
+    try:
+        argv = engine_argv(work_dir=work_dir, binds=binds)
+        with open(work_dir / STDERR_FILE_NAME, "ab") as stderr_file:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr_file,
+                cwd=work_dir,
+                env=_engine_environment(),
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                close_fds=True,
+                start_new_session=True,
+            )
+    except sandbox.SandboxError as exc:
+        raise OSError(str(exc)) from exc
     (work_dir / PID_FILE_NAME).write_text(str(process.pid))
     from analyses.services.analysis import process_lease
 
@@ -195,7 +210,8 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
         json.dumps({"worker": process_lease(os.getpid()), "engine": process_lease(process.pid)})
     )
     engine = EngineProcess(
-        process=process, work_dir=work_dir, owner_pid=os.getpid(), started_monotonic=time.monotonic()
+        process=process, work_dir=work_dir, owner_pid=os.getpid(), started_monotonic=time.monotonic(),
+        sandboxed=sandbox.enabled(),
     )
     threading.Thread(
         target=_read_lines, kwargs={"stream": process.stdout, "lines": engine.lines},
@@ -241,6 +257,7 @@ def take_engine(*, work_dir: Path, start_next_spare: bool = True) -> EngineProce
         engine = start_engine(work_dir=work_dir)
     else:
         work_dir.parent.mkdir(parents=True, exist_ok=True)
+        _wait_until_mounted(engine)
         os.rename(engine.work_dir, work_dir)
         engine.work_dir = work_dir
     if start_next_spare:
@@ -304,6 +321,31 @@ def work_folders_sweep(*, older_than_seconds: float = WORK_FOLDER_GRACE_SECONDS)
     return removed
 
 
+def _child_pids(pid: int) -> list[int]:
+    pids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                pids.extend(int(child) for child in children.read().split())
+    except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+        pass
+    return pids
+
+
+def _wait_until_mounted(engine: EngineProcess, *, timeout_seconds: float = 10.0) -> None:
+    """Before a young spare's folder is renamed: wait until bubblewrap has mounted it.
+
+    bubblewrap binds a folder by its path (even one given as a descriptor, which it only checks),
+    so a rename while it sets up makes it fail. Its pid-1 forks the command only once every mount
+    is in place: a grandchild of the engine process means the folder may be renamed.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while engine.sandboxed and time.monotonic() < deadline and engine.is_alive():
+        if any(_child_pids(child) for child in _child_pids(engine.pid)):
+            return
+        time.sleep(0.01)
+
+
 def process_tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MB (0 when it is gone)."""
     total_kb = 0
@@ -320,11 +362,9 @@ def process_tree_rss_mb(pid: int) -> float:
                     if line.startswith("VmRSS:"):
                         total_kb += int(line.split()[1])
                         break
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
-                    pending.extend(int(child) for child in children.read().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
             continue
+        pending.extend(_child_pids(current))
     return total_kb / 1024.0
 
 
@@ -364,13 +404,8 @@ def run_engine_job(
     final: dict[str, Any] | None = None
     stopped: OutcomeKind | None = None
     peak_rss_mb = 0.0
-    try:
-        assert engine.process.stdin is not None
-        engine.process.stdin.write(json.dumps(job) + "\n")
-        engine.process.stdin.flush()
-        engine.process.stdin.close()
-    except (BrokenPipeError, OSError, ValueError):
-        pass  # the engine already died: its exit status tells why, below
+    if (failed := _hand_over(engine, job)) is not None:
+        return failed
     last_check = time.monotonic()
     while True:
         try:
@@ -419,16 +454,99 @@ def run_engine_job(
     engine.kill()  # also kills FFmpeg grandchildren left behind, then reaps the engine
     if exit_status is None:
         exit_status = engine.process.returncode
+    outcome = _outcome_of_dead_engine(
+        engine, final=final, stopped=stopped, exit_status=exit_status,
+        timeout_seconds=timeout_seconds, memory_limit_mb=memory_limit_mb,
+    )
+    outcome.peak_rss_mb = peak_rss_mb
+    return outcome
+
+
+def _hand_over(engine: EngineProcess, job: dict[str, Any]) -> EngineOutcome | None:
+    """Write the job line (inputs staged for the sandbox first); an outcome if that already failed."""
+    try:
+        job = _job_for_engine(engine, job)
+    except OSError as exc:
+        logger.error("engine %s: could not stage the job's inputs: %s", engine.pid, exc)
+        engine.kill()
+        _clear_inputs(engine)
+        return EngineOutcome(kind="crashed", message="The analysis could not give its input files to the engine.")
+    try:
+        assert engine.process.stdin is not None
+        engine.process.stdin.write(json.dumps(job) + "\n")
+        engine.process.stdin.flush()
+        engine.process.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the engine already died: its exit status tells why
+    return None
+
+
+def _outcome_of_dead_engine(
+    engine: EngineProcess, *, final: dict[str, Any] | None, stopped: OutcomeKind | None, exit_status: int | None,
+    timeout_seconds: float, memory_limit_mb: float,
+) -> EngineOutcome:
+    """Classify how the (killed and reaped) engine ended; its inputs go, its output becomes ours."""
+    exit_status = sandbox.decode_exit_status(exit_status, sandboxed=engine.sandboxed)
+    _clear_inputs(engine)
+    sandbox.take_back(engine.work_dir / OUTPUT_FOLDER_NAME)
     tail = _stderr_tail(engine.work_dir)
     outcome = _classify(
         final=final, stopped=stopped, exit_status=exit_status,
         timeout_seconds=timeout_seconds, memory_limit_mb=memory_limit_mb,
+        limit=_limit_message(final=final, stopped=stopped, exit_status=exit_status, stderr_tail=tail),
     )
-    outcome.peak_rss_mb = peak_rss_mb
+    if outcome.manifest_path is not None:
+        outcome.manifest_path = _host_path(engine, outcome.manifest_path)
     outcome.stderr_tail = tail
     if outcome.kind == "crashed":
         logger.error("engine %s crashed (exit %s): %s", engine.pid, exit_status, tail)
     return outcome
+
+
+def _job_for_engine(engine: EngineProcess, job: dict[str, Any]) -> dict[str, Any]:
+    """The job line as the sandboxed engine must see it: the model and video put into its
+    read-only `in/` folder and every path translated to the sandbox's. Unchanged without sandbox."""
+    if not engine.sandboxed:
+        return job
+    translated = dict(job)
+    for key in _JOB_INPUTS:
+        if isinstance(job.get(key), str):
+            source = Path(job[key])
+            name = f"{key}{sandbox.safe_suffix(source)}"
+            sandbox.stage_input(source, folder=engine.work_dir / INPUT_FOLDER_NAME, name=name)
+            translated[key] = f"{sandbox.IN_DIR}/{name}"
+    if isinstance(job.get("out"), str):
+        out = Path(os.path.abspath(job["out"]))
+        host_out = engine.work_dir / OUTPUT_FOLDER_NAME
+        if out == host_out or host_out in out.parents:
+            translated["out"] = sandbox.OUT_DIR + str(out)[len(str(host_out)):]
+    return translated
+
+
+def _host_path(engine: EngineProcess, path: Path) -> Path:
+    """A path the engine printed, on the host (paths outside its output folder stay as printed)."""
+    text = str(path)
+    if engine.sandboxed and (text == sandbox.OUT_DIR or text.startswith(sandbox.OUT_DIR + "/")):
+        return Path(str(engine.work_dir / OUTPUT_FOLDER_NAME) + text[len(sandbox.OUT_DIR):])
+    return path
+
+
+def _clear_inputs(engine: EngineProcess) -> None:
+    """Drop the links to the job's inputs as soon as the engine is dead."""
+    input_dir = engine.work_dir / INPUT_FOLDER_NAME
+    for entry in input_dir.iterdir() if input_dir.is_dir() else []:
+        try:
+            entry.unlink()
+        except OSError as exc:
+            logger.warning("could not remove the engine input %s: %s", entry, exc)
+
+
+def _limit_message(*, final: dict[str, Any] | None, stopped: OutcomeKind | None, exit_status: int | None,
+                   stderr_tail: str) -> str | None:
+    if stopped is not None or exit_status == 0:
+        return None
+    text = f"{(final or {}).get('error') or ''}\n{stderr_tail}"
+    return sandbox.limit_message(exit_status=exit_status, text=text, limits=sandbox.engine_limits())
 
 
 def _parse_line(line: str) -> dict[str, Any] | None:
@@ -454,6 +572,7 @@ def _classify(
     exit_status: int | None,
     timeout_seconds: float,
     memory_limit_mb: float,
+    limit: str | None = None,
 ) -> EngineOutcome:
     if stopped == "timeout":
         return EngineOutcome(
@@ -470,6 +589,8 @@ def _classify(
         )
     if stopped == "cancelled":
         return EngineOutcome(kind="cancelled", exit_status=exit_status, message="Cancelled by the user.")
+    if limit is not None and not (final is not None and final.get("ok") is True and exit_status == 0):
+        return EngineOutcome(kind="limit", exit_status=exit_status, message=f"The analysis was stopped: {limit}.")
     if final is not None and final.get("ok") is True and exit_status == 0:
         manifest = final.get("manifest")
         return EngineOutcome(
@@ -511,10 +632,11 @@ def connect_worker_signals() -> None:
 
 def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
     try:
-        from analyses.services.analysis import analysis_reap_stale, reaper_schedule_ensure
+        from analyses.services.analysis import reaper_schedule_ensure
+        from analyses.services.reaper import reap_everything
 
         reaper_schedule_ensure()
-        analysis_reap_stale()
+        reap_everything()
     except Exception:  # noqa: BLE001 - a worker must start even if the database is unavailable now
         logger.exception("reaping stale analyses at worker start failed")
     start_spare()

@@ -1,6 +1,9 @@
 """Reads scoped to a user: what they may see, and what they may change.
 
-Visible: the user owns the object, or the object belongs to one of the user's teams.
+Visible: the user owns the object, or the object belongs to one of the user's teams. An upload
+still being processed, or refused, is visible to its owner only. An analysis is visible only
+to someone who can also see both its inputs (its results show the video's frames): when a
+video or model stops being shared with a team, its analyses stop being visible there too.
 Writable: the user owns it, or holds the owner role in the object's team.
 An object the user may not see does not exist for them (404); one they may see but not change
 answers 403 to a write.
@@ -15,7 +18,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Team, TeamMembership, TeamRole
-from analyses.models import Analysis, Classifier, Video
+from analyses.models import Analysis, Classifier, Preview, ProcessingStatus, Video
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -37,19 +40,38 @@ def _visible(queryset: QuerySet[ModelT], *, user: Any) -> QuerySet[ModelT]:
     return queryset.filter(Q(owner=user) | Q(team_id__in=team_ids))
 
 
-def classifiers_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Classifier]:
-    queryset = _visible(Classifier.objects.select_related("owner", "team"), user=user)
+def _uploads_visible(queryset: QuerySet[ModelT], *, user: Any, include_archived: bool) -> QuerySet[ModelT]:
+    queryset = _visible(queryset, user=user)
+    if not _anonymous(user):
+        # Others see an upload once a worker has accepted it (not while processing, not refused).
+        queryset = queryset.filter(Q(owner=user) | Q(status=ProcessingStatus.READY))
     return queryset if include_archived else queryset.filter(archived_at__isnull=True)
+
+
+def classifiers_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Classifier]:
+    return _uploads_visible(Classifier.objects.select_related("owner", "team"), user=user, include_archived=include_archived)
 
 
 def videos_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Video]:
-    queryset = _visible(Video.objects.select_related("owner", "team"), user=user)
-    return queryset if include_archived else queryset.filter(archived_at__isnull=True)
+    return _uploads_visible(Video.objects.select_related("owner", "team"), user=user, include_archived=include_archived)
+
+
+def classifiers_usable_by(*, user: Any) -> QuerySet[Classifier]:
+    """Models the user may start an analysis with: visible, inspected, not archived."""
+    return classifiers_visible_to(user=user).filter(status=ProcessingStatus.READY)
+
+
+def videos_usable_by(*, user: Any) -> QuerySet[Video]:
+    """Videos the user may analyse: visible, probed and transcoded, not archived."""
+    return videos_visible_to(user=user).filter(status=ProcessingStatus.READY)
 
 
 def analyses_visible_to(*, user: Any) -> QuerySet[Analysis]:
     return _visible(
         Analysis.objects.select_related("owner", "team", "classifier", "video"), user=user
+    ).filter(
+        classifier__in=classifiers_visible_to(user=user, include_archived=True).values("pk"),
+        video__in=videos_visible_to(user=user, include_archived=True).values("pk"),
     )
 
 
@@ -102,3 +124,12 @@ def video_get_for_user(
 
 def analysis_get_for_user(*, code: Any, user: Any, for_write: bool = False) -> Analysis:
     return _get_for_user(analyses_visible_to(user=user), code=code, user=user, for_write=for_write)
+
+
+def preview_get_for_user(*, code: Any, user: Any) -> Preview:
+    """A preview is its maker's alone, and only while they can still see its video."""
+    queryset = Preview.objects.select_related("classifier", "video").filter(
+        owner=user if not _anonymous(user) else None,
+        video__in=videos_visible_to(user=user, include_archived=True).values("pk"),
+    )
+    return _get_for_user(queryset, code=code, user=user, for_write=False)

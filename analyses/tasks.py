@@ -29,14 +29,16 @@ from django.utils import timezone
 
 from analyses import runner
 from analyses.models import Analysis, AnalysisStatus
+from analyses.services import library as library_services
 from analyses.services.analysis import (
     ATTEMPT_FOLDER_PREFIX,
     RESULTS_FOLDER,
-    analysis_reap_stale,
     analysis_results_path,
     analysis_transition,
     current_worker_lease,
 )
+from analyses.services.preview import preview_build
+from analyses.services.reaper import reap_everything
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,17 @@ def _result_fields(*, manifest: dict[str, Any], outcome: runner.EngineOutcome) -
     return fields
 
 
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
 def _publish(*, attempt: Attempt, analysis: Analysis, out_dir: Path, manifest: dict[str, Any],
              outcome: runner.EngineOutcome) -> bool:
     """Rename the finished folder into this attempt's own results folder, then CAS running -> succeeded.
@@ -208,6 +221,7 @@ def _publish(*, attempt: Attempt, analysis: Analysis, out_dir: Path, manifest: d
         shutil.rmtree(results)
     out_dir.rename(results)
     results_dir = f"{RESULTS_FOLDER}/{analysis.code.hex}/{folder_name}"
+    fields["results_bytes"] = _folder_bytes(results)  # counted in the owner's storage quota
     try:
         now = timezone.now()
         won = analysis_transition(
@@ -337,4 +351,19 @@ def _run(attempt: Attempt) -> str:
 
 def reap_stale_analyses_task() -> dict[str, int]:
     """Scheduled every minute (analyses.services.analysis.reaper_schedule_ensure)."""
-    return analysis_reap_stale()
+    return reap_everything()
+
+
+def process_classifier_task(classifier_id: int) -> str:
+    """Inspect an uploaded model (a django-q2 task, queued by the upload)."""
+    return library_services.classifier_process(classifier_id=classifier_id)
+
+
+def process_video_task(video_id: int) -> str:
+    """Probe and transcode an uploaded video (a django-q2 task, queued by the upload)."""
+    return library_services.video_process(video_id=video_id)
+
+
+def build_preview_task(preview_id: int) -> str:
+    """Decode the frames of a preview (a django-q2 task, queued by the analysis form)."""
+    return preview_build(preview_id=preview_id)

@@ -55,6 +55,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _engine_sandbox() -> None:
+    """Engine children run in a bubblewrap sandbox. Without bwrap, CI fails here; a developer
+    machine runs them unsandboxed, with a warning (tests/worker/test_sandbox.py skips then)."""
+    import warnings
+
+    from django.conf import settings
+
+    from analyses.sandbox import sandbox_problem
+
+    problem = sandbox_problem()
+    if not problem:
+        return
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"the engine sandbox is unavailable: {problem} (apt-get install bubblewrap)")
+    warnings.warn(f"engine sandbox unavailable ({problem}): engine children run unsandboxed in this test run")
+    settings.GRADCAM_SANDBOX = "off"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _fast_password_hashing() -> Iterator[None]:
     """PBKDF2's deliberate slowness (~0.5 s per log-in on this CPU) would dominate web tests
     that log in as three personas; tests do not test its strength."""
@@ -62,6 +81,37 @@ def _fast_password_hashing() -> Iterator[None]:
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_triggers_lifted_around_flush() -> Iterator[None]:
+    """pytest-django empties the database after each `transaction=True` test with Django's
+    flush (SQLite: DELETE FROM, PostgreSQL: TRUNCATE), which the audit table's append-only
+    triggers refuse. Drop them for the flush only, and re-create them right after: the
+    triggers stay in force for everything a test does. Only triggers that were there are
+    re-created, so a migration that failed to create them is not papered over."""
+    from django.core.management.commands import flush
+    from django.db import connections
+
+    from analyses.audit import audit_trigger_names, audit_triggers_create, audit_triggers_drop
+
+    original_handle = flush.Command.handle
+
+    def handle_with_triggers_lifted(self: Any, *args: Any, **options: Any) -> Any:
+        connection = connections[options.get("database") or "default"]
+        if not audit_trigger_names(connection=connection):
+            return original_handle(self, *args, **options)
+        audit_triggers_drop(connection=connection)
+        try:
+            return original_handle(self, *args, **options)
+        finally:
+            audit_triggers_create(connection=connection)
+
+    flush.Command.handle = handle_with_triggers_lifted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        flush.Command.handle = original_handle  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- personas

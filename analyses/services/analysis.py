@@ -29,9 +29,10 @@ from analyses.models import Analysis, AnalysisStatus, Classifier, Video
 from analyses.selectors import (
     analyses_visible_to,
     can_write,
-    classifiers_visible_to,
-    videos_visible_to,
+    classifiers_usable_by,
+    videos_usable_by,
 )
+from analyses.services.quota import active_analyses_count, active_analyses_limit
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,16 @@ ATTEMPT_FOLDER_PREFIX = "attempt-"
 # gradcam3d.preprocess.PreprocessParams). They mirror the engine's lists; the web side may not
 # import gradcam3d, and the engine refuses anything it does not know anyway.
 METHODS = ("gradcam", "gradcam++", "layercam", "hirescam")
+# LayerCAM and HiResCAM weight every position by its own gradient: gradient pooling does not
+# apply to them (the engine records their pooling as None and refuses "temporal").
+ELEMENTWISE_METHODS = ("layercam", "hirescam")
 POOLINGS = ("global", "temporal")
 COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "hot", "parula", "cividis", "bone")
 RESIZE_MODES = ("stretch", "center_crop", "letterbox")
 SCALINGS = ("unit", "symmetric", "raw", "mean_std")
+# "auto": what the model's own input layers expect (inspection's `suggested_scaling`: a model
+# starting with Rescaling(1/255) gets raw 0-255 values, not values divided by 255 twice).
+AUTO_SCALING = "auto"
 INFERENCE_FRAMES = ("key", "all")
 MAX_FRAME_STRIDE = 16
 
@@ -69,7 +76,7 @@ DEFAULT_PREPROCESS: dict[str, Any] = {
     "frame_stride": 2,
     "frame_offset": 1,
     "resize_mode": "stretch",
-    "scaling": "unit",
+    "scaling": AUTO_SCALING,
     "mean": None,
     "std": None,
 }
@@ -90,11 +97,16 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def _shown(value: Any, *, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _choice(*, value: Any, name: str, choices: tuple[str, ...]) -> str:
     text = str(value).strip().lower()
     if text not in choices:
         raise AnalysisError(
-            f"“{value}” is not a valid {_label(name)}; choose one of: {', '.join(choices)}.", field=name
+            f"“{_shown(value)}” is not a valid {_label(name)}; choose one of: {', '.join(choices)}.", field=name
         )
     return text
 
@@ -103,7 +115,7 @@ def _number(*, value: Any, name: str, low: float, high: float, integer: bool = F
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise AnalysisError(f"The {_label(name)} must be a number, not “{value}”.", field=name) from None
+        raise AnalysisError(f"The {_label(name)} must be a number, not “{_shown(value)}”.", field=name) from None
     if not math.isfinite(number) or not low <= number <= high:
         raise AnalysisError(f"The {_label(name)} must be between {low:g} and {high:g} (got {number:g}).", field=name)
     if integer:
@@ -117,9 +129,9 @@ def _channel_values(*, value: Any, name: str, channels: int, positive: bool) -> 
     if value is None or value == "" or value == []:
         return None
     values = value if isinstance(value, (list, tuple)) else [value]
-    numbers = [float(_number(value=item, name=name, low=-1e6, high=1e6)) for item in values]
-    if len(numbers) not in (1, channels):
+    if len(values) not in (1, channels):
         raise AnalysisError(f"Give one {name} value or one per channel ({channels}).", field=name)
+    numbers = [float(_number(value=item, name=name, low=-1e6, high=1e6)) for item in values]
     if positive and any(number <= 0 for number in numbers):
         raise AnalysisError(f"The {name} values must be positive.", field=name)
     return numbers
@@ -139,13 +151,44 @@ def _preprocess_normalised(*, classifier: Classifier, value: Any) -> dict[str, A
         "frame_stride": _number(value=merged["frame_stride"], name="frame_stride", low=1, high=MAX_FRAME_STRIDE, integer=True),
         "frame_offset": _number(value=merged["frame_offset"], name="frame_offset", low=0, high=MAX_FRAME_STRIDE, integer=True),
         "resize_mode": _choice(value=merged["resize_mode"], name="resize_mode", choices=RESIZE_MODES),
-        "scaling": _choice(value=merged["scaling"], name="scaling", choices=SCALINGS),
+        "scaling": _scaling(classifier=classifier, value=merged["scaling"]),
         "mean": _channel_values(value=merged["mean"], name="mean", channels=channels, positive=False),
         "std": _channel_values(value=merged["std"], name="std", channels=channels, positive=True),
     }
     if normalised["scaling"] == "mean_std" and (normalised["mean"] is None or normalised["std"] is None):
         raise AnalysisError("Scaling by mean and standard deviation needs both the mean and the std.", field="scaling")
     return normalised
+
+
+def preprocess_params_normalise(*, classifier: Classifier, value: Any) -> dict[str, Any]:
+    """The preprocessing options with defaults filled in and "auto" scaling resolved."""
+    return _preprocess_normalised(classifier=classifier, value=value)
+
+
+def suggested_scaling(*, classifier: Classifier) -> tuple[str, str]:
+    """(scaling, reason) the model's own input layers ask for, from its inspection; the original
+    tool's [0, 1] when it says nothing."""
+    inspection = classifier.inspection or {}
+    name = str(inspection.get("suggested_scaling") or "unit")
+    return (name if name in SCALINGS else "unit"), str(inspection.get("scaling_reason") or "")
+
+
+def _scaling(*, classifier: Classifier, value: Any) -> str:
+    chosen = _choice(value=value if value not in (None, "") else AUTO_SCALING, name="scaling",
+                     choices=(AUTO_SCALING, *SCALINGS))
+    return suggested_scaling(classifier=classifier)[0] if chosen == AUTO_SCALING else chosen
+
+
+def _pooling(*, method: str, value: Any) -> str | None:
+    if method not in ELEMENTWISE_METHODS:
+        return _choice(value=value if value not in (None, "") else "global", name="pooling", choices=POOLINGS)
+    if value not in (None, "", "global"):
+        raise AnalysisError(
+            f"{'LayerCAM' if method == 'layercam' else 'HiResCAM'} weights every position by its own "
+            "gradient, so gradient pooling does not apply to it: leave pooling at its default.",
+            field="pooling",
+        )
+    return None
 
 
 def analysis_params_normalise(*, classifier: Classifier, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -163,16 +206,20 @@ def analysis_params_normalise(*, classifier: Classifier, params: dict[str, Any] 
     layers = merged.get("layers") or list(available)
     if isinstance(layers, str):
         layers = [layers]
-    layers = [str(layer) for layer in layers]
+    if not isinstance(layers, (list, tuple)):
+        raise AnalysisError("The layers must be a list of Conv3D layer names.", field="layers")
+    layers = list(dict.fromkeys(str(layer) for layer in layers))
     missing = [layer for layer in layers if layer not in available]
     if missing:
         raise AnalysisError(
-            f"The model has no Conv3D layer named {', '.join(missing)}; its layers are: {', '.join(available)}.",
+            f"The model has no Conv3D layer named {', '.join(_shown(name) for name in missing[:5])}"
+            f"{' …' if len(missing) > 5 else ''}; its layers are: {', '.join(available)}.",
             field="layers",
         )
     if not layers:
         raise AnalysisError("The model has no Conv3D layer to explain.", field="layers")
     wanted = set(layers)
+    method = _choice(value=merged["method"], name="method", choices=METHODS)
     threshold = merged["bbox_threshold"]
     if threshold is not None and threshold != "" and str(threshold).strip().lower() != "otsu":
         threshold = _number(value=threshold, name="bbox_threshold", low=0.01, high=0.99)
@@ -181,8 +228,8 @@ def analysis_params_normalise(*, classifier: Classifier, params: dict[str, Any] 
     return {
         # Keep the model's order (outermost first) whatever order the user picked them in.
         "layers": [layer for layer in available if layer in wanted],
-        "method": _choice(value=merged["method"], name="method", choices=METHODS),
-        "pooling": _choice(value=merged["pooling"], name="pooling", choices=POOLINGS),
+        "method": method,
+        "pooling": _pooling(method=method, value=merged["pooling"]),
         "bbox_threshold": threshold,
         "colormap": _choice(value=merged["colormap"], name="colormap", choices=COLORMAPS),
         "alpha": _number(value=merged["alpha"], name="alpha", low=0.0, high=1.0),
@@ -196,10 +243,19 @@ def analysis_params_normalise(*, classifier: Classifier, params: dict[str, Any] 
 def _expected_class_checked(*, classifier: Classifier, expected_class: Any) -> int | None:
     if expected_class is None or expected_class == "":
         return None
+    text = str(expected_class).strip()
     try:
-        value = int(expected_class)
+        if len(text) > len(str(classifier.num_classes)) + 1:  # never int() a huge string
+            raise ValueError(text)
+        value = int(text)
     except (TypeError, ValueError):
-        raise AnalysisError(f"The expected class must be a class number, not “{expected_class}”.",
+        if text.isdigit():
+            raise AnalysisError(
+                f"The expected class {_shown(text, limit=12)} is out of range: this model has "
+                f"{classifier.num_classes} classes, numbered 0 to {classifier.num_classes - 1}.",
+                field="expected_class",
+            ) from None
+        raise AnalysisError(f"The expected class must be a class number, not “{_shown(expected_class)}”.",
                             field="expected_class") from None
     if not 0 <= value < classifier.num_classes:
         raise AnalysisError(
@@ -210,12 +266,42 @@ def _expected_class_checked(*, classifier: Classifier, expected_class: Any) -> i
     return value
 
 
-def _team_checked(*, team: Team | None, user: Any) -> Team | None:
+def _team_checked(*, team: Team | None, user: Any, classifier: Classifier, video: Video) -> Team | None:
+    """The team an analysis may be shared with: one of the user's teams whose members can all
+    see both inputs (results show the video's frames and the model's decisions)."""
     if team is None:
         return None
     if not TeamMembership.objects.filter(team=team, user=user).exists():
         raise AnalysisError(f"You are not a member of the team “{team.name}”.", field="team")
+    problem = analysis_share_problem(classifier=classifier, video=video, team=team)
+    if problem:
+        raise AnalysisError(problem, field="team")
     return team
+
+
+def analysis_share_problem(*, classifier: Classifier, video: Video, team: Team) -> str:
+    """Why an analysis of these inputs may not be shared with `team` ("" when it may).
+
+    An analysis may be shared only with people who can see both of its inputs: a member of a
+    team sees an input when it is shared with that team (or is their own).
+    """
+    for obj, noun in ((video, "video"), (classifier, "model")):
+        if obj.team_id != team.pk:
+            return (
+                f"Share the {noun} “{obj.name}” with {team.name} first: an analysis can be shared only "
+                "with people who can see both its model and its video."
+            )
+    return ""
+
+
+def _check_active_quota(*, user: Any) -> None:
+    limit = active_analyses_limit(user=user)
+    active = active_analyses_count(user=user)
+    if active >= limit:
+        raise AnalysisError(
+            f"You already have {active} analyses queued or running, the most allowed at once ({limit}): "
+            "wait until one finishes, or cancel one, then try again."
+        )
 
 
 # --------------------------------------------------------------------------- create, re-run
@@ -248,11 +334,12 @@ def analysis_create(
     title: str = "",
     parent: Analysis | None = None,
 ) -> Analysis:
-    if not classifiers_visible_to(user=user).filter(pk=classifier.pk).exists():
+    if not classifiers_usable_by(user=user).filter(pk=classifier.pk).exists():
         raise AnalysisError("That model does not exist or is not available to you.", field="classifier")
-    if not videos_visible_to(user=user).filter(pk=video.pk).exists():
+    if not videos_usable_by(user=user).filter(pk=video.pk).exists():
         raise AnalysisError("That video does not exist or is not available to you.", field="video")
-    team = _team_checked(team=team, user=user)
+    team = _team_checked(team=team, user=user, classifier=classifier, video=video)
+    _check_active_quota(user=user)
     expected = _expected_class_checked(classifier=classifier, expected_class=expected_class)
     normalised = analysis_params_normalise(classifier=classifier, params=params)
     with transaction.atomic():
@@ -301,7 +388,12 @@ def analysis_rerun(
     if not analyses_visible_to(user=user).filter(pk=analysis.pk).exists():
         raise AnalysisError("That analysis does not exist or is not available to you.")
     team = analysis.team
-    if team is not None and not TeamMembership.objects.filter(team=team, user=user).exists():
+    # The re-run is shared like the original only where that is still allowed: the user is in
+    # the team and the team can still see both inputs; otherwise it is private.
+    if team is not None and (
+        not TeamMembership.objects.filter(team=team, user=user).exists()
+        or analysis_share_problem(classifier=analysis.classifier, video=analysis.video, team=team)
+    ):
         team = None
     return analysis_create(
         user=user,
@@ -406,7 +498,7 @@ def worker_lease_is_dead(lease: str) -> bool:
     return current_ticks is None or (ticks != "?" and current_ticks != ticks)
 
 
-def _pending_task_names() -> tuple[set[str], set[str]] | None:
+def pending_broker_tasks() -> tuple[set[str], set[str]] | None:
     """(task ids, task names) waiting in or taken from the ORM broker's queue (until acknowledged,
     after its result is saved); None with another broker, which cannot be listed."""
     from django_q.models import OrmQ
@@ -424,14 +516,15 @@ def _pending_task_names() -> tuple[set[str], set[str]] | None:
     return ids, names
 
 
-def _task_is_pending(analysis: Analysis, pending: tuple[set[str], set[str]] | None) -> bool:
+def task_is_pending(*, task_id: str, task_name: str, pending: tuple[set[str], set[str]] | None) -> bool:
+    """Whether the django-q2 task of a queued row is still waiting in the broker."""
     from django_q.models import Task
 
     if pending is not None:
         ids, names = pending
-        return analysis.task_id in ids or _task_name(analysis.pk) in names
+        return task_id in ids or task_name in names
     # Another broker (Redis): its queue cannot be searched; a task is pending until its result exists.
-    return bool(analysis.task_id) and not Task.objects.filter(id=analysis.task_id).exists()
+    return bool(task_id) and not Task.objects.filter(id=task_id).exists()
 
 
 def _reap_lost_queued(*, now: datetime, counts: dict[str, int]) -> None:
@@ -445,9 +538,9 @@ def _reap_lost_queued(*, now: datetime, counts: dict[str, int]) -> None:
     )
     if not candidates:
         return
-    pending = _pending_task_names()
+    pending = pending_broker_tasks()
     for analysis in candidates:
-        if _task_is_pending(analysis, pending):
+        if task_is_pending(task_id=analysis.task_id, task_name=_task_name(analysis.pk), pending=pending):
             continue
         if analysis.attempts >= analysis.max_attempts:
             won = Analysis.objects.filter(pk=analysis.pk, status=AnalysisStatus.QUEUED, cancel_requested=False).update(

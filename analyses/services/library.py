@@ -1,9 +1,12 @@
-"""Classifier and video libraries: upload, inspect/probe in a child process, store, edit, delete.
+"""Classifier and video libraries: upload, then inspect/probe in a worker, store, edit, delete.
 
-An upload is streamed to MEDIA_ROOT/tmp while it is hashed and its size checked, inspected or
-probed by the engine in a child process, and only then renamed to its generated final name
-(`classifiers/<uuid hex>.h5`, `videos/<uuid hex>.mp4`) and recorded. Every failure path removes
-what it wrote, so a refused or failed upload leaves no row and no file behind.
+An upload request only streams the file to MEDIA_ROOT/tmp while it is hashed and its size
+checked against the upload limit and the owner's storage quota, moves it to a generated name
+(`classifiers/<uuid hex>.pending`) and records a `processing` row; it answers at once. A worker
+task then has the file inspected (models) or probed and transcoded (videos) by the engine in a
+sandboxed child process (`classifier_process`, `video_process`), renames it to its final name
+(`classifiers/<uuid hex>.h5`, `videos/<uuid hex>.mp4`) and marks the row ready, or refused with
+the reason, removing the file. No failure path leaves a file behind.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from django.utils import timezone
 from accounts.models import Team, TeamMembership
 from analyses import engine_client
 from analyses.audit import audit_log
-from analyses.models import Classifier, Video
+from analyses.models import Classifier, ProcessingStatus, Video
+from analyses.services.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
+from analyses.services.quota import storage_use
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +68,6 @@ class DuplicateUpload(LibraryError):
         kind = "model" if isinstance(existing, Classifier) else "video"
         super().__init__(f"You already uploaded this {kind} as “{existing.name}”.")
         self.existing = existing
-
-
-class InUse(LibraryError):
-    """The object cannot be deleted because analyses refer to it."""
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -127,18 +128,25 @@ def _iter_chunks(uploaded_file: Any) -> Iterable[bytes]:
         yield chunk
 
 
-def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str) -> StagedUpload:
-    """Copy the upload to MEDIA_ROOT/tmp, hashing it and refusing it past `max_bytes`."""
+def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str, quota_left_bytes: int | None = None) -> StagedUpload:
+    """Copy the upload to MEDIA_ROOT/tmp, hashing it and refusing it past `max_bytes` or past
+    what is left of the owner's storage quota (whichever comes first)."""
     target = _tmp_dir() / f"{uuid.uuid4().hex}.upload"
     digest = hashlib.sha256()
     size = 0
+    quota_first = quota_left_bytes is not None and quota_left_bytes < max_bytes
+    limit = min(max_bytes, quota_left_bytes) if quota_left_bytes is not None else max_bytes
     try:
         with target.open("xb") as handle:
             for chunk in _iter_chunks(uploaded_file):
                 size += len(chunk)
-                if size > max_bytes:
+                if size > limit:
                     raise UploadRefused(
-                        f"The {kind} file is larger than the limit of {human_bytes(max_bytes)}."
+                        f"The {kind} file does not fit in what is left of your storage quota "
+                        f"({human_bytes(limit)}): delete something you no longer need, or ask an "
+                        "administrator for more room."
+                        if quota_first
+                        else f"The {kind} file is larger than the limit of {human_bytes(max_bytes)}."
                     )
                 digest.update(chunk)
                 handle.write(chunk)
@@ -153,6 +161,17 @@ def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str) -> StagedUplo
         size_bytes=size,
         original_filename=_clean_original_filename(uploaded_file),
     )
+
+
+def _quota_left_or_refuse(*, owner: Any, kind: str) -> int:
+    """Bytes the owner may still store; refuses at once (before reading the upload) when none."""
+    use = storage_use(user=owner)
+    if use.left_bytes <= 0:
+        raise UploadRefused(
+            f"Your storage quota is full ({use.describe()} used): delete models, videos or analyses "
+            f"you no longer need before uploading this {kind}, or ask an administrator for more room."
+        )
+    return use.left_bytes
 
 
 def _move_into_media(*, source: Path, relative_name: str) -> Path:
@@ -182,53 +201,75 @@ def _check_team(*, team: Team | None, user: Any) -> Team | None:
 
 # --------------------------------------------------------------------------- class maps
 _INDEXED_LINE = re.compile(r"^\s*(\d+)\s*[:=,\t]\s*(.*?)\s*$")
+# No video classifier has anywhere near this many classes; a class map naming a larger index
+# is refused before any list is built from it (a 20-byte map could otherwise ask for 10**10
+# labels). The model's own class count is the real bound, applied once it is inspected.
+MAX_CLASS_INDEX = 99_999
+MAX_CLASS_MAP_LINES = MAX_CLASS_INDEX + 1
 
 
-def parse_class_map(*, text: str, num_classes: int | None = None) -> list[str]:
+def class_map_entries(*, text: str) -> dict[int, str]:
     """Labels by class index from `index: label` lines (ClassMap.txt) or one label per line.
 
     Blank lines and `#` comments are ignored. Either every line has an index or none does.
-    Returns a list of length `num_classes` (when given), with "" for classes without a label.
+    Checks the syntax, duplicates, label lengths and index sizes only: the model's class
+    count is checked by `parse_class_map`.
     """
-    lines = [
-        line.strip()
-        for line in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    ]
+    lines = [line.strip() for line in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lines = [line for line in lines if line and not line.startswith("#")]
-    if not lines:
-        return [""] * num_classes if num_classes else []
+    if len(lines) > MAX_CLASS_MAP_LINES:
+        raise InvalidClassMap(f"The class map has {len(lines):,} lines; at most {MAX_CLASS_MAP_LINES:,} classes are supported.")
     indexed = [_INDEXED_LINE.match(line) for line in lines]
-    labels_by_index: dict[int, str] = {}
-    if all(indexed):
-        for line_number, match in enumerate(indexed, start=1):
-            assert match is not None
-            index, label = int(match.group(1)), match.group(2).strip()
-            if not label:
-                raise InvalidClassMap(f"Class map line {line_number}: class {index} has no label.")
-            if index in labels_by_index:
-                raise InvalidClassMap(f"Class map line {line_number}: class {index} appears twice.")
-            labels_by_index[index] = label
-    elif any(indexed):
+    if indexed and all(indexed):
+        return _indexed_entries([match for match in indexed if match is not None])
+    if any(indexed):
         first_plain = next(number for number, match in enumerate(indexed, start=1) if not match)
         raise InvalidClassMap(
             f"Class map line {first_plain} has no index: use “index: label” on every line, "
             "or one label per line with no indices."
         )
-    else:
-        labels_by_index = dict(enumerate(lines))
-    for index, label in labels_by_index.items():
-        if len(label) > MAX_LABEL_LENGTH:
+    entries = dict(enumerate(lines))
+    _check_label_lengths(entries)
+    return entries
+
+
+def _indexed_entries(matches: list[re.Match[str]]) -> dict[int, str]:
+    entries: dict[int, str] = {}
+    for line_number, match in enumerate(matches, start=1):
+        digits, label = match.group(1), match.group(2).strip()
+        if len(digits) > len(str(MAX_CLASS_INDEX)) or int(digits) > MAX_CLASS_INDEX:
+            shown = digits if len(digits) <= 12 else digits[:12] + "…"
             raise InvalidClassMap(
-                f"The label of class {index} is longer than {MAX_LABEL_LENGTH} characters."
+                f"Class map line {line_number}: class {shown} is far beyond any model's classes "
+                f"(at most {MAX_CLASS_INDEX:,})."
             )
-    highest = max(labels_by_index)
-    if num_classes is not None and highest >= num_classes:
+        index = int(digits)
+        if not label:
+            raise InvalidClassMap(f"Class map line {line_number}: class {index} has no label.")
+        if index in entries:
+            raise InvalidClassMap(f"Class map line {line_number}: class {index} appears twice.")
+        entries[index] = label
+    _check_label_lengths(entries)
+    return entries
+
+
+def _check_label_lengths(entries: dict[int, str]) -> None:
+    for index, label in entries.items():
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidClassMap(f"The label of class {index} is longer than {MAX_LABEL_LENGTH} characters.")
+
+
+def parse_class_map(*, text: str, num_classes: int) -> list[str]:
+    """The labels of a model with `num_classes` classes: a list of that length, "" where a class
+    has no label. Refuses a map naming a class the model does not have."""
+    entries = class_map_entries(text=text)
+    if entries and max(entries) >= num_classes:
+        highest = max(entries)
         raise InvalidClassMap(
             f"The class map names class {highest}, but the model has {num_classes} classes "
             f"(indices 0 to {num_classes - 1})."
         )
-    size = num_classes if num_classes is not None else highest + 1
-    return [labels_by_index.get(index, "") for index in range(size)]
+    return [entries.get(index, "") for index in range(num_classes)]
 
 
 def class_map_text(*, labels: list[str]) -> str:
@@ -246,16 +287,23 @@ def _restore_if_archived(obj: Classifier | Video, *, actor: Any) -> None:
     audit_log(actor=actor, action=f"{obj._meta.model_name}.restored", target=obj, data={})
 
 
+def _live_copies(model: type[Classifier] | type[Video], *, owner: Any, sha256: str) -> Any:
+    # A refused upload does not count: the same file may be uploaded again (to retry).
+    return model.objects.filter(owner=owner, sha256=sha256).exclude(status=ProcessingStatus.FAILED)
+
+
 def _stage_unless_duplicate(
     *, model: type[Classifier] | type[Video], owner: Any, uploaded_file: Any, max_bytes: int, kind: str
 ) -> StagedUpload:
-    """Stage and hash the upload, refusing it when the owner already has a file with that sha256.
+    """Stage and hash the upload within the upload limit and the owner's storage quota, refusing
+    it when the owner already has a file with that sha256.
 
     An archived copy is restored first, so the refusal leads the user to a live object.
     """
-    staged = stage_upload(uploaded_file=uploaded_file, max_bytes=max_bytes, kind=kind)
+    quota_left = _quota_left_or_refuse(owner=owner, kind=kind)
+    staged = stage_upload(uploaded_file=uploaded_file, max_bytes=max_bytes, kind=kind, quota_left_bytes=quota_left)
     try:
-        existing = model.objects.filter(owner=owner, sha256=staged.sha256).first()
+        existing = _live_copies(model, owner=owner, sha256=staged.sha256).first()
         if existing is not None:
             _restore_if_archived(existing, actor=owner)
             raise DuplicateUpload(existing)
@@ -270,9 +318,37 @@ def _refuse_raced_duplicate(*, model: type[Classifier] | type[Video], owner: Any
 
     Raises DuplicateUpload for that copy; returns when there is none, so the caller re-raises.
     """
-    existing = model.objects.filter(owner=owner, sha256=sha256).first()
+    existing = _live_copies(model, owner=owner, sha256=sha256).first()
     if existing is not None:
         raise DuplicateUpload(existing) from None
+
+
+def _record_upload(
+    *, model: type[Classifier] | type[Video], staged: StagedUpload, relative_name: str, fields: dict[str, Any]
+) -> Any:
+    """Move the staged file to `relative_name`, create the `processing` row, audit the upload
+    and queue its worker job (on commit); nothing is left behind when any step fails."""
+    stored: Path | None = None
+    try:
+        stored = _move_into_media(source=staged.path, relative_name=relative_name)
+        with transaction.atomic():
+            obj = model.objects.create(**fields, status=ProcessingStatus.PROCESSING)
+            audit_log(
+                actor=obj.owner, action=f"{obj._meta.model_name}.uploaded", target=obj,
+                data={"name": obj.name, "sha256": obj.sha256, "size_bytes": obj.size_bytes,
+                      "original_filename": obj.original_filename},
+            )
+            processing_enqueue(obj)
+        return obj
+    except IntegrityError:
+        _remove_quietly(stored)
+        _refuse_raced_duplicate(model=model, owner=fields["owner"], sha256=staged.sha256)
+        raise
+    except BaseException:
+        _remove_quietly(stored)
+        raise
+    finally:
+        _remove_quietly(staged.path)
 
 
 def _uploaded_file_fields(
@@ -340,13 +416,7 @@ def _save_edits(
 
 # --------------------------------------------------------------------------- classifiers
 _MODEL_EXTENSIONS = {"h5": ".h5", "keras": ".keras"}
-
-
-def _inspect_or_refuse(path: Path) -> dict[str, Any]:
-    try:
-        return engine_client.inspect_model_file(path)
-    except engine_client.EngineError as exc:
-        raise UploadRefused(exc.message) from None
+PENDING_SUFFIX = ".pending"
 
 
 def classifier_create(
@@ -358,50 +428,98 @@ def classifier_create(
     description: str = "",
     class_map_text: str = "",
 ) -> Classifier:
+    """Store an uploaded model for inspection by a worker; the row is `processing` until then."""
     team = _check_team(team=team, user=owner)
-    # Syntax errors in the class map are cheap to find: before the upload is even copied.
-    parse_class_map(text=class_map_text)
+    # Syntax errors in the class map are cheap to find: before the upload is even copied. Its
+    # indices are checked against the model's class count once the model is inspected.
+    class_map_entries(text=class_map_text)
     staged = _stage_unless_duplicate(
-        model=Classifier,
-        owner=owner,
-        uploaded_file=uploaded_file,
-        max_bytes=settings.GRADCAM_MAX_MODEL_BYTES,
-        kind="model",
+        model=Classifier, owner=owner, uploaded_file=uploaded_file,
+        max_bytes=settings.GRADCAM_MAX_MODEL_BYTES, kind="model",
     )
-    final_path: Path | None = None
+    fields = _uploaded_file_fields(
+        owner=owner, team=team, name=name, description=description, staged=staged,
+        file=f"classifiers/{uuid.uuid4().hex}{PENDING_SUFFIX}", fallback_name="Model",
+    )
+    return _record_upload(
+        model=Classifier, staged=staged, relative_name=fields["file"],
+        fields={**fields, "pending_class_map": class_map_text or "",
+                "status_message": "Waiting for a worker to inspect the model."},
+    )
+
+
+def _refuse_processing(obj: Classifier | Video, *, lease: str, message: str) -> str:
+    """processing -> refused: the uploaded file (and anything made from it) is removed."""
+    if processing_fail(obj=obj, lease=lease, message=message, fields={"file": ""}):
+        audit_log(actor=obj.owner, action=f"{obj._meta.model_name}.refused", target=obj, data={"reason": message})
+        _delete_media_file(obj.file.name)
+        return ProcessingStatus.FAILED
+    return "gone"  # deleted (or taken over) while it was being processed
+
+
+def _finish_processing(obj: Classifier | Video, *, lease: str, renames: list[tuple[Path, str]], fields: dict[str, Any]) -> str:
+    """Rename the processed files to their final names and mark the row ready, or undo the renames
+    when the row is no longer this job's (deleted meanwhile)."""
+    moved: list[Path] = []
     try:
-        inspection = _inspect_or_refuse(staged.path)
+        for source, relative_name in renames:
+            moved.append(_move_into_media(source=source, relative_name=relative_name))
+    except OSError as exc:
+        _remove_quietly(*moved)
+        if not type(obj).objects.filter(pk=obj.pk, processing_lease=lease).exists():
+            return "gone"  # deleted while it was processed: the delete removed the upload
+        logger.error("%s %s: the processed files could not be stored: %s", obj._meta.model_name, obj.pk, exc)
+        return _refuse_processing(obj, lease=lease, message="The upload could not be stored on the server; upload it again.")
+    try:
+        with transaction.atomic():
+            won = processing_finish(obj=obj, lease=lease, fields=fields)
+            if won:
+                obj.refresh_from_db()
+                _audit_created(obj, actor=obj.owner)
+    except BaseException:
+        _remove_quietly(*moved)
+        raise
+    if not won:
+        _remove_quietly(*moved)
+        return "gone"
+    return ProcessingStatus.READY
+
+
+def classifier_process(*, classifier_id: int) -> str:
+    """The worker's job for an uploaded model: inspect it in a sandboxed child (no model code
+    runs), fit the class map to its classes, and mark it ready, or refused with the reason.
+
+    Returns "ready", "failed", or "skipped" / "gone" when the job is not (or no longer) ours.
+    """
+    lease = processing_claim(model=Classifier, pk=classifier_id)
+    if lease is None:
+        return "skipped"
+    classifier = Classifier.objects.get(pk=classifier_id)
+    pending = media_root() / classifier.file.name
+    try:
+        if not pending.is_file():
+            raise UploadRefused("The uploaded model file is missing from the server; upload it again.")
+        try:
+            inspection = engine_client.inspect_model_file(pending)
+        except engine_client.EngineError as exc:
+            raise UploadRefused(exc.message) from None
         extension = _MODEL_EXTENSIONS.get(str(inspection.get("format")))
         if extension is None:
             raise UploadRefused("The file is not a Keras model in .h5 or .keras format.")
         num_classes = int(inspection["num_classes"])
-        labels = parse_class_map(text=class_map_text, num_classes=num_classes)
-        relative_name = f"classifiers/{uuid.uuid4().hex}{extension}"
-        final_path = _move_into_media(source=staged.path, relative_name=relative_name)
-        with transaction.atomic():
-            classifier = Classifier.objects.create(
-                **_uploaded_file_fields(
-                    owner=owner, team=team, name=name, description=description,
-                    staged=staged, file=relative_name, fallback_name="Model",
-                ),
-                file_format=str(inspection["format"]),
-                input_shape=[int(size) for size in inspection["input_shape"]],
-                num_classes=num_classes,
-                conv3d_layers=list(inspection.get("conv3d_layers") or []),
-                class_labels=labels,
-                inspection=inspection,
-            )
-            _audit_created(classifier, actor=owner)
-        return classifier
-    except IntegrityError:
-        _remove_quietly(final_path)
-        _refuse_raced_duplicate(model=Classifier, owner=owner, sha256=staged.sha256)
-        raise
-    except BaseException:
-        _remove_quietly(final_path)
-        raise
-    finally:
-        _remove_quietly(staged.path)
+        labels = parse_class_map(text=classifier.pending_class_map, num_classes=num_classes)
+    except LibraryError as exc:
+        return _refuse_processing(classifier, lease=lease, message=exc.message)
+    final_name = classifier.file.name.removesuffix(PENDING_SUFFIX) + extension
+    return _finish_processing(
+        classifier, lease=lease, renames=[(pending, final_name)],
+        fields={
+            "file": final_name, "file_format": str(inspection["format"]),
+            "input_shape": [int(size) for size in inspection["input_shape"]], "num_classes": num_classes,
+            "conv3d_layers": list(inspection.get("conv3d_layers") or []), "class_labels": labels,
+            "inspection": inspection, "pending_class_map": "",
+        },
+    )
 
 
 def _check_team_change(*, obj: Classifier | Video, actor: Any, team: Team | None) -> Team | None:
@@ -422,11 +540,10 @@ def classifier_update(
     team: Team | None,
 ) -> Classifier:
     team = _check_team_change(obj=classifier, actor=actor, team=team)
-    labels = parse_class_map(text=class_map_text, num_classes=classifier.num_classes)
-    _save_edits(
-        classifier, actor=actor, name=name, description=description, team=team,
-        own_fields={"class_labels": labels},
-    )
+    own_fields: dict[str, Any] = {}
+    if classifier.is_ready:
+        own_fields["class_labels"] = parse_class_map(text=class_map_text, num_classes=classifier.num_classes)
+    _save_edits(classifier, actor=actor, name=name, description=description, team=team, own_fields=own_fields)
     return classifier
 
 
@@ -504,12 +621,15 @@ def video_extension_for(*, container: str) -> str:
 def _check_expected_class(expected_class: Any) -> int | None:
     if expected_class in (None, ""):
         return None
+    text = str(expected_class).strip()
+    if len(text) > len(str(MAX_CLASS_INDEX)) + 1:  # never int() a huge string
+        raise LibraryError(f"The expected class must be a class index from 0 to {MAX_CLASS_INDEX:,}.")
     try:
-        value = int(expected_class)
+        value = int(text)
     except (TypeError, ValueError):
         raise LibraryError("The expected class must be a whole number (a class index).") from None
-    if value < 0:
-        raise LibraryError("The expected class must be 0 or more.")
+    if not 0 <= value <= MAX_CLASS_INDEX:
+        raise LibraryError(f"The expected class must be a class index from 0 to {MAX_CLASS_INDEX:,}.")
     return value
 
 
@@ -522,74 +642,85 @@ def video_create(
     description: str = "",
     expected_class: int | None = None,
 ) -> Video:
+    """Store an uploaded video for probing and transcoding by a worker (`processing` until then)."""
     team = _check_team(team=team, user=owner)
     expected_class = _check_expected_class(expected_class)
     staged = _stage_unless_duplicate(
-        model=Video,
-        owner=owner,
-        uploaded_file=uploaded_file,
-        max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES,
-        kind="video",
+        model=Video, owner=owner, uploaded_file=uploaded_file,
+        max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES, kind="video",
     )
-    stem = uuid.uuid4().hex
-    # The transcode child writes (and, if it is killed, leaves) its partial files next to its
-    # outputs: give it a folder of its own under MEDIA_ROOT/tmp (same file system, so the
-    # final rename stays atomic) and remove the whole folder afterwards, whatever happened.
-    work_dir: Path | None = None
-    moved: list[Path] = []
+    fields = _uploaded_file_fields(
+        owner=owner, team=team, name=name, description=description, staged=staged,
+        file=f"videos/{uuid.uuid4().hex}{PENDING_SUFFIX}", fallback_name="Video",
+    )
+    return _record_upload(
+        model=Video, staged=staged, relative_name=fields["file"],
+        fields={**fields, "expected_class": expected_class,
+                "status_message": "Waiting for a worker to read the video and make a browser copy."},
+    )
+
+
+def _transcode_or_refuse(*, source: Path, rendition: Path, poster: Path) -> dict[str, Any]:
     try:
-        work_dir = Path(tempfile.mkdtemp(prefix=f"transcode-{stem}-", dir=_tmp_dir()))
-        rendition_tmp = work_dir / f"{stem}.web.mp4"
-        poster_tmp = work_dir / f"{stem}.poster.jpg"
+        # `transcode` probes first (same limits and refusals as `probe`) and returns the probe
+        # fields, so one child process does both.
+        probe = engine_client.transcode_video_file(source, rendition, poster)
+    except engine_client.EngineError as exc:
+        raise UploadRefused(exc.message) from None
+    if not rendition.is_file() or not poster.is_file():
+        raise UploadRefused("The video could not be converted for playback in the browser.")
+    return probe
+
+
+def _probe_fields(probe: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "container": str(probe.get("container") or "")[:100],
+        "codec": str(probe.get("codec") or "")[:100],
+        "width": int(probe.get("width") or 0),
+        "height": int(probe.get("height") or 0),
+        "fps": float(probe.get("fps") or 0.0),
+        "duration_seconds": float(probe.get("duration_seconds") or 0.0),
+        "frame_count": int(probe.get("frame_count") or 0),
+        "probe": {key: value for key, value in probe.items() if key not in ("rendition", "poster")},
+    }
+
+
+def video_process(*, video_id: int) -> str:
+    """The worker's job for an uploaded video: probe it within the limits and make its browser
+    copy and poster in a sandboxed child, then mark it ready, or refused with the reason.
+
+    Returns "ready", "failed", or "skipped" / "gone" when the job is not (or no longer) ours.
+    """
+    lease = processing_claim(model=Video, pk=video_id)
+    if lease is None:
+        return "skipped"
+    video = Video.objects.get(pk=video_id)
+    pending = media_root() / video.file.name
+    stem = Path(video.file.name).name.removesuffix(PENDING_SUFFIX)
+    # The child writes (and, if killed, leaves) partial files next to its outputs: give it a
+    # folder of its own under MEDIA_ROOT/tmp (same file system: the final renames stay atomic).
+    work_dir = Path(tempfile.mkdtemp(prefix=f"transcode-{stem}-", dir=_tmp_dir()))
+    try:
+        rendition, poster = work_dir / f"{stem}.web.mp4", work_dir / f"{stem}.poster.jpg"
         try:
-            # `transcode` probes first (same limits and refusals as `probe`) and returns the
-            # probe fields, so one child process does both.
-            probe = engine_client.transcode_video_file(staged.path, rendition_tmp, poster_tmp)
-        except engine_client.EngineError as exc:
-            raise UploadRefused(exc.message) from None
-        if not rendition_tmp.exists() or not poster_tmp.exists():
-            raise UploadRefused("The video could not be converted for playback in the browser.")
-        original_name = f"videos/{stem}{video_extension_for(container=str(probe.get('container', '')))}"
-        rendition_name = f"videos/{stem}.web.mp4"
-        poster_name = f"videos/{stem}.poster.jpg"
-        for source, relative_name in (
-            (staged.path, original_name),
-            (rendition_tmp, rendition_name),
-            (poster_tmp, poster_name),
-        ):
-            moved.append(_move_into_media(source=source, relative_name=relative_name))
-        probe_fields = {key: value for key, value in probe.items() if key not in ("rendition", "poster")}
-        with transaction.atomic():
-            video = Video.objects.create(
-                **_uploaded_file_fields(
-                    owner=owner, team=team, name=name, description=description,
-                    staged=staged, file=original_name, fallback_name="Video",
-                ),
-                container=str(probe.get("container") or "")[:100],
-                codec=str(probe.get("codec") or "")[:100],
-                width=int(probe.get("width") or 0),
-                height=int(probe.get("height") or 0),
-                fps=float(probe.get("fps") or 0.0),
-                duration_seconds=float(probe.get("duration_seconds") or 0.0),
-                frame_count=int(probe.get("frame_count") or 0),
-                probe=probe_fields,
-                rendition=rendition_name,
-                poster=poster_name,
-                expected_class=expected_class,
-            )
-            _audit_created(video, actor=owner)
-        return video
-    except IntegrityError:
-        _remove_quietly(*moved)
-        _refuse_raced_duplicate(model=Video, owner=owner, sha256=staged.sha256)
-        raise
-    except BaseException:
-        _remove_quietly(*moved)
-        raise
+            if not pending.is_file():
+                raise UploadRefused("The uploaded video file is missing from the server; upload it again.")
+            probe = _transcode_or_refuse(source=pending, rendition=rendition, poster=poster)
+        except LibraryError as exc:
+            return _refuse_processing(video, lease=lease, message=exc.message)
+        names = {
+            "file": f"videos/{stem}{video_extension_for(container=str(probe.get('container', '')))}",
+            "rendition": f"videos/{stem}.web.mp4",
+            "poster": f"videos/{stem}.poster.jpg",
+        }
+        return _finish_processing(
+            video, lease=lease,
+            renames=[(pending, names["file"]), (rendition, names["rendition"]), (poster, names["poster"])],
+            fields={**names, **_probe_fields(probe),
+                    "derived_bytes": rendition.stat().st_size + poster.stat().st_size},
+        )
     finally:
-        _remove_quietly(staged.path)
-        if work_dir is not None:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def video_update(

@@ -23,15 +23,21 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analyses import engine_client, selectors
-from analyses.files import private_file_response, resolve_media_path
+from analyses import selectors
+from analyses.files import clean_result_name, private_file_response, resolve_result_path, result_media_type
 from analyses.forms_analysis import AnalysisForm, initial_from_analysis
-from analyses.models import Analysis, AnalysisStatus, Classifier, Video
-from analyses.services.analysis import AnalysisError, analysis_cancel, analysis_create, analysis_delete, analysis_rerun
+from analyses.models import Analysis, AnalysisStatus, Classifier, Preview, ProcessingStatus
+from analyses.services.analysis import (
+    ELEMENTWISE_METHODS,
+    AnalysisError,
+    analysis_cancel,
+    analysis_create,
+    analysis_delete,
+    analysis_rerun,
+    suggested_scaling,
+)
+from analyses.services.preview import PreviewError, preview_clip_name, preview_create
 
-PREVIEW_FOLDER = "previews"
-PREVIEWS_KEPT_PER_USER = 3
-PREVIEW_CLIP_NAME = "preview.mp4"
 LIST_LIMIT = 200
 ZIP_CHUNK_BYTES = 256 * 1024
 # Already-compressed media gain nothing from deflate; store them (faster, streams sooner).
@@ -69,7 +75,7 @@ def status_payload(analysis: Analysis) -> dict[str, Any]:
 def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) -> dict[str, Any]:
     """Per classifier: labels and layers (to rebuild the class select and layer boxes);
     per video: its expected class (the default expected class)."""
-    classifiers = list(selectors.classifiers_visible_to(user=user))
+    classifiers = list(selectors.classifiers_usable_by(user=user))
     if extra_classifier is not None and extra_classifier not in classifiers:
         classifiers.append(extra_classifier)
     return {
@@ -80,13 +86,16 @@ def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) 
                 "labels": [classifier.label_for(index) for index in range(classifier.num_classes)],
                 "layers": [str(layer) for layer in classifier.conv3d_layers or []],
                 "input_shape": classifier.input_shape,
+                "scaling": _scaling_words(suggested_scaling(classifier=classifier)[0]),
+                "scaling_reason": suggested_scaling(classifier=classifier)[1],
             }
             for classifier in classifiers
         },
         "videos": {
             str(video.code): {"expected_class": video.expected_class, "name": video.name}
-            for video in selectors.videos_visible_to(user=user)
+            for video in selectors.videos_usable_by(user=user)
         },
+        "elementwise_methods": list(ELEMENTWISE_METHODS),
     }
 
 
@@ -111,9 +120,17 @@ def _field_values(form: AnalysisForm, name: str) -> list[str]:
     return [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
+def _scaling_hint(form: AnalysisForm, classifier: Classifier | None) -> str:
+    chosen = _field_values(form, "scaling") or [str(form.fields["scaling"].initial)]
+    if classifier is None or chosen[0] != "auto":
+        return ""
+    scaling, reason = suggested_scaling(classifier=classifier)
+    return f"This model gets {_scaling_words(scaling)}." + (f" {reason}" if reason else "")
+
+
 def _render_form(
     request: HttpRequest, *, form: AnalysisForm, fixed: Analysis | None = None,
-    preview: dict[str, Any] | None = None, preview_error: str = "", status: int = 200,
+    preview_error: str = "", status: int = 200,
 ) -> HttpResponse:
     classifier = _selected_classifier(form, fixed=fixed)
     expected_values = _field_values(form, "expected_class")
@@ -140,8 +157,8 @@ def _render_form(
             "classifier": classifier,
             "class_options": class_options,
             "layer_rows": layer_rows,
-            "preview": preview,
             "preview_error": preview_error,
+            "scaling_hint": _scaling_hint(form, classifier),
             "form_data": _form_data_for_js(user=request.user, extra_classifier=fixed.classifier if fixed else None),
         },
         status=status,
@@ -149,58 +166,53 @@ def _render_form(
 
 
 # --------------------------------------------------------------------------- preview
-def _preview_root(user: Any) -> Path:
-    # Per user: the clip URL carries only a random token, and the folder comes from the
-    # logged-in user, so nobody can reach another user's preview.
-    return Path(settings.MEDIA_ROOT) / PREVIEW_FOLDER / str(int(user.pk))
-
-
-def _prune_previews(root: Path) -> None:
-    if not root.is_dir():
-        return
-    folders = sorted((path for path in root.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime)
-    for stale in folders[:-PREVIEWS_KEPT_PER_USER] if len(folders) > PREVIEWS_KEPT_PER_USER else []:
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _make_preview(*, user: Any, classifier: Classifier, video: Video, preprocess: dict[str, Any]) -> dict[str, Any]:
-    """Run `gradcam3d preview` (a child process) into a fresh per-user folder."""
-    root = _preview_root(user)
-    token = uuid.uuid4()
-    out_dir = root / token.hex
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _prune_previews(root)
-    options = {key: value for key, value in preprocess.items() if value is not None}
-    options.update({
-        "max_bytes": settings.GRADCAM_MAX_VIDEO_BYTES,
-        "max_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
-        "max_pixels": settings.GRADCAM_MAX_VIDEO_PIXELS,
-        "max_frames": settings.GRADCAM_MAX_VIDEO_FRAMES,
-    })
-    try:
-        result = engine_client.preview_clip(video.file.path, classifier.input_shape, options, out_dir)
-    except Exception:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    indices = list(result.get("source_frame_indices") or [])
-    timestamps = list(result.get("timestamps") or [])
+def preview_payload(preview: Preview) -> dict[str, Any]:
+    """What the form polls while a preview is built, and shows once it is ready."""
+    result = preview.result or {}
+    ready = preview.status == ProcessingStatus.READY
+    input_range = result.get("input_range")
     return {
-        "clip_url": reverse("analyses_run:preview_clip", kwargs={"token": token}),
-        "frames": [
-            {"index": position, "source_frame": source, "timestamp": round(float(time), 3)}
-            for position, (source, time) in enumerate(zip(indices, timestamps))
-        ],
-        "frame_count": len(indices),
-        "source_fps": result.get("source_fps"),
-        "source_frame_count": result.get("source_frame_count"),
+        "code": str(preview.code),
+        "status": preview.status,
+        "message": preview.status_message,
+        "page_url": reverse("analyses_run:preview", kwargs={"code": preview.code}),
+        "status_url": reverse("analyses_run:preview_status", kwargs={"code": preview.code}),
+        "clip_url": reverse("analyses_run:preview_clip", kwargs={"code": preview.code}) if ready else "",
+        "frames": result.get("frames") or [],
+        "frame_count": result.get("frame_count") or 0,
+        "source_frame_count": result.get("source_frame_count") or 0,
+        "scaling": _scaling_words(str((preview.params.get("preprocess") or {}).get("scaling") or "")),
+        "input_range": [round(float(value), 4) for value in input_range] if input_range else None,
     }
+
+
+def _scaling_words(name: str) -> str:
+    return {"unit": "[0, 1]", "symmetric": "[-1, 1]", "raw": "0–255 (raw)", "mean_std": "(x − mean) / std"}.get(name, name)
 
 
 @login_required
 @require_GET
-def preview_clip(request: HttpRequest, token: uuid.UUID) -> HttpResponse:
-    storage_path = f"{PREVIEW_FOLDER}/{int(request.user.pk)}/{token.hex}/{PREVIEW_CLIP_NAME}"
-    return private_file_response(request, storage_path=storage_path, content_type="video/mp4")
+def preview_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    return render(request, "analyses/analysis/preview.html", {"preview": preview, "payload": preview_payload(preview)})
+
+
+@login_required
+@require_GET
+def preview_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
+    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    response = JsonResponse(preview_payload(preview))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def preview_clip(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    if preview.status != ProcessingStatus.READY:
+        raise Http404("This preview is not ready")
+    return private_file_response(request, storage_path=preview_clip_name(preview), content_type="video/mp4")
 
 
 # --------------------------------------------------------------------------- list, new
@@ -228,18 +240,22 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
         try:
             classifier = selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
                                                            include_archived=False)
+            if not classifier.is_ready:
+                raise Http404("Not inspected yet")
             initial["classifier"] = classifier.code
         except Http404:
             pass
     if request.GET.get("video"):
         try:
             video = selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
+            if not video.is_ready:
+                raise Http404("Not converted yet")
             initial["video"] = video.code
         except Http404:
             pass
     if classifier is None:
         # With a single classifier in the library there is nothing to choose: preselect it.
-        only = list(selectors.classifiers_visible_to(user=request.user)[:2])
+        only = list(selectors.classifiers_usable_by(user=request.user)[:2])
         if len(only) == 1:
             classifier = only[0]
             initial["classifier"] = classifier.code
@@ -256,24 +272,25 @@ def _apply_service_error(form: AnalysisForm, error: AnalysisError) -> None:
 
 
 def _handle_preview(request: HttpRequest, *, form: AnalysisForm, fixed: Analysis | None) -> HttpResponse:
-    preview: dict[str, Any] | None = None
-    error = ""
+    """Queue a preview; the page polls it (JSON), or a browser without JS is sent to its page."""
+    error = "Fix the highlighted fields to see the preview."
     if form.is_valid():
-        classifier = fixed.classifier if fixed else form.cleaned_data["classifier"]
-        video = fixed.video if fixed else form.cleaned_data["video"]
         try:
-            preview = _make_preview(user=request.user, classifier=classifier, video=video,
-                                    preprocess=form.preprocess_params())
-        except engine_client.EngineError as exc:
+            preview = preview_create(
+                user=request.user,
+                classifier=fixed.classifier if fixed else form.cleaned_data["classifier"],
+                video=fixed.video if fixed else form.cleaned_data["video"],
+                preprocess=form.preprocess_params(),
+            )
+        except PreviewError as exc:
             error = exc.message
-    else:
-        error = "Fix the highlighted fields to see the preview."
+        else:
+            if _wants_json(request):
+                return JsonResponse({"ok": True, **preview_payload(preview)}, status=202)
+            return redirect("analyses_run:preview", code=preview.code)
     if _wants_json(request):
-        if preview is None:
-            return JsonResponse({"ok": False, "error": error, "errors": form.errors.get_json_data()}, status=400)
-        return JsonResponse({"ok": True, **preview})
-    return _render_form(request, form=form, fixed=fixed, preview=preview, preview_error=error,
-                        status=200 if preview else 400)
+        return JsonResponse({"ok": False, "error": error, "errors": form.errors.get_json_data()}, status=400)
+    return _render_form(request, form=form, fixed=fixed, preview_error=error, status=400)
 
 
 @login_required
@@ -304,6 +321,34 @@ def analysis_new(request: HttpRequest) -> HttpResponse:
 
 
 # --------------------------------------------------------------------------- result page data
+# The engine's stage timings, in the order they happen. Preprocessing and encoding the
+# preprocessed clip run beside other stages, so the stages do not add up to the total.
+_TIMING_LABELS = {
+    "load": "Load and check the model",
+    "trace": "Build the Grad-CAM graph",
+    "preprocess": "Preprocess the video (alongside loading)",
+    "preprocess_wait": "Wait for preprocessing",
+    "gradcam": "Predict and compute Grad-CAM",
+    "render": "Render images and videos",
+    "render_preprocessed_video": "Encode the preprocessed clip (alongside Grad-CAM)",
+    "total": "Total",
+    "peak_rss_mb": "Peak memory of the engine (MB)",
+}
+
+
+def _timing_rows(timings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Known stages with their labels, then any other measured key; never "predict", which
+    older engines wrote as 0.0 although nothing was measured."""
+    def shown(key: str, value: Any) -> str:
+        if not isinstance(value, (int, float)):
+            return str(value)
+        return f"{float(value):.1f} MB" if key.endswith("_mb") else f"{float(value):.3f} s"
+
+    known = [(label, shown(key, timings[key])) for key, label in _TIMING_LABELS.items() if key in timings]
+    others = [(key, shown(key, value)) for key, value in timings.items() if key not in _TIMING_LABELS and key != "predict"]
+    return known + others
+
+
 CURVE_COLOURS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#5c7cfa")
 CURVE_WIDTH, CURVE_HEIGHT, CURVE_PAD = 640, 200, 28
 _PARAM_LABELS = {
@@ -364,6 +409,8 @@ def _param_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
         value = params[key]
         if key == "bbox_threshold":
             value = "Otsu's threshold per frame" if value is None else f"fixed, {float(value):g} of the maximum"
+        elif key == "pooling" and value is None:
+            value = "not used by this method (element-wise weights)"
         elif key == "layers":
             value = "all Conv3D layers" if not value else ", ".join(map(str, value))
         rows.append((label, str(value)))
@@ -466,7 +513,7 @@ def result_context(analysis: Analysis) -> dict[str, Any]:
         "show_inference": show_inference,
         "player": player,
         "param_rows": _param_rows(manifest.get("params") or analysis.params or {}),
-        "timings": [(key, value) for key, value in (manifest.get("timings") or analysis.timings or {}).items()],
+        "timings": _timing_rows({**(manifest.get("timings") or {}), **(analysis.timings or {})}),
         "versions": [(key, value) for key, value in (manifest.get("engine") or analysis.versions or {}).items()],
         "hashes": [(name, (record or {}).get("sha256"), (record or {}).get("bytes")) for name, record in inputs.items()],
         "file_count": len(manifest.get("files") or []) + 1,
@@ -502,14 +549,15 @@ def analysis_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
     return response
 
 
-def _manifest_record(analysis: Analysis, path: str) -> dict[str, Any] | None:
-    """The manifest's record for `path`, or None: only listed files are ever served."""
-    if path == "manifest.json":
-        return {"path": path, "media_type": "application/json"}
+def _listed_result_names(analysis: Analysis) -> list[str]:
+    """The result files an analysis may serve: manifest.json and the clean names its manifest
+    lists (each once). Only listed files are ever served; names the engine wrote are checked."""
+    names = {"manifest.json": None}
     for record in (analysis.manifest or {}).get("files") or []:
-        if isinstance(record, dict) and record.get("path") == path:
-            return record
-    return None
+        name = clean_result_name(record.get("path")) if isinstance(record, dict) else None
+        if name is not None:
+            names.setdefault(name, None)
+    return list(names)
 
 
 def _results_ready(analysis: Analysis) -> None:
@@ -522,15 +570,15 @@ def _results_ready(analysis: Analysis) -> None:
 def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpResponse:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
     _results_ready(analysis)
-    record = _manifest_record(analysis, path)
-    if record is None or ".." in Path(path).parts or path.startswith("/"):
+    if clean_result_name(path) is None or path not in _listed_result_names(analysis):
         raise Http404("No such result file")
+    media_type = result_media_type(path)
     download_name = None
-    if request.GET.get("download"):
+    if request.GET.get("download") or media_type == "application/octet-stream":
         download_name = f"{analysis.code.hex[:8]}-{path.replace('/', '-')}"
     return private_file_response(
-        request, storage_path=f"{analysis.results_dir}/{path}",
-        content_type=str(record.get("media_type") or "application/octet-stream"), download_name=download_name,
+        request, path=resolve_result_path(results_dir=analysis.results_dir, name=path),
+        content_type=media_type, download_name=download_name,
     )
 
 
@@ -580,13 +628,10 @@ def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
 def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
     _results_ready(analysis)
-    folder = f"{analysis.results_dir}/"
-    members: list[tuple[Path, str, str]] = [(resolve_media_path(folder + "manifest.json"), "manifest.json", "application/json")]
-    for record in analysis.manifest.get("files") or []:
-        path = str(record.get("path") or "")
-        if not path or ".." in Path(path).parts or path == "manifest.json":
-            continue
-        members.append((resolve_media_path(folder + path), path, str(record.get("media_type") or "")))
+    members: list[tuple[Path, str, str]] = [
+        (resolve_result_path(results_dir=analysis.results_dir, name=name), name, result_media_type(name))
+        for name in _listed_result_names(analysis)
+    ]
     name = f"analysis-{analysis.code.hex[:8]}.zip"
     response = StreamingHttpResponse(_zip_stream(members), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'

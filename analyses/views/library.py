@@ -14,9 +14,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopFutureHandlers
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import Resolver404, resolve
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -31,9 +31,9 @@ from analyses.forms import (
 )
 from analyses.services import library as library_services
 from analyses.services.library import DuplicateUpload, LibraryError, class_map_text, human_bytes
-
-RECENT_ON_HOME = 5
-
+from analyses.services.analysis import suggested_scaling
+from analyses.services.quota import storage_use
+from gradcam_site.middleware import large_upload_view
 
 # --------------------------------------------------------------------------- upload size
 # Room for the multipart headers and the text fields (whose size Django itself caps with
@@ -265,25 +265,8 @@ def _original_file_response(request: HttpRequest, obj: Any) -> HttpResponse:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    try:
-        resolve("/analyses/")
-    except Resolver404:
-        pass
-    else:
-        return redirect("/analyses/")
-    classifiers = selectors.classifiers_visible_to(user=request.user)
-    videos = selectors.videos_visible_to(user=request.user)
-    return render(
-        request,
-        "analyses/library/home.html",
-        {
-            "classifier_count": classifiers.count(),
-            "video_count": videos.count(),
-            "recent_classifiers": classifiers[:RECENT_ON_HOME],
-            "recent_videos": videos[:RECENT_ON_HOME],
-            "teams": selectors.teams_of(user=request.user),
-        },
-    )
+    """The analyses list is where work starts and comes back to (it links to both libraries)."""
+    return redirect("analyses_run:list")
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -295,11 +278,13 @@ def _classifier_list_page(request: HttpRequest, *, form: ClassifierUploadForm, s
             "classifiers": selectors.classifiers_visible_to(user=request.user),
             "form": form,
             "max_model_mb": settings.GRADCAM_MAX_MODEL_BYTES // (1024 * 1024),
+            "storage": storage_use(user=request.user),
         },
         status=status,
     )
 
 
+@large_upload_view  # its own size limits replace the request-wide one
 @csrf_exempt  # the upload handler must be installed before CSRF reads the body; see below
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -329,9 +314,21 @@ def _classifier_list_protected(request: HttpRequest, *, limit: UploadLimitHandle
             class_map_text=form.cleaned_data.get("class_map_text") or "",
         ),
         detail_route="library:classifier_detail",
-        success_message="Model “{name}” uploaded and inspected.",
+        success_message="Model “{name}” uploaded. A worker is inspecting it now; this page updates when it is done.",
         error_fields=((library_services.InvalidClassMap, "class_map_text"),),
     )
+
+
+_SCALING_LABELS = {
+    "unit": "[0, 1] (pixel values divided by 255)",
+    "symmetric": "[-1, 1]",
+    "raw": "0–255 (raw pixel values)",
+}
+
+
+def _scaling_context(classifier: Any) -> dict[str, str]:
+    scaling, reason = suggested_scaling(classifier=classifier)
+    return {"scaling_label": _SCALING_LABELS.get(scaling, scaling), "scaling_reason": reason}
 
 
 def _classifier_detail_page(
@@ -352,6 +349,7 @@ def _classifier_detail_page(
             "form": form,
             "can_write": selectors.can_write(user=request.user, obj=classifier),
             "analysis_count": classifier.analyses.count(),
+            **_scaling_context(classifier),
         },
         status=status,
     )
@@ -410,11 +408,13 @@ def _video_list_page(request: HttpRequest, *, form: VideoUploadForm, status: int
             "form": form,
             "max_video_mb": settings.GRADCAM_MAX_VIDEO_BYTES // (1024 * 1024),
             "max_video_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
+            "storage": storage_use(user=request.user),
         },
         status=status,
     )
 
 
+@large_upload_view  # its own size limits replace the request-wide one
 @csrf_exempt  # the upload handler must be installed before CSRF reads the body
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -442,7 +442,7 @@ def _video_list_protected(request: HttpRequest, *, limit: UploadLimitHandler | N
             expected_class=form.cleaned_data.get("expected_class"),
         ),
         detail_route="library:video_detail",
-        success_message="Video “{name}” uploaded.",
+        success_message="Video “{name}” uploaded. A worker is reading it and making a browser copy; this page updates when it is done.",
         error_fields=(),
     )
 
@@ -454,6 +454,8 @@ def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm,
         {
             "video": video,
             "form": form,
+            "download_view": "library:video_original"
+            if video.archived_at is None or video.owner_id == request.user.pk else "",
             "can_write": selectors.can_write(user=request.user, obj=video),
             "analysis_count": video.analyses.count(),
             "megapixels": round(video.width * video.height / 1e6, 2),
@@ -502,7 +504,37 @@ def video_delete(request: HttpRequest, code: str) -> HttpResponse:
 @require_GET
 def video_original(request: HttpRequest, code: str) -> HttpResponse:
     video = selectors.video_get_for_user(code=code, user=request.user)
+    if video.archived_at is not None and video.owner_id != request.user.pk:
+        # Deleted by its owner but kept for the analyses that use it: those show their own
+        # frames; the original file itself is its owner's alone from now on.
+        raise Http404("No such video")
     return _original_file_response(request, video)
+
+
+def _processing_status(obj: Any, *, detail_route: str) -> JsonResponse:
+    response = JsonResponse({
+        "code": str(obj.code),
+        "status": obj.status,
+        "status_label": obj.get_status_display(),
+        "message": obj.status_message,
+        "url": reverse(detail_route, kwargs={"code": obj.code}),
+    })
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def classifier_status(request: HttpRequest, code: str) -> JsonResponse:
+    classifier = selectors.classifier_get_for_user(code=code, user=request.user)
+    return _processing_status(classifier, detail_route="library:classifier_detail")
+
+
+@login_required
+@require_GET
+def video_status(request: HttpRequest, code: str) -> JsonResponse:
+    video = selectors.video_get_for_user(code=code, user=request.user)
+    return _processing_status(video, detail_route="library:video_detail")
 
 
 @login_required

@@ -92,7 +92,7 @@
     }
 
     if (classifierSelect) {
-      classifierSelect.addEventListener("change", function () { rebuildClasses(false); rebuildLayers(); });
+      classifierSelect.addEventListener("change", function () { rebuildClasses(false); rebuildLayers(); syncOptional(); });
     }
     if (videoSelect) {
       videoSelect.addEventListener("change", function () {
@@ -106,14 +106,30 @@
       rebuildLayers();
     }
 
-    // Threshold only matters for the fixed mode; mean/std only for mean_std scaling.
+    // Threshold only matters for the fixed mode; mean/std only for mean_std scaling; pooling
+    // only for the methods that pool gradients; the scaling hint says what "auto" means for
+    // the chosen model.
     var thresholdRow = form.querySelector("[data-threshold-row]");
     var meanStd = form.querySelector("[data-mean-std]");
     var scaling = form.querySelector("select[name=scaling]");
+    var scalingHint = form.querySelector("[data-scaling-hint]");
+    var method = form.querySelector("select[name=method]");
+    var pooling = form.querySelector("select[name=pooling]");
+    var elementwise = data.elementwise_methods || [];
     function syncOptional() {
       var mode = form.querySelector("input[name=bbox_mode]:checked");
       if (thresholdRow) thresholdRow.classList.toggle("is-disabled", !mode || mode.value !== "threshold");
       if (meanStd && scaling) meanStd.classList.toggle("is-disabled", scaling.value !== "mean_std");
+      if (method && pooling) {
+        var noPooling = elementwise.indexOf(method.value) !== -1;
+        pooling.disabled = noPooling;
+        pooling.closest(".form-row").classList.toggle("is-disabled", noPooling);
+      }
+      if (scalingHint && scaling) {
+        var classifier = currentClassifier();
+        if (scaling.value !== "auto" || !classifier) scalingHint.textContent = "";
+        else scalingHint.textContent = "This model gets " + classifier.scaling + "." + (classifier.scaling_reason ? " " + classifier.scaling_reason : "");
+      }
     }
     form.addEventListener("change", syncOptional);
     syncOptional();
@@ -126,18 +142,80 @@
     if (!button || !window.fetch) return;
     var result = form.querySelector("[data-preview-result]");
     var errorBox = form.querySelector("[data-preview-error]");
+    var waiting = form.querySelector("[data-preview-waiting]");
+    var waitingMessage = form.querySelector("[data-preview-message]");
     var video = form.querySelector("[data-preview-video]");
     var summary = form.querySelector("[data-preview-summary]");
+    var scaling = form.querySelector("[data-preview-scaling]");
     var list = form.querySelector("[data-preview-frames]");
     var idleLabel = button.textContent;
+    var generation = 0; // a newer click abandons the older preview's polling
+
+    function finish() {
+      button.disabled = false;
+      button.textContent = idleLabel;
+      waiting.classList.add("hidden");
+    }
+
+    function showError(message) {
+      errorBox.textContent = message;
+      errorBox.classList.remove("hidden");
+      result.hidden = true;
+      finish();
+    }
+
+    function showPreview(payload) {
+      video.src = payload.clip_url;
+      video.load();
+      var playing = video.play();
+      if (playing && playing.catch) playing.catch(function () {});
+      summary.textContent = payload.frame_count + " frames from " + payload.source_frame_count + " source frames.";
+      var range = payload.input_range ? "; the model receives values from " + payload.input_range[0] + " to " + payload.input_range[1] : "";
+      scaling.textContent = "Scaling: " + payload.scaling + range + ".";
+      list.innerHTML = "";
+      payload.frames.forEach(function (frame) {
+        var item = document.createElement("li");
+        item.textContent = "#" + frame.index + " \u2190 frame " + frame.source_frame + " \u00b7 " + frame.timestamp + " s";
+        list.appendChild(item);
+      });
+      result.hidden = false;
+      finish();
+    }
+
+    function poll(url, mine, failures) {
+      if (mine !== generation) return;
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
+        .then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(function (payload) {
+          if (mine !== generation) return;
+          if (payload.status === "ready") showPreview(payload);
+          else if (payload.status === "failed") showError(payload.message || "The preview failed.");
+          else {
+            waitingMessage.textContent = payload.message || "";
+            window.setTimeout(function () { poll(url, mine, 0); }, 1000);
+          }
+        })
+        .catch(function () {
+          if (failures >= 5) showError("The preview could not be loaded; check your connection and try again.");
+          else window.setTimeout(function () { poll(url, mine, failures + 1); }, 2000);
+        });
+    }
 
     button.addEventListener("click", function (event) {
       event.preventDefault();
       var body = new FormData(form);
       body.set("action", "preview");
+      generation += 1;
+      var mine = generation;
       button.disabled = true;
-      button.textContent = "Preparing the preview…";
+      button.textContent = "Preparing the preview\u2026";
       errorBox.classList.add("hidden");
+      result.hidden = true;
+      waitingMessage.textContent = "Queued for a worker.";
+      waiting.classList.remove("hidden");
       fetch(form.getAttribute("action") || window.location.pathname, {
         method: "POST",
         body: body,
@@ -152,32 +230,12 @@
             Object.keys(errors).forEach(function (field) {
               errors[field].forEach(function (item) { message += " " + (field === "__all__" ? "" : field.replace(/_/g, " ") + ": ") + item.message; });
             });
-            errorBox.textContent = message;
-            errorBox.classList.remove("hidden");
-            result.hidden = true;
+            showError(message);
             return;
           }
-          video.src = payload.clip_url;
-          video.load();
-          var playing = video.play();
-          if (playing && playing.catch) playing.catch(function () {});
-          summary.textContent = payload.frame_count + " frames from " + payload.source_frame_count + " source frames.";
-          list.innerHTML = "";
-          payload.frames.forEach(function (frame) {
-            var item = document.createElement("li");
-            item.textContent = "#" + frame.index + " ← frame " + frame.source_frame + " · " + frame.timestamp + " s";
-            list.appendChild(item);
-          });
-          result.hidden = false;
+          poll(payload.status_url, mine, 0);
         })
-        .catch(function () {
-          errorBox.textContent = "The preview could not be loaded; check your connection and try again.";
-          errorBox.classList.remove("hidden");
-        })
-        .finally(function () {
-          button.disabled = false;
-          button.textContent = idleLabel;
-        });
+        .catch(function () { showError("The preview could not be requested; check your connection and try again."); });
     });
   }
 

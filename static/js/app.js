@@ -7,6 +7,11 @@
  *   tab is kept in the URL hash so a reload or a shared link opens the same tab.
  * - form[data-confirm="question"]: asks for confirmation before submitting.
  * - [data-submit-once] forms: disable their submit buttons after the first submit (uploads).
+ * - [data-poll-url]: a job a worker is doing (an upload being inspected or converted): its
+ *   status JSON is polled; [data-poll-message] shows its message; once it is no longer
+ *   "processing", a [data-poll-reload] element reloads the page to show the result.
+ * - .meter-fill[data-percent], [data-width]: set a bar's width in %; [data-swatch]: a legend
+ *   colour (no inline styles: the Content-Security-Policy forbids them).
  */
 (function () {
   "use strict";
@@ -91,10 +96,58 @@
     });
   }
 
+  var POLL_MS = 1500;
+
+  function pollJob(node) {
+    var url = node.getAttribute("data-poll-url");
+    var message = node.querySelector("[data-poll-message]");
+    var failures = 0;
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
+        .then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(function (payload) {
+          failures = 0;
+          if (message && payload.message) message.textContent = payload.message;
+          if (payload.status !== "processing") {
+            if (node.hasAttribute("data-poll-reload")) window.location.reload();
+            return;
+          }
+          window.setTimeout(poll, POLL_MS);
+        })
+        .catch(function () {
+          failures += 1;
+          window.setTimeout(poll, Math.min(30000, POLL_MS * Math.pow(2, failures)));
+        });
+    }
+    window.setTimeout(poll, POLL_MS);
+  }
+
+  function setupPolling() {
+    if (!window.fetch) return;
+    document.querySelectorAll("[data-poll-url]").forEach(pollJob);
+  }
+
+  function setupMeters() {
+    document.querySelectorAll(".meter-fill[data-percent], [data-width]").forEach(function (bar) {
+      var value = bar.getAttribute("data-width") || bar.getAttribute("data-percent");
+      var percent = Math.max(0, Math.min(100, parseFloat(value) || 0));
+      bar.style.width = percent + "%";
+    });
+    document.querySelectorAll("[data-swatch]").forEach(function (swatch) {
+      var colour = swatch.getAttribute("data-swatch");
+      if (/^#[0-9a-fA-F]{3,8}$/.test(colour)) swatch.style.background = colour;
+    });
+  }
+
   onReady(function () {
     setupNavToggle();
     setupAccountMenu();
     setupTabs();
     setupConfirmAndSubmitOnce();
+    setupPolling();
+    setupMeters();
   });
 })();

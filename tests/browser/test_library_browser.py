@@ -9,6 +9,7 @@ import pytest
 
 from analyses.models import Classifier, Video
 from tests.conftest import browser_login, screenshot
+from tests.jobs import run_queued_tasks
 from tests.web.library_factories import model_files, private_media_root, video_files  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,21 +29,32 @@ def test_upload_model_and_video_then_the_video_plays_with_a_duration(
     page.fill("#classifier-upload-form textarea[name=class_map_text]", "0: Basketball\n1: Biking\n2: Diving")
     page.click("#classifier-upload-form button[type=submit]")
     page.wait_for_url(re.compile(r"/classifiers/[0-9a-f-]{36}/$"))
+    # The upload answered at once; the page waits for the worker and reloads when it is done.
+    page.locator("[data-testid=processing-state]").wait_for()
+    screenshot(page, "library-classifier-processing")
+    run_queued_tasks()
+    page.locator("[data-testid=input-shape]").wait_for()
     assert page.locator("[data-testid=input-shape]").inner_text() == "4 × 16 × 16 × 3"
+    assert "[0, 1]" in page.locator("[data-testid=input-scaling]").inner_text()
     assert page.locator("[data-testid=conv3d-layers] tbody tr").count() == 2
     assert "Biking" in page.locator("[data-testid=class-labels]").inner_text()
     screenshot(page, "library-classifier-detail")
 
     page.goto("/classifiers/")
     assert page.locator("[data-testid=classifier-table] tbody tr").count() == 1
-    # A refusal is shown in words next to the file field.
+    # A refusal is shown in words on the upload's page once the worker has inspected it.
     page.set_input_files("#classifier-upload-form input[name=file]", str(model_files["lambda"]))
     page.click("#classifier-upload-form button[type=submit]")
-    error = page.locator("[data-testid=error-file]")
-    error.wait_for()
-    assert "Lambda" in error.inner_text()
+    page.wait_for_url(re.compile(r"/classifiers/[0-9a-f-]{36}/$"))
+    run_queued_tasks()
+    reason = page.locator("[data-testid=refusal-reason]")
+    reason.wait_for()
+    assert "Lambda" in reason.inner_text()
     screenshot(page, "library-classifier-refused")
-    assert Classifier.objects.count() == 1
+    assert Classifier.objects.filter(status="ready").count() == 1
+    page.goto("/classifiers/")
+    assert "Refused" in page.locator("[data-testid=classifier-table]").inner_text()
+    screenshot(page, "library-classifiers")
 
     page.goto("/videos/")
     page.set_input_files("#video-upload-form input[name=file]", str(video_files["avi"]))
@@ -50,6 +62,9 @@ def test_upload_model_and_video_then_the_video_plays_with_a_duration(
     page.fill("#video-upload-form input[name=expected_class]", "1")
     page.click("#video-upload-form button[type=submit]")
     page.wait_for_url(re.compile(r"/videos/[0-9a-f-]{36}/$"))
+    page.locator("[data-testid=processing-state]").wait_for()
+    run_queued_tasks()
+    page.locator("#video-player").wait_for()
     duration = page.evaluate(
         """() => new Promise((resolve, reject) => {
             const video = document.querySelector('#video-player');

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from django.core.files.uploadhandler import FileUploadHandler
 
+from tests.jobs import run_queued_tasks
+
 MODEL_SHAPE = (4, 16, 16, 3)
 MODEL_CLASSES = 3
 
@@ -163,22 +165,26 @@ def video_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return files
 
 
-def upload_model(client: Any, path: Path, **fields: Any) -> Any:
+def _upload(client: Any, url: str, path: Path, *, process: bool, fields: dict[str, Any]) -> Any:
+    """POST the upload form; with `process` (the default), then run the worker job it queued
+    (inspection / transcoding), as the worker cluster would, before returning the response."""
     with path.open("rb") as handle:
-        return client.post(
-            "/classifiers/",
+        response = client.post(
+            url,
             data={"name": fields.pop("name", path.stem), **fields},
             files={"file": (path.name, handle, "application/octet-stream")},
         )
+    if process:
+        run_queued_tasks()
+    return response
 
 
-def upload_video(client: Any, path: Path, **fields: Any) -> Any:
-    with path.open("rb") as handle:
-        return client.post(
-            "/videos/",
-            data={"name": fields.pop("name", path.stem), **fields},
-            files={"file": (path.name, handle, "application/octet-stream")},
-        )
+def upload_model(client: Any, path: Path, *, process: bool = True, **fields: Any) -> Any:
+    return _upload(client, "/classifiers/", path, process=process, fields=fields)
+
+
+def upload_video(client: Any, path: Path, *, process: bool = True, **fields: Any) -> Any:
+    return _upload(client, "/videos/", path, process=process, fields=fields)
 
 
 def code_from_location(response: Any, *, prefix: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.jobs import run_queued_tasks
 from tests.worker.conftest import demo, demo_video_entry, make_classifier, make_video, run_engine_cli  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -151,7 +152,9 @@ def test_inference_tab_only_when_prediction_differs_from_expected(
 ) -> None:
     right = publish_result(owner=owner, team=team, classifier=library["classifier"], video=library["right_video"],
                            result=engine_results["right"], media_root=media_root)
-    html = web(owner).get(f"/analyses/{right.code}/").text
+    page = web(owner).get(f"/analyses/{right.code}/")
+    assert page.status_code == 200
+    html = page.text
     assert 'data-testid="verdict">correct<' in html
     assert 'data-testid="tab-inference"' not in html and "/inference/" not in html
     assert html.count("data-sync-video") == 2  # preprocessed + the one selected layer
@@ -243,7 +246,9 @@ def test_failed_analysis_shows_its_error_in_words(web: Any, owner: Any, queued_a
 
     message = "The expected class 9 is out of range: this model has 6 classes, numbered 0 to 5."
     Analysis.objects.filter(pk=queued_analysis.pk).update(status="failed", stage="failed", error_message=message)
-    html = web(owner).get(f"/analyses/{queued_analysis.code}/").text
+    page = web(owner).get(f"/analyses/{queued_analysis.code}/")
+    assert page.status_code == 200
+    html = page.text
     assert "The analysis failed" in html and "out of range: this model has 6 classes" in html
     assert "Traceback" not in html and f"/analyses/{queued_analysis.code}/rerun/" in html
 
@@ -372,31 +377,56 @@ def test_preview_shows_the_model_frames_and_its_clip_is_private_to_the_user(
     client = web(owner)
     response = client.post("/analyses/new/", data=_form_fields(classifier=str(classifier.code), video=str(video.code),
                                                                action="preview"), headers={"Accept": "application/json"})
-    assert response.status_code == 200, response.text
-    preview = response.json()
+    # Queued for a worker: the request does not wait for the video to be decoded.
+    assert response.status_code == 202, response.text
+    queued = response.json()
+    assert queued["ok"] is True and queued["status"] == "processing" and queued["clip_url"] == ""
+    assert client.get(queued["status_url"]).json()["status"] == "processing"
+    run_queued_tasks()
+    status = client.get(queued["status_url"])
+    assert status.status_code == 200
+    preview = status.json()
     frames = classifier.input_shape[0]
-    assert preview["ok"] is True and preview["frame_count"] == frames == len(preview["frames"])
+    assert preview["status"] == "ready" and preview["frame_count"] == frames == len(preview["frames"])
+    # The scaling the model gets and the value range it receives (the demo expects [0, 1]).
+    assert preview["scaling"] == "[0, 1]"
+    assert 0.0 <= preview["input_range"][0] < preview["input_range"][1] <= 1.0
     # The original tool's selection: every 2nd frame from the 2nd, T of them evenly spaced.
     assert all(frame["source_frame"] % 2 == 1 for frame in preview["frames"])
     clip = client.get(preview["clip_url"])
     assert clip.status_code == 200 and clip.headers["Content-Type"] == "video/mp4" and clip.content[4:8] == b"ftyp"
     assert re.fullmatch(r"/analyses/preview/[0-9a-f-]{36}/clip\.mp4", preview["clip_url"])
-    assert web(member).get(preview["clip_url"]).status_code == 404
-    assert web().get(preview["clip_url"]).status_code == 302
-    # Without JavaScript the same button re-renders the form with the clip.
-    page = client.post("/analyses/new/", data=_form_fields(classifier=str(classifier.code), video=str(video.code),
-                                                           action="preview"))
-    assert page.status_code == 200 and "/analyses/preview/" in page.text
+    for url in (preview["clip_url"], preview["status_url"], preview["page_url"]):
+        assert web(member).get(url).status_code == 404
+        assert web().get(url).status_code == 302
+    # Without JavaScript the same button leads to the preview's own page, which waits for it.
+    redirect = client.post("/analyses/new/", data=_form_fields(classifier=str(classifier.code), video=str(video.code),
+                                                               action="preview"))
+    assert redirect.status_code == 302 and re.fullmatch(r"/analyses/preview/[0-9a-f-]{36}/", redirect.headers["Location"])
+    waiting = client.get(redirect.headers["Location"])
+    assert waiting.status_code == 200 and 'data-testid="processing-state"' in waiting.text
+    run_queued_tasks()
+    page = client.get(redirect.headers["Location"])
+    assert page.status_code == 200 and "/clip.mp4" in page.text and "the model receives values from" in page.text
 
 
 def test_preview_refusal_is_shown_in_words(web: Any, owner: Any, library: dict[str, Any]) -> None:
     classifier, video = library["classifier"], library["wrong_video"]
-    response = web(owner).post("/analyses/new/", data=_form_fields(
+    client = web(owner)
+    response = client.post("/analyses/new/", data=_form_fields(
         classifier=str(classifier.code), video=str(video.code), action="preview", frame_stride="16"),
         headers={"Accept": "application/json"})
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error and "Traceback" not in error and len(error) < 400
+    assert response.status_code == 202
+    run_queued_tasks()
+    status = client.get(response.json()["status_url"])
+    assert status.status_code == 200 and status.json()["status"] == "failed"
+    error = status.json()["message"]
+    assert "frames" in error and "Traceback" not in error and len(error) < 400
+    # A form error is answered at once, in words, without queueing anything.
+    bad = client.post("/analyses/new/", data=_form_fields(
+        classifier=str(classifier.code), video=str(video.code), action="preview", frame_stride="99"),
+        headers={"Accept": "application/json"})
+    assert bad.status_code == 400 and bad.json()["ok"] is False and "frame_stride" in bad.json()["errors"]
 
 
 def test_new_analysis_form_preselects_the_only_classifier_in_the_library(

@@ -9,6 +9,7 @@ import pytest
 
 from analyses.models import AuditEvent, Classifier
 from analyses.services.library import InvalidClassMap, parse_class_map
+from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     MODEL_CLASSES,
     MODEL_SHAPE,
@@ -29,12 +30,21 @@ def test_uploaded_h5_is_inspected_stored_under_a_generated_name_and_audited(
 ) -> None:
     client = web(owner)
     response = upload_model(
-        client, model_files["good_h5"], name="Tiny C3D", team=str(team.pk),
+        client, model_files["good_h5"], process=False, name="Tiny C3D", team=str(team.pk),
         class_map_text="0: Basketball\n2: Diving",
     )
     assert response.status_code == 302, response.text[:2000]
     code = code_from_location(response, prefix="/classifiers/")
+    # The upload answered before anything parsed the file: the row waits for a worker.
+    waiting = Classifier.objects.get(code=code)
+    assert (waiting.status, waiting.num_classes, waiting.file.name.endswith(".pending")) == ("processing", 0, True)
+    assert queued_task_names() == [f"classifier-{waiting.pk}"]
+    page = client.get(f"/classifiers/{code}/")
+    assert page.status_code == 200 and 'data-testid="processing-state"' in page.text
+    assert client.get("/analyses/new/").text.count(code) == 0  # not usable until inspected
+    run_queued_tasks()
     classifier = Classifier.objects.get(code=code)
+    assert classifier.status == "ready"
     assert classifier.input_shape == list(MODEL_SHAPE)
     assert classifier.num_classes == MODEL_CLASSES
     assert [layer.split("/")[-1] for layer in classifier.conv3d_layers] == ["conv3d_a", "conv3d_b"]
@@ -48,6 +58,7 @@ def test_uploaded_h5_is_inspected_stored_under_a_generated_name_and_audited(
     assert stored.read_bytes() == model_files["good_h5"].read_bytes()
     assert media_files(private_media_root) == [stored]  # the temp copy is gone
     assert AuditEvent.objects.filter(action="classifier.created", target_code=classifier.code).count() == 1
+    assert AuditEvent.objects.filter(action="classifier.uploaded", target_code=classifier.code).count() == 1
 
     page = client.get(f"/classifiers/{code}/")
     assert page.status_code == 200
@@ -84,14 +95,25 @@ def test_refused_model_shows_why_and_stores_nothing(
     web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path,
     variant: str, expected_words: list[str],
 ) -> None:
-    response = upload_model(web(owner), model_files[variant])
-    assert response.status_code == 400, response.status_code
-    assert 'data-testid="error-file"' in response.text
-    message = html.unescape(response.text.split('data-testid="error-file"', 1)[1].split("</ul>", 1)[0]).lower()
+    client = web(owner)
+    response = upload_model(client, model_files[variant])
+    if variant == "empty":  # known before the file is stored: refused by the upload itself
+        assert response.status_code == 400, response.status_code
+        assert "empty" in html.unescape(response.text.split('data-testid="error-file"', 1)[1].split("</ul>", 1)[0])
+        assert Classifier.objects.count() == 0 and media_files(private_media_root) == []
+        return
+    message = _refusal_after_processing(client, response)
     assert any(word in message for word in expected_words), message
-    assert Classifier.objects.count() == 0
+    classifier = Classifier.objects.get()
+    assert (classifier.status, classifier.file.name, classifier.num_classes) == ("failed", "", 0)
     assert media_files(private_media_root) == []
     assert not AuditEvent.objects.filter(action="classifier.created").exists()
+    assert AuditEvent.objects.filter(action="classifier.refused").count() == 1
+    # The refused upload is its owner's record of what happened, shared with nobody, and
+    # never offered for an analysis; the same file may be uploaded again.
+    assert client.get("/analyses/new/").text.count(str(classifier.code)) == 0
+    again = upload_model(client, model_files[variant], process=False)
+    assert again.status_code == 302 and again.headers["Location"] != response.headers["Location"]
 
 
 def test_lambda_code_in_an_uploaded_model_never_runs(
@@ -99,8 +121,9 @@ def test_lambda_code_in_an_uploaded_model_never_runs(
 ) -> None:
     marker = model_files["lambda_marker"]
     assert not marker.exists()
-    response = upload_model(web(owner), model_files["lambda"])
-    assert response.status_code == 400
+    client = web(owner)
+    response = upload_model(client, model_files["lambda"])
+    assert "lambda" in _refusal_after_processing(client, response)
     assert not marker.exists(), "the Lambda's code was executed while inspecting the upload"
 
 
@@ -137,13 +160,45 @@ def test_class_map_file_upload_and_index_errors(
                 },
             )
 
+    # Indices are checked against the model's class count once the model is inspected.
     response = upload_with_class_map(b"0: Walk\n1: Run\n5: Jump\n")
-    assert response.status_code == 400
-    assert "class 5" in html.unescape(response.text) and "3 classes" in html.unescape(response.text)
-    assert Classifier.objects.count() == 0
+    run_queued_tasks()
+    message = _refusal_after_processing(client, response)
+    assert "class 5" in message and "3 classes" in message
+    assert Classifier.objects.get().status == "failed"
     response = upload_with_class_map(b"0: Walk\n1: Run\n2: Jump\n")
     assert response.status_code == 302
-    assert Classifier.objects.get().class_labels == ["Walk", "Run", "Jump"]
+    run_queued_tasks()
+    assert Classifier.objects.get(status="ready").class_labels == ["Walk", "Run", "Jump"]
+
+
+def test_a_twenty_byte_class_map_cannot_ask_for_ten_billion_labels(
+    web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path
+) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(InvalidClassMap, match="far beyond"):
+        parse_class_map(text="0: a\n9999999999: b", num_classes=3)
+    with pytest.raises(InvalidClassMap, match="far beyond"):
+        parse_class_map(text="0: a\n" + "9" * 5000 + ": b", num_classes=3)
+    with pytest.raises(InvalidClassMap, match="model has 3 classes"):
+        parse_class_map(text="0: a\n99999: b", num_classes=3)
+    assert time.monotonic() - started < 5  # refused by reading the text, not by building lists
+    client = web(owner)
+    response = upload_model(client, model_files["good_h5"], class_map_text="0: a\n9999999999: b")
+    assert response.status_code == 400
+    assert "far beyond" in html.unescape(response.text)
+    assert Classifier.objects.count() == 0 and media_files(private_media_root) == []
+
+
+def _refusal_after_processing(client: Any, response: Any) -> str:
+    """An upload the worker refused: accepted (302 to its page), whose page now says why."""
+    assert response.status_code == 302, response.text[:3000]
+    page = client.get(response.headers["Location"])
+    assert page.status_code == 200
+    assert 'data-testid="refused-state"' in page.text, page.text[:3000]
+    return html.unescape(page.text.split('data-testid="refusal-reason">', 1)[1].split("</strong>", 1)[0]).lower()
 
 
 def test_class_map_parser_reads_both_forms_and_explains_mistakes() -> None:
@@ -225,18 +280,32 @@ def test_engine_timeout_kills_the_whole_process_group_and_says_so(
 ) -> None:
     from analyses import engine_client
 
-    marker = tmp_path / "grandchild_survived"
+    import os
+    import time
+    import uuid
+
+    # A grandchild with a command line of its own, looked for in the process table afterwards
+    # (a marker file would prove nothing: the sandboxed child cannot write into tmp_path).
+    seconds = f"59.{uuid.uuid4().int % 10**9:09d}"
     script = tmp_path / "hang.sh"
-    # The grandchild would write the marker after 3 s if it were not killed with the group.
-    script.write_text(f"#!/bin/sh\n(sleep 3; touch {marker}) &\nsleep 60\n")
+    script.write_text(f"#!/bin/sh\nsleep {seconds} &\nsleep 60\n")
     script.chmod(0o755)
     settings.GRADCAM_ENGINE_PYTHON = str(script)
+
+    def grandchildren() -> list[str]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{seconds}\0".encode():
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+
     with pytest.raises(engine_client.EngineFailure, match="longer than 1 seconds"):
         engine_client.run_engine(command="probe", arguments=[], timeout_seconds=1, what="Reading the video")
-    import time
-
-    time.sleep(3.5)
-    assert not marker.exists()
+    time.sleep(0.5)
+    assert grandchildren() == []
 
 
 def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(

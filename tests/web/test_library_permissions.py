@@ -64,8 +64,10 @@ def test_stranger_gets_404_on_every_page_file_and_write(
         assert client.get(url).status_code == 404, url
     for url, data in _write_requests(shared_objects):
         assert client.post(url, data=data).status_code == 404, url
-    assert shared_objects["classifier"] not in client.get("/classifiers/").text
-    assert shared_objects["video"] not in client.get("/videos/").text
+    for url, code in (("/classifiers/", shared_objects["classifier"]), ("/videos/", shared_objects["video"])):
+        listing = client.get(url)
+        assert listing.status_code == 200
+        assert code not in listing.text
     assert Classifier.objects.get().name != "hijacked" and Video.objects.count() == 1
 
 
@@ -77,7 +79,9 @@ def test_team_member_sees_everything_but_gets_403_on_edit_and_delete(
         assert client.get(url).status_code == 200, url
     assert shared_objects["classifier"] in client.get("/classifiers/").text
     assert shared_objects["video"] in client.get("/videos/").text
-    assert 'id="classifier-edit-form"' not in client.get(f"/classifiers/{shared_objects['classifier']}/").text
+    detail = client.get(f"/classifiers/{shared_objects['classifier']}/")
+    assert detail.status_code == 200
+    assert 'id="classifier-edit-form"' not in detail.text
     for url, data in _write_requests(shared_objects):
         assert client.post(url, data=data).status_code == 403, url
     assert Classifier.objects.get().name != "hijacked"
@@ -170,10 +174,13 @@ def test_admin_lists_library_objects_and_keeps_the_audit_trail_read_only(
     assert client.get("/admin/analyses/classifier/add/").status_code == 403
 
 
-def test_home_page_leads_a_logged_in_user_somewhere_useful(web: Any, owner: Any) -> None:
-    response = web(owner).get("/", allow_redirects=True)
-    assert response.status_code == 200
-    assert "Classifiers" in response.text
+def test_home_page_leads_a_logged_in_user_to_the_analyses_list(web: Any, owner: Any) -> None:
+    client = web(owner)
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/analyses/"
+    page = client.get("/analyses/")
+    assert page.status_code == 200
+    assert 'href="/classifiers/"' in page.text and 'href="/videos/"' in page.text
 
 
 def test_editing_after_the_owner_left_the_team_keeps_the_object_shared(

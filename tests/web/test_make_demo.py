@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
+from django.test import RequestFactory
 from django.core.management import call_command
 
 from analyses.models import AuditEvent, Classifier, Video
@@ -37,7 +38,9 @@ def test_make_demo_registers_model_and_labelled_videos_for_the_demo_user_idempot
 
     demo_json = json.loads((DEMO_CACHE / "demo.json").read_text())
     user = get_user_model().objects.get(username="demo")
-    assert authenticate(username="demo", password="demo-password-3d") == user
+    # The login throttle (django-axes) needs the request a log-in comes with.
+    login_request = RequestFactory().post("/accounts/login/")
+    assert authenticate(request=login_request, username="demo", password="demo-password-3d") == user
 
     classifier = Classifier.objects.get(owner=user)
     assert classifier.sha256 == sha256_of(DEMO_CACHE / demo_json["model"])

@@ -9,6 +9,7 @@ import pytest
 
 from analyses.models import AuditEvent, Video
 from analyses.services.library import video_extension_for
+from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     code_from_location,
     media_files,
@@ -27,13 +28,46 @@ def _file_error(response: Any) -> str:
     return html.unescape(response.text.split('data-testid="error-file"', 1)[1].split("</ul>", 1)[0]).lower()
 
 
+def _refusal_after_processing(client: Any, response: Any) -> str:
+    """An upload the worker refused: the upload was accepted (302 to its page), the page now
+    says why it was refused, and only its owner sees the entry."""
+    assert response.status_code == 302, response.text[:3000]
+    page = client.get(response.headers["Location"])
+    assert page.status_code == 200
+    assert 'data-testid="refused-state"' in page.text, page.text[:3000]
+    reason = page.text.split('data-testid="refusal-reason">', 1)[1].split("</strong>", 1)[0]
+    return html.unescape(reason).lower()
+
+
+def _nothing_kept(media_root: Path) -> None:
+    video = Video.objects.get()
+    assert (video.status, video.file.name) == ("failed", "")
+    assert media_files(media_root) == []
+    assert not AuditEvent.objects.filter(action="video.created").exists()
+    assert AuditEvent.objects.filter(action="video.refused", target_code=video.code).count() == 1
+
+
 def test_uploaded_avi_is_probed_transcoded_to_h264_and_gets_a_poster(
-    web: Any, owner: Any, team: Any, video_files: dict[str, Path], private_media_root: Path
+    web: Any, owner: Any, member: Any, team: Any, video_files: dict[str, Path], private_media_root: Path
 ) -> None:
     client = web(owner)
-    response = upload_video(client, video_files["avi"], name="Pattern", team=str(team.pk), expected_class="2")
+    response = upload_video(
+        client, video_files["avi"], process=False, name="Pattern", team=str(team.pk), expected_class="2"
+    )
     assert response.status_code == 302, response.text[:3000]
     code = code_from_location(response, prefix="/videos/")
+    # The upload answered before anything parsed the file: the row waits for a worker.
+    video = Video.objects.get(code=code)
+    assert (video.status, video.rendition.name, video.frame_count) == ("processing", "", 0)
+    assert queued_task_names() == [f"video-{video.pk}"]
+    waiting = client.get(f"/videos/{code}/")
+    assert waiting.status_code == 200 and 'data-testid="processing-state"' in waiting.text
+    assert client.get(f"/videos/{code}/status.json").json()["status"] == "processing"
+    teammate = web(member)
+    assert teammate.get(f"/videos/{code}/").status_code == 404  # shared once it is accepted
+    run_queued_tasks()
+    assert client.get(f"/videos/{code}/status.json").json()["status"] == "ready"
+    assert teammate.get(f"/videos/{code}/").status_code == 200
     video = Video.objects.get(code=code)
     assert (video.width, video.height) == (96, 64)
     assert video.fps == pytest.approx(10, abs=0.01)
@@ -53,6 +87,10 @@ def test_uploaded_avi_is_probed_transcoded_to_h264_and_gets_a_poster(
         private_media_root / video.poster.name,
     }
     assert AuditEvent.objects.filter(action="video.created", target_code=video.code).count() == 1
+    assert AuditEvent.objects.filter(action="video.uploaded", target_code=video.code).count() == 1
+    assert video.derived_bytes == sum(
+        (private_media_root / name).stat().st_size for name in (video.rendition.name, video.poster.name)
+    )
 
     rendition = client.get(f"/videos/{code}/rendition.mp4")
     assert rendition.status_code == 200
@@ -119,24 +157,26 @@ def test_refused_video_shows_why_and_stores_nothing(
     web: Any, owner: Any, video_files: dict[str, Path], private_media_root: Path,
     variant: str, expected_words: list[str],
 ) -> None:
-    response = upload_video(web(owner), video_files[variant])
-    assert response.status_code == 400
-    message = _file_error(response)
+    client = web(owner)
+    response = upload_video(client, video_files[variant])
+    if variant == "empty":  # known before the file is stored: refused by the upload itself
+        assert response.status_code == 400
+        assert "empty" in _file_error(response)
+        assert Video.objects.count() == 0 and media_files(private_media_root) == []
+        return
+    message = _refusal_after_processing(client, response)
     assert any(word in message for word in expected_words), message
-    assert Video.objects.count() == 0
-    assert media_files(private_media_root) == []
+    _nothing_kept(private_media_root)
 
 
 def test_video_longer_than_the_limit_is_refused(
     web: Any, owner: Any, settings: Any, video_files: dict[str, Path], private_media_root: Path
 ) -> None:
     settings.GRADCAM_MAX_VIDEO_SECONDS = 1.0
-    response = upload_video(web(owner), video_files["avi"])
-    assert response.status_code == 400
-    message = _file_error(response)
+    client = web(owner)
+    message = _refusal_after_processing(client, upload_video(client, video_files["avi"]))
     assert "lasts 2.0 s" in message and "limit is 1 s" in message, message
-    assert Video.objects.count() == 0
-    assert media_files(private_media_root) == []
+    _nothing_kept(private_media_root)
 
 
 def test_video_bigger_than_the_size_limit_is_refused(
@@ -253,24 +293,33 @@ def test_video_children_stop_themselves_before_the_web_kills_them(
 
 
 def test_a_transcode_killed_at_the_web_timeout_leaves_no_partial_file(
-    web: Any, owner: Any, settings: Any, tmp_path: Path, video_files: dict[str, Path], private_media_root: Path
+    web: Any, owner: Any, settings: Any, tmp_path: Path, video_files: dict[str, Path], private_media_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import tempfile
+
     # A child that, like FFmpeg mid-encode, has a partial rendition next to its output and a
-    # scratch file in its temp dir when the web process kills it.
-    seen_tmpdir = tmp_path / "child_tmpdir.txt"
+    # scratch file in its temp dir when the web process kills it. The child cannot write
+    # anywhere else (sandbox), so the temp dirs made for it are recorded here instead.
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
     settings.GRADCAM_ENGINE_PYTHON = _stand_in_engine(
         tmp_path,
         "out = sys.argv[sys.argv.index('--out') + 1]\n"
         "head, name = os.path.split(out)\n"
         "open(os.path.join(head, '.' + name + '.abcd1234.partial.mp4'), 'wb').write(b'half')\n"
         "open(os.path.join(os.environ['TMPDIR'], 'scratch'), 'wb').write(b'x')\n"
-        f"open({str(seen_tmpdir)!r}, 'w').write(os.environ['TMPDIR'])\n"
         "time.sleep(60)",
     )
     settings.GRADCAM_TRANSCODE_TIMEOUT = 2.0
-    response = upload_video(web(owner), video_files["avi"])
-    assert response.status_code == 400
-    assert "longer than 2 seconds" in _file_error(response)
-    assert Video.objects.count() == 0
-    assert media_files(private_media_root) == []
-    assert not Path(seen_tmpdir.read_text()).exists()
+    client = web(owner)
+    assert "longer than 2 seconds" in _refusal_after_processing(client, upload_video(client, video_files["avi"]))
+    _nothing_kept(private_media_root)
+    child_dirs = [path for path in made if "gradcam-engine-" in path]
+    assert child_dirs and not any(Path(path).exists() for path in child_dirs)

@@ -161,6 +161,8 @@ def start_cluster(media_root: Path, tmp_path: Path) -> Iterator[Callable[..., Cl
     started: list[Cluster] = []
 
     def start(**settings_env: str) -> Cluster:
+        from django.conf import settings
+
         environment = {
             **{name: value for name, value in os.environ.items() if not name.startswith("PYTEST")},
             "DATABASE_URL": session_database_url(connection.settings_dict),
@@ -168,6 +170,9 @@ def start_cluster(media_root: Path, tmp_path: Path) -> Iterator[Callable[..., Cl
             "GRADCAM_ALLOW_DEV_SECRET": "1",
             "GRADCAM_WORKERS": "2",
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            # The cluster's engines run as this session's do: sandboxed unless the session had to
+            # switch the sandbox off (a developer machine without bubblewrap; off needs DEBUG=1).
+            **({"GRADCAM_SANDBOX": "off", "DEBUG": "1"} if settings.GRADCAM_SANDBOX == "off" else {}),
             **settings_env,
         }
         log_path = tmp_path / f"qcluster-{len(started)}.log"

@@ -79,7 +79,12 @@ def test_wrong_and_right_predictions_submitted_together_both_succeed_with_infere
             assert per_layer[layer]["inference_map"] == (3 if wrong_prediction else 0)
         for record in analysis.manifest["files"]:
             assert (results / record["path"]).is_file(), record["path"]
-    assert _work_folders(media_root) == [] or all(name.startswith("spare-") for name in _work_folders(media_root))
+    # The row says succeeded before the worker removes the job's working folder (in its
+    # `finally`), so wait for the removal instead of racing it.
+    deadline = time.monotonic() + 30
+    while any(not name.startswith("spare-") for name in _work_folders(media_root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(name.startswith("spare-") for name in _work_folders(media_root)), _work_folders(media_root)
 
 
 def test_expected_class_out_of_range_fails_in_words_and_cancel_stops_a_running_analysis(
@@ -107,9 +112,22 @@ def test_expected_class_out_of_range_fails_in_words_and_cancel_stops_a_running_a
     assert not (media_root / "analyses" / running.code.hex).exists()
 
 
-def _engine_pid_of(media_root: Path, analysis: Any) -> int:
-    folder = media_root / "analyses" / ".work" / f"{analysis.code.hex}-{analysis.attempts}"
-    return int((folder / "engine.pid").read_text())
+def _engine_pid_of(media_root: Path, analysis: Any, *, timeout: float = 30) -> int:
+    """The pid of the engine running `analysis`. The row says `running` as soon as a worker
+    claims it, BEFORE the worker hands the job to an engine (a warm spare renamed into the
+    analysis's folder, or a fresh one whose pid file is written after it starts), so the pid
+    file is waited for, not assumed."""
+    pid_file = media_root / "analyses" / ".work" / f"{analysis.code.hex}-{analysis.attempts}" / "engine.pid"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = pid_file.read_text()
+        except FileNotFoundError:
+            text = ""
+        if text.strip():
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError(f"no engine pid file at {pid_file} {timeout} s after the analysis started running")
 
 
 def test_sigkilled_cluster_and_engine_mid_run_end_retried_to_success_never_running_forever(

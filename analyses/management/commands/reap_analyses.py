@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from analyses.services.analysis import analysis_reap_stale, reaper_schedule_ensure
+from analyses.services.analysis import reaper_schedule_ensure
+from analyses.services.reaper import reap_everything
 
 
 class Command(BaseCommand):
@@ -19,5 +20,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["schedule"]:
             reaper_schedule_ensure()
-        counts = analysis_reap_stale()
+        counts = reap_everything()
         self.stdout.write(", ".join(f"{name}: {count}" for name, count in counts.items()))

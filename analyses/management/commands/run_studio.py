@@ -29,10 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from analyses.services.analysis import analysis_reap_stale, reaper_schedule_ensure
+        from analyses.services.analysis import reaper_schedule_ensure
+        from analyses.services.reaper import reap_everything
 
         reaper_schedule_ensure()
-        analysis_reap_stale()
+        reap_everything()
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         address = f"{options['host']}:{options['port']}"
         children = {

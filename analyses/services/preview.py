@@ -1,0 +1,154 @@
+"""Previews: the frames a model will see of a video with given preprocessing, before a run.
+
+`preview_create` (in the request) checks that the user may see both the model and the video and
+queues a worker job; `preview_build` (the worker) has the engine decode the video in a sandboxed
+child into MEDIA_ROOT/previews/<owner pk>/<code hex>/ and stores the frame list on the row. A
+preview is private to its owner, and only the latest few per user are kept.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from analyses import engine_client
+from analyses.models import Classifier, Preview, ProcessingStatus, Video
+from analyses.selectors import classifiers_visible_to, videos_visible_to
+from analyses.services.analysis import AnalysisError, preprocess_params_normalise
+from analyses.services.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_FOLDER = "previews"
+PREVIEW_CLIP_NAME = "preview.mp4"
+PREVIEWS_KEPT_PER_USER = 3
+_SWEEP_GRACE_SECONDS = 600
+
+
+class PreviewError(Exception):
+    """A user-facing refusal: `str(exc)` is a complete sentence."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def preview_folder(preview: Preview) -> Path:
+    return Path(settings.MEDIA_ROOT) / PREVIEW_FOLDER / str(int(preview.owner_id)) / preview.code.hex
+
+
+def preview_clip_name(preview: Preview) -> str:
+    """The clip's name relative to MEDIA_ROOT."""
+    return f"{PREVIEW_FOLDER}/{int(preview.owner_id)}/{preview.code.hex}/{PREVIEW_CLIP_NAME}"
+
+
+def _remove_older_previews(*, user: Any) -> None:
+    stale = list(Preview.objects.filter(owner=user).order_by("-created_at", "-pk")[PREVIEWS_KEPT_PER_USER:])
+    folders = [preview_folder(preview) for preview in stale]
+    Preview.objects.filter(pk__in=[preview.pk for preview in stale]).delete()
+    transaction.on_commit(lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
+
+
+def preview_create(*, user: Any, classifier: Classifier, video: Video, preprocess: dict[str, Any] | None) -> Preview:
+    """Queue a preview of `video` as `classifier` would see it with the `preprocess` options.
+
+    The user must be able to see both inputs now (archived ones included: a re-run previews
+    the original's inputs): a preview returns frames of the video, so it is never a way around
+    the video's own sharing.
+    """
+    if not classifiers_visible_to(user=user, include_archived=True).filter(pk=classifier.pk, status=ProcessingStatus.READY).exists():
+        raise PreviewError("That model does not exist or is not available to you.")
+    if not videos_visible_to(user=user, include_archived=True).filter(pk=video.pk, status=ProcessingStatus.READY).exists():
+        raise PreviewError("That video does not exist or is not available to you.")
+    try:
+        preprocess = preprocess_params_normalise(classifier=classifier, value=preprocess)
+    except AnalysisError as exc:
+        raise PreviewError(exc.message) from None
+    with transaction.atomic():
+        preview = Preview.objects.create(
+            owner=user, classifier=classifier, video=video, status=ProcessingStatus.PROCESSING,
+            params={"input_shape": list(classifier.input_shape), "preprocess": dict(preprocess)},
+            status_message="Waiting for a worker to decode the video.",
+        )
+        processing_enqueue(preview)
+        _remove_older_previews(user=user)
+    return preview
+
+
+def _engine_options(preview: Preview) -> dict[str, Any]:
+    options = {key: value for key, value in (preview.params.get("preprocess") or {}).items() if value is not None}
+    options.update({
+        "max_bytes": settings.GRADCAM_MAX_VIDEO_BYTES,
+        "max_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
+        "max_pixels": settings.GRADCAM_MAX_VIDEO_PIXELS,
+        "max_frames": settings.GRADCAM_MAX_VIDEO_FRAMES,
+    })
+    return options
+
+
+def _result_from_engine(raw: dict[str, Any], *, frame_limit: int) -> dict[str, Any]:
+    """Only the fields the page shows, bounded and typed (the child's output is not trusted)."""
+    indices = [int(value) for value in list(raw.get("source_frame_indices") or [])[:frame_limit]]
+    times = [float(value) for value in list(raw.get("timestamps") or [])[:frame_limit]]
+    input_range = raw.get("input_range")
+    return {
+        "frames": [
+            {"index": position, "source_frame": source, "timestamp": round(time, 3)}
+            for position, (source, time) in enumerate(zip(indices, times))
+        ],
+        "frame_count": len(indices),
+        "source_fps": float(raw["source_fps"]) if raw.get("source_fps") is not None else None,
+        "source_frame_count": int(raw.get("source_frame_count") or 0),
+        "scaling": str(raw.get("scaling") or "")[:20],
+        "input_range": [float(input_range[0]), float(input_range[1])]
+        if isinstance(input_range, list) and len(input_range) == 2 else None,
+    }
+
+
+def preview_build(*, preview_id: int) -> str:
+    """The worker's job: decode the preview clip in a sandboxed child. Returns the final status,
+    or "skipped" / "gone" when the job is not (or no longer) ours."""
+    lease = processing_claim(model=Preview, pk=preview_id)
+    if lease is None:
+        return "skipped"
+    preview = Preview.objects.select_related("video", "classifier").get(pk=preview_id)
+    folder = preview_folder(preview)
+    folder.mkdir(parents=True, exist_ok=True)
+    input_shape = [int(size) for size in preview.params.get("input_shape") or []]
+    try:
+        raw = engine_client.preview_clip(preview.video.file.path, input_shape, _engine_options(preview), folder)
+        result = _result_from_engine(raw, frame_limit=input_shape[0] if input_shape else 0)
+    except engine_client.EngineError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        return ProcessingStatus.FAILED if processing_fail(obj=preview, lease=lease, message=exc.message) else "gone"
+    except (TypeError, ValueError, IndexError) as exc:
+        logger.error("preview %s: unusable engine output: %s", preview_id, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        message = "The preview could not be read back from the engine; try again."
+        return ProcessingStatus.FAILED if processing_fail(obj=preview, lease=lease, message=message) else "gone"
+    if processing_finish(obj=preview, lease=lease, fields={"result": result}):
+        return ProcessingStatus.READY
+    shutil.rmtree(folder, ignore_errors=True)  # replaced by a newer preview meanwhile
+    return "gone"
+
+
+def previews_sweep() -> int:
+    """Remove preview folders whose row is gone (replaced previews, deleted videos); returns how many."""
+    root = Path(settings.MEDIA_ROOT) / PREVIEW_FOLDER
+    if not root.is_dir():
+        return 0
+    live = {(str(owner), code.hex) for owner, code in Preview.objects.values_list("owner_id", "code")}
+    # A folder this young may belong to a preview created after the query above.
+    young = time.time() - _SWEEP_GRACE_SECONDS
+    removed = 0
+    for user_folder in (path for path in root.iterdir() if path.is_dir() and not path.is_symlink()):
+        for folder in (path for path in user_folder.iterdir() if path.is_dir() and not path.is_symlink()):
+            if (user_folder.name, folder.name) not in live and folder.stat().st_mtime < young:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return removed
