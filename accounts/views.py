@@ -5,19 +5,30 @@ actions answer 403 to plain members (the service raises PermissionDenied).
 """
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
-from accounts.forms import SignupForm, TeamCreateForm, TeamMemberAddForm, TeamMemberRoleForm
+from accounts.forms import (
+    SignupForm,
+    StyledAuthenticationForm,
+    TeamCreateForm,
+    TeamMemberAddForm,
+    TeamMemberRoleForm,
+)
 from accounts.models import Team, TeamRole
+from gradcam_site.middleware import client_ip
 
 
 HOME_PATH = "/"  # the home page (`library:home`), the landing page after sign-up
@@ -27,11 +38,48 @@ def _first_message(error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict[str, Any] | None = None
+) -> HttpResponse:
+    """AXES_LOCKOUT_CALLABLE: the log-in page that was refused (ours or the admin's) again,
+    status 429, with one message for every username. It must not tell whether the account
+    exists, so it never depends on the username; only the form's own fields echo it."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = (
+        f"Too many failed log-in attempts. Logging in is paused for {minutes} minutes for this "
+        "username and for your network address: please try again later."
+    )
+    context = getattr(original_response, "context_data", None) or {}
+    form = context.get("form")
+    if isinstance(original_response, TemplateResponse) and form is not None and form.is_bound:
+        form.errors.clear()  # already validated: this never authenticates again
+        form.add_error(None, message)
+        response = TemplateResponse(request, original_response.template_name, context, status=429)
+    else:
+        response = TemplateResponse(
+            request, "registration/login.html",
+            {"form": StyledAuthenticationForm(request), "lockout_message": message}, status=429,
+        )
+    return response.render()
+
+
 @login_not_required
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect(HOME_PATH)
+    if request.method == "POST":
+        # A taken username is refused by name: limit how often one address may ask.
+        try:
+            services.throttle_hit(
+                scope="signup", key=client_ip(request), limit_per_hour=settings.GRADCAM_SIGNUP_LIMIT_PER_HOUR,
+                message="Too many sign-up attempts from your network address: please try again later.",
+            )
+        except services.Throttled as refusal:
+            return render(
+                request, "registration/signup.html",
+                {"form": SignupForm(), "refusal": str(refusal), "next": request.POST.get("next", "")}, status=429,
+            )
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -119,6 +167,9 @@ def team_member_add_view(request: HttpRequest, code: str) -> HttpResponse:
                 username=form.cleaned_data["username"],
                 role=form.cleaned_data["role"],
             )
+        except services.Throttled as refusal:
+            form.add_error(None, str(refusal))
+            return _render_team_detail(request, team=team, add_form=form, status=429)
         except ValidationError as error:
             form.add_error(None, error)  # dict errors land on their field ("username")
         else:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db import models, transaction
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
 from analyses.audit import audit_log
+from analyses.services.analysis import analysis_share_problem
 from analyses.models import Analysis, AuditEvent, Classifier, Video
 
 
@@ -30,6 +32,15 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool, list, dict)):
         return value
     return str(value)
+
+
+def _stored_file(field_file: Any, *, size_bytes: int | None = None) -> str:
+    """A stored file as its name (and size). Never its `.url`: media has no URL (MEDIA_URL is
+    None); files are served only by the library views, which check the same permission as
+    their page and which the admin does not bypass."""
+    if not field_file:
+        return "—"
+    return f"{field_file.name} ({filesizeformat(size_bytes)})" if size_bytes is not None else str(field_file.name)
 
 
 class _NoAddMixin:
@@ -62,19 +73,23 @@ class _ServicesOnlyMixin(_NoAddMixin):
 @admin.register(Classifier)
 class ClassifierAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
-        "name", "owner", "team", "file_format", "shape", "num_classes", "conv3d_count",
+        "name", "owner", "team", "status", "file_format", "shape", "num_classes", "conv3d_count",
         "size", "archived", "created_at",
     )
-    list_filter = ("file_format", "team", "archived_at", "created_at")
+    list_filter = ("status", "file_format", "team", "archived_at", "created_at")
     search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
     list_select_related = ("owner", "team")
     date_hierarchy = "created_at"
     # Class labels are validated against the model by the service (edit them on the page).
     readonly_fields = (
-        "code", "owner", "file", "original_filename", "file_format", "sha256", "size_bytes",
+        "code", "owner", "status", "status_message", "stored_file", "original_filename", "file_format", "sha256", "size_bytes",
         "input_shape", "num_classes", "conv3d_layers", "class_labels", "inspection", "created_at",
     )
     fields = ("name", "description", "team", "archived_at", *readonly_fields)
+
+    @admin.display(description="File")
+    def stored_file(self, obj: Classifier) -> str:
+        return _stored_file(obj.file, size_bytes=obj.size_bytes)
 
     @admin.display(description="Input (T×H×W×C)")
     def shape(self, obj: Classifier) -> str:
@@ -96,19 +111,31 @@ class ClassifierAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
 @admin.register(Video)
 class VideoAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
-        "name", "owner", "team", "resolution", "fps", "duration_seconds", "frame_count", "codec",
+        "name", "owner", "team", "status", "resolution", "fps", "duration_seconds", "frame_count", "codec",
         "size", "expected_class", "archived", "created_at",
     )
-    list_filter = ("codec", "container", "team", "archived_at", "created_at")
+    list_filter = ("status", "codec", "container", "team", "archived_at", "created_at")
     search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
     list_select_related = ("owner", "team")
     date_hierarchy = "created_at"
     readonly_fields = (
-        "code", "owner", "file", "rendition", "poster", "original_filename", "sha256",
+        "code", "owner", "status", "status_message", "stored_file", "stored_rendition", "stored_poster", "original_filename", "sha256",
         "size_bytes", "container", "codec", "width", "height", "fps", "duration_seconds",
         "frame_count", "probe", "created_at",
     )
     fields = ("name", "description", "team", "expected_class", "archived_at", *readonly_fields)
+
+    @admin.display(description="File")
+    def stored_file(self, obj: Video) -> str:
+        return _stored_file(obj.file, size_bytes=obj.size_bytes)
+
+    @admin.display(description="Browser rendition")
+    def stored_rendition(self, obj: Video) -> str:
+        return _stored_file(obj.rendition)
+
+    @admin.display(description="Poster")
+    def stored_poster(self, obj: Video) -> str:
+        return _stored_file(obj.poster)
 
     @admin.display(description="Resolution")
     def resolution(self, obj: Video) -> str:
@@ -123,8 +150,25 @@ class VideoAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
         return obj.archived_at is not None
 
 
+class AnalysisAdminForm(forms.ModelForm):
+    """The admin may share an analysis only as the pages may: with a team that sees both inputs."""
+
+    class Meta:
+        model = Analysis
+        fields = ("title", "team")
+
+    def clean_team(self) -> Any:
+        team = self.cleaned_data.get("team")
+        if team is not None and self.instance.pk is not None:
+            problem = analysis_share_problem(classifier=self.instance.classifier, video=self.instance.video, team=team)
+            if problem:
+                raise forms.ValidationError(problem)
+        return team
+
+
 @admin.register(Analysis)
 class AnalysisAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
+    form = AnalysisAdminForm
     list_display = (
         "__str__", "status", "progress_percent", "owner", "team", "classifier", "video",
         "predicted_class", "expected_class", "attempts", "created_at", "finished_at",
@@ -150,9 +194,10 @@ class AnalysisAdmin(_ServicesOnlyMixin, admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "action", "actor", "team", "target_type", "target_code")
+    # The username recorded with the event, not the account's current one.
+    list_display = ("created_at", "action", "actor_username", "team", "target_type", "target_code")
     list_filter = ("action", "target_type", "team", "created_at")
-    search_fields = ("action", "actor__username", "target_code", "code")
+    search_fields = ("action", "actor_username", "target_code", "code")
     list_select_related = ("actor", "team")
     date_hierarchy = "created_at"
 

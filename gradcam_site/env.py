@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -60,3 +62,52 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def ensure_dir(name: str, path: Path) -> Path:
+    """Create the folder a setting points at (a fresh clone has none), or say why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}: cannot create the folder {str(path)!r} ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(f"{name}: the folder {str(path)!r} is not writable by this user")
+    return path
+
+
+def env_dir(name: str, default: Path) -> Path:
+    """A folder the platform writes to, from the environment, created if it does not exist."""
+    raw = os.environ.get(name)
+    path = Path(raw.strip()) if raw is not None and raw.strip() else default
+    return ensure_dir(name, path.expanduser().resolve())
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+
+
+def _header_meta_key(name: str, raw: str, header: str) -> str:
+    header = header.strip()
+    if not _HEADER_NAME.fullmatch(header):
+        raise ImproperlyConfigured(f"{name}={raw!r}: {header!r} is not an HTTP header name (e.g. X-Forwarded-For)")
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def env_header(name: str) -> str | None:
+    """An HTTP header name from the environment ("X-Forwarded-For") as its request.META key
+    ("HTTP_X_FORWARDED_FOR"); None when unset or empty."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    return _header_meta_key(name, raw, raw)
+
+
+def env_header_value(name: str) -> tuple[str, str] | None:
+    """"Header-Name: value" from the environment as (request.META key, value), the form of
+    SECURE_PROXY_SSL_HEADER; None when unset or empty."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    header, colon, value = raw.partition(":")
+    if not colon or not value.strip():
+        raise ImproperlyConfigured(f"{name}={raw!r} is not of the form 'Header-Name: value' (e.g. 'X-Forwarded-Proto: https')")
+    return _header_meta_key(name, raw, header), value.strip()

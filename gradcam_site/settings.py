@@ -7,6 +7,7 @@ ORM broker and media on the local disk.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 import tempfile
@@ -15,7 +16,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from gradcam_site.env import env_bool, env_float, env_int, env_list, env_str
+from gradcam_site.env import (
+    ensure_dir, env_bool, env_dir, env_float, env_header, env_header_value, env_int, env_list, env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,12 +45,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
     "accounts",
     "analyses",
 ]
 
 MIDDLEWARE = [
+    # First: refuses oversized request bodies before anything (CSRF included) parses them.
+    "gradcam_site.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "gradcam_site.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out log-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "gradcam_site.urls"
@@ -77,13 +86,17 @@ TEMPLATES = [
     },
 ]
 
-VAR_DIR = Path(env_str("GRADCAM_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = env_dir("GRADCAM_VAR_DIR", BASE_DIR / "var")
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 except Exception as exc:  # dj_database_url raises several types for a bad URL
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite cannot create the folder of its file ("unable to open database file").
+    _sqlite_name = str(DATABASES["default"]["NAME"])
+    if _sqlite_name and _sqlite_name != ":memory:" and not _sqlite_name.startswith("file:"):
+        ensure_dir("DATABASE_URL", Path(_sqlite_name).parent)
     # The web server and the worker cluster write to the same file: wait for locks instead of
     # failing with "database is locked", and use WAL so readers do not block the writer.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -102,6 +115,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    # First: refuses every log-in (right password or not) of a locked-out account or address.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -124,7 +142,7 @@ WHITENOISE_USE_FINDERS = True
 
 # Media holds uploaded models/videos and results. It is never served by a static URL: every
 # file goes through a view that checks the same permission as the page it belongs to.
-MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_ROOT = env_dir("MEDIA_ROOT", BASE_DIR / "media")
 MEDIA_URL = None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -145,8 +163,19 @@ GRADCAM_ANALYSIS_MEMORY_MB = env_int("GRADCAM_ANALYSIS_MEMORY_MB", 8192, minimum
 GRADCAM_ANALYSIS_MAX_ATTEMPTS = env_int("GRADCAM_ANALYSIS_MAX_ATTEMPTS", 2, minimum=1)
 GRADCAM_HEARTBEAT_STALE_SECONDS = env_int("GRADCAM_HEARTBEAT_STALE_SECONDS", 120, minimum=10)
 GRADCAM_ENGINE_PYTHON = env_str("GRADCAM_ENGINE_PYTHON", sys.executable)
+# Per-user quotas (defaults; staff can set other limits per user in the admin).
+GRADCAM_QUOTA_STORAGE_MB = env_int("GRADCAM_QUOTA_STORAGE_MB", 20 * 1024, minimum=1)
+GRADCAM_QUOTA_ACTIVE_ANALYSES = env_int("GRADCAM_QUOTA_ACTIVE_ANALYSES", 10, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Every URL but the upload views (`@large_upload_view`, with their own limits above) refuses
+# a larger body before reading it, and drops any file part it is sent.
+GRADCAM_MAX_REQUEST_BODY_BYTES = env_int("GRADCAM_MAX_REQUEST_MB", 4, minimum=1) * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "gradcam_site.middleware.UploadViewsOnlyFileHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # django-q2. Its defaults are dangerous for long jobs: a task that outlives `timeout` is
 # killed, and one not acknowledged within `retry` seconds is handed out again — forever unless
@@ -185,8 +214,113 @@ LOGGING = {
     "loggers": {"django.request": {"level": "WARNING"}},
 }
 
+# --------------------------------------------------------------------------- security
+# Safe by default when DEBUG is off: HTTPS only (cookies, redirect, HSTS). Each default can be
+# overridden from the environment; the test run does so explicitly (tests/pytest_dev_secret.py)
+# because its live server speaks plain HTTP.
+_PRODUCTION = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
-X_FRAME_OPTIONS = "SAMEORIGIN"
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# ("HTTP_X_FORWARDED_PROTO", "https") from "X-Forwarded-Proto: https". Only behind a proxy that
+# always sets (or strips) that header: otherwise any client could claim to be on HTTPS.
+SECURE_PROXY_SSL_HEADER = env_header_value("SECURE_PROXY_SSL_HEADER")
+SECURE_REFERRER_POLICY = env_str("SECURE_REFERRER_POLICY", "same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = env_str("SECURE_CROSS_ORIGIN_OPENER_POLICY", "same-origin")
 SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Pages load only our own scripts, styles, images and media (static/ and permission-checked
+# views); no inline script or style, no plugin, no framing, forms post only to this site.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
+# The client's address, for log-in throttling: REMOTE_ADDR unless the site is behind proxies
+# that set this header (e.g. X-Forwarded-For); then the address the outermost of
+# GRADCAM_TRUSTED_PROXY_COUNT proxies appended. Never set it without such a proxy: clients
+# could then pick their own address.
+GRADCAM_CLIENT_IP_HEADER = env_header("GRADCAM_CLIENT_IP_HEADER")
+GRADCAM_TRUSTED_PROXY_COUNT = env_int("GRADCAM_TRUSTED_PROXY_COUNT", 1, minimum=1)
+
+# Log-in throttling (django-axes): after GRADCAM_LOGIN_FAILURE_LIMIT failures for one username,
+# or from one address, every log-in for it (right password or not) is refused until no
+# failure is newer than the cool-off. Unknown usernames are counted and answered exactly
+# like real ones.
+AXES_FAILURE_LIMIT = env_int("GRADCAM_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("GRADCAM_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "gradcam_site.middleware.client_ip"
+# A success must not reset the address's count: an attacker would log in to their own
+# account between guesses.
+AXES_RESET_ON_SUCCESS = False
+# Pages that tell whether a username exists are throttled too (counted per web process, in
+# the default cache): sign-up attempts per address, member additions per team owner.
+GRADCAM_SIGNUP_LIMIT_PER_HOUR = env_int("GRADCAM_SIGNUP_LIMIT_PER_HOUR", 10, minimum=1)
+GRADCAM_MEMBER_ADD_LIMIT_PER_HOUR = env_int("GRADCAM_MEMBER_ADD_LIMIT_PER_HOUR", 30, minimum=1)
+
+# --------------------------------------------------------------------------- engine sandbox and limits
+# Every child process that parses an uploaded file runs in a bubblewrap sandbox (analyses/sandbox.py):
+# no network, its own /proc and /tmp, read access to its own inputs only, write access to its own
+# output folder only, and (when the platform runs as root) as GRADCAM_SANDBOX_USER.
+GRADCAM_SANDBOX = env_str("GRADCAM_SANDBOX", "bwrap").strip().lower()
+if GRADCAM_SANDBOX not in ("bwrap", "off"):
+    raise ImproperlyConfigured(f"GRADCAM_SANDBOX={GRADCAM_SANDBOX!r} is not one of: bwrap, off")
+if GRADCAM_SANDBOX == "off" and not DEBUG:
+    raise ImproperlyConfigured(
+        "GRADCAM_SANDBOX=off parses uploaded models and videos without any isolation and is allowed only "
+        "for development, with DEBUG=1; in production install bubblewrap (apt-get install bubblewrap) "
+        "and leave GRADCAM_SANDBOX unset (bwrap)"
+    )
+
+
+def _sandbox_user_ids(value: str) -> tuple[int, int]:
+    """`nobody`, `65534` or `65534:65534` -> (uid, gid) of an existing, unprivileged user."""
+    import pwd
+
+    name, _, group = value.partition(":")
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    except KeyError:
+        if not name.isdigit():
+            raise ImproperlyConfigured(f"GRADCAM_SANDBOX_USER={value!r}: there is no such user") from None
+        uid, gid = int(name), int(name)
+    if group:
+        if not group.isdigit():
+            raise ImproperlyConfigured(f"GRADCAM_SANDBOX_USER={value!r}: the group must be a number")
+        gid = int(group)
+    if uid == 0 or gid == 0:
+        raise ImproperlyConfigured(f"GRADCAM_SANDBOX_USER={value!r} is root: engine children need an unprivileged user")
+    return uid, gid
+
+
+GRADCAM_SANDBOX_USER = env_str("GRADCAM_SANDBOX_USER", "nobody").strip()
+GRADCAM_SANDBOX_UID, GRADCAM_SANDBOX_GID = _sandbox_user_ids(GRADCAM_SANDBOX_USER)
+# Per-process limits of the children that do not import TensorFlow (inspect, probe, transcode,
+# preview; FFmpeg grandchildren get their own copy). A 4K H.264/HEVC transcode needs under 300 MB.
+GRADCAM_CHILD_MEMORY_MB = env_int("GRADCAM_CHILD_MEMORY_MB", 2048, minimum=256)
+# CPU seconds per process: twice the longest wall-clock limit (FFmpeg runs two threads per stage),
+# so it only fires on a child that escaped its wall clock.
+GRADCAM_CHILD_CPU_SECONDS = env_int(
+    "GRADCAM_CHILD_CPU_SECONDS",
+    int(2 * max(GRADCAM_INSPECT_TIMEOUT, GRADCAM_PROBE_TIMEOUT, GRADCAM_TRANSCODE_TIMEOUT)),
+    minimum=1,
+)
+# Largest file any engine child may write (renditions, heatmap videos, raw maps).
+GRADCAM_CHILD_FILE_MB = env_int("GRADCAM_CHILD_FILE_MB", 2048, minimum=1)
+# The analysis engine's memory is GRADCAM_ANALYSIS_MEMORY_MB of resident memory (RLIMIT_AS breaks
+# TensorFlow); its CPU time may use every core for the whole wall-clock limit.
+GRADCAM_ANALYSIS_CPU_SECONDS = env_int(
+    "GRADCAM_ANALYSIS_CPU_SECONDS", GRADCAM_ANALYSIS_TIMEOUT * (os.cpu_count() or 1), minimum=10
+)
+# How many short-lived engine children may run at once on this machine (a file-lock semaphore in
+# VAR_DIR), and how long one waits for a free slot before failing with "the server is busy".
+GRADCAM_CHILD_SLOTS = env_int("GRADCAM_CHILD_SLOTS", max(1, os.cpu_count() or 1), minimum=1)
+GRADCAM_CHILD_SLOT_WAIT = env_float("GRADCAM_CHILD_SLOT_WAIT", 120.0, minimum=0)

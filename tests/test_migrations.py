@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +35,35 @@ def test_migrations_apply_to_an_empty_database(tmp_path):
     result = _manage("migrate", "--noinput", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Applying analyses.0001_initial" in result.stdout or "No migrations to apply" in result.stdout
+
+
+def test_migration_0002_keeps_usernames_and_makes_the_audit_trail_append_only(tmp_path):
+    """On a database holding events written before it, 0002 copies each actor's username onto
+    the event and installs the triggers; reversing it removes them again."""
+    database = tmp_path / "audit.sqlite3"
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{database}"}
+    before = _manage("migrate", "analyses", "0001_initial", "--noinput", env=env)
+    assert before.returncode == 0, before.stdout + before.stderr
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "INSERT INTO accounts_user (id, password, is_superuser, username, first_name, last_name, email, "
+            "is_staff, is_active, date_joined, code) VALUES (7, '!', 0, 'alice', '', '', '', 0, 1, "
+            "'2024-01-01 00:00:00', ?)", [uuid.uuid4().hex],
+        )
+        for actor in (7, None):
+            db.execute(
+                "INSERT INTO analyses_auditevent (code, created_at, action, target_type, data, actor_id) "
+                "VALUES (?, '2024-01-02 00:00:00', 'team.created', '', '{}', ?)", [uuid.uuid4().hex, actor],
+            )
+    applied = _manage("migrate", "analyses", "0002_audit_append_only", "--noinput", env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT actor_id, actor_username FROM analyses_auditevent ORDER BY id").fetchall()
+        assert rows == [(7, "alice"), (None, "")]
+        for statement in ("UPDATE analyses_auditevent SET actor_username = 'mallory'", "DELETE FROM analyses_auditevent"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                db.execute(statement)
+    reverted = _manage("migrate", "analyses", "0001_initial", "--noinput", env=env)
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    with sqlite3.connect(database) as db:
+        assert db.execute("DELETE FROM analyses_auditevent").rowcount == 2

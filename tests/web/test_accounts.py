@@ -121,8 +121,9 @@ def test_login_and_signup_pages_are_public_and_styled(web) -> None:
 
 
 def test_pages_load_no_asset_from_another_host(web, owner) -> None:
-    page = web(user=owner).get("/accounts/teams/").text
-    external = re.findall(r'(?:src|href)="(https?://[^"]+)"', page)
+    response = web(user=owner).get("/accounts/teams/")
+    assert response.status_code == 200
+    external = re.findall(r'(?:src|href)="(https?://[^"]+)"', response.text)
     assert external == []
 
 

@@ -1,13 +1,22 @@
 """The admin site goes through the same rules as the pages: no delete that bypasses the
-services, no edits of the state a run's worker owns, and every edit audited."""
+services, no edits of the state a run's worker owns, and every edit audited. Every list, add
+and change page of every registered model opens."""
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib.auth.models import Group
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule, Task
+from django_q.signing import SignedPackage
 
 from accounts.models import TeamMembership, TeamRole
+from analyses.audit import audit_log
 from analyses.models import Analysis, AuditEvent, Classifier, Video
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     code_from_location,
@@ -48,6 +57,116 @@ def library(
     return {"classifier": classifier, "video": video, "analysis": analysis}
 
 
+# --------------------------------------------------------------------------- every page
+def _classifier(owner: Any, team: Any) -> Classifier:
+    return Classifier.objects.create(
+        owner=owner, team=team, name="tiny_c3d", file="classifiers/3f0c.h5", original_filename="tiny_c3d.h5",
+        file_format="h5", sha256=uuid.uuid4().hex * 2, size_bytes=123_456, input_shape=[4, 16, 16, 3], num_classes=3,
+        conv3d_layers=["conv3d_a", "conv3d_b"],
+    )
+
+
+def _video(owner: Any, team: Any) -> Video:
+    return Video.objects.create(
+        owner=owner, team=team, name="clip", file="videos/9a1b.avi", rendition="videos/9a1b.mp4",
+        poster="videos/9a1b.jpg", original_filename="clip.avi", sha256=uuid.uuid4().hex * 2, size_bytes=654_321,
+        width=32, height=24, fps=8.0, duration_seconds=2.0, frame_count=16,
+    )
+
+
+def _analysis(owner: Any, team: Any) -> Analysis:
+    return Analysis.objects.create(
+        owner=owner, team=team, classifier=_classifier(owner, team), video=_video(owner, team), title="Run 1"
+    )
+
+
+def _task(*, success: bool) -> Any:
+    now = timezone.now()
+    return Task.objects.create(
+        id=uuid.uuid4().hex, name=f"task-{success}", func="math.floor", args=(1.5,), kwargs={},
+        started=now, stopped=now, success=success, result=2 if success else "Traceback: boom",
+    )
+
+
+def _queued_task() -> Any:
+    package = {"id": uuid.uuid4().hex, "name": "queued", "func": "math.floor", "args": (2.5,), "kwargs": {}}
+    return OrmQ.objects.create(key="gradcam", payload=SignedPackage.dumps(package), lock=timezone.now())
+
+
+def _axes_row(model: Any, **extra: Any) -> Any:
+    return model.objects.create(
+        username="olivia_owner", ip_address="127.0.0.1", user_agent="pytest", http_accept="text/html",
+        path_info="/accounts/login/", **extra,
+    )
+
+
+# label -> (builder of one object, status of its add page). A model registered later fails
+# the test below until it is listed here, so every admin page stays covered.
+_ADMIN_CASES: dict[str, tuple[Callable[[Any, Any], Any], int]] = {
+    "auth.group": (lambda owner, team: Group.objects.create(name="Reviewers"), 200),
+    "accounts.user": (lambda owner, team: owner, 200),
+    "accounts.team": (lambda owner, team: team, 200),
+    "accounts.teammembership": (lambda owner, team: TeamMembership.objects.get(team=team, user=owner), 403),
+    "analyses.classifier": (_classifier, 403),
+    "analyses.video": (_video, 403),
+    "analyses.analysis": (_analysis, 403),
+    "analyses.auditevent": (
+        lambda owner, team: audit_log(actor=owner, action="team.created", target=team, data={"name": team.name}), 403,
+    ),
+    "django_q.schedule": (
+        lambda owner, team: Schedule.objects.create(
+            name="reaper", func="math.floor", schedule_type="I", minutes=5, repeats=-1
+        ),
+        200,
+    ),
+    "django_q.success": (lambda owner, team: _task(success=True), 403),
+    "django_q.failure": (lambda owner, team: _task(success=False), 403),
+    "django_q.ormq": (lambda owner, team: _queued_task(), 403),
+    "axes.accessattempt": (
+        lambda owner, team: _axes_row(
+            AccessAttempt, get_data="", post_data="username=olivia_owner", failures_since_start=2
+        ),
+        403,
+    ),
+    "axes.accesslog": (lambda owner, team: _axes_row(AccessLog), 403),
+    "axes.accessfailurelog": (lambda owner, team: _axes_row(AccessFailureLog, locked_out=False), 403),
+}
+
+
+def test_every_admin_list_add_and_change_page_opens_with_objects_present(
+    admin_client: Any, owner: Any, team: Any
+) -> None:
+    from django.contrib import admin
+
+    registered = {model._meta.label_lower: model for model in admin.site._registry}
+    assert set(registered) - set(_ADMIN_CASES) == set(), "registered in the admin without a case here"
+    objects = {label: _ADMIN_CASES[label][0](owner, team) for label in registered}
+    failures = []
+    for label, obj in objects.items():
+        app_label, model_name = label.split(".")
+        base = f"/admin/{app_label}/{model_name}/"
+        expected = [(base, 200), (f"{base}add/", _ADMIN_CASES[label][1]), (f"{base}{obj.pk}/change/", 200)]
+        for path, status in expected:
+            response = admin_client.get(path)
+            if response.status_code != status:
+                failures.append(f"{path}: {response.status_code}, expected {status}")
+            elif path == base and f"{base}{obj.pk}/change/" not in response.text:
+                failures.append(f"{path}: the object {obj.pk} is not listed")
+    assert failures == []
+
+
+def test_file_fields_show_the_stored_name_and_never_a_media_url(admin_client: Any, owner: Any, team: Any) -> None:
+    classifier, video = _classifier(owner, team), _video(owner, team)
+    page = admin_client.get(f"/admin/analyses/classifier/{classifier.pk}/change/")
+    assert page.status_code == 200
+    assert "classifiers/3f0c.h5 (120.6\xa0KB)" in page.text.replace("&nbsp;", "\xa0")
+    page = admin_client.get(f"/admin/analyses/video/{video.pk}/change/")
+    assert page.status_code == 200
+    for name in ("videos/9a1b.avi", "videos/9a1b.mp4", "videos/9a1b.jpg"):
+        assert name in page.text
+    assert 'href="None' not in page.text and 'href="videos/' not in page.text
+
+
 def test_admin_cannot_delete_what_only_the_services_may_delete(
     admin_client: Any, library: dict[str, Any]
 ) -> None:
@@ -70,7 +189,9 @@ def test_admin_cannot_change_the_state_a_run_owns_and_audits_what_it_may_change(
 ) -> None:
     analysis = library["analysis"]
     url = f"/admin/analyses/analysis/{analysis.pk}/change/"
-    page = admin_client.get(url).text
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    page = response.text
     assert 'name="title"' in page
     for field in ("status", "progress", "attempts", "max_attempts", "cancel_requested", "worker_lease",
                   "expected_class", "parent"):
@@ -92,7 +213,9 @@ def test_admin_cannot_change_the_state_a_run_owns_and_audits_what_it_may_change(
 def test_admin_edits_of_a_classifier_are_audited(admin_client: Any, library: dict[str, Any]) -> None:
     classifier = library["classifier"]
     url = f"/admin/analyses/classifier/{classifier.pk}/change/"
-    assert 'name="class_labels"' not in admin_client.get(url).text  # validated by the service only
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert 'name="class_labels"' not in page.text  # validated by the service only
     response = admin_client.post(url, data={
         "name": "Renamed by admin", "description": "", "team": str(classifier.team_id),
         "archived_at_0": "", "archived_at_1": "",
@@ -165,6 +288,7 @@ def test_memberships_are_read_only_outside_the_team_page_and_teams_are_not_delet
     )
     assert response.status_code == 403
     assert TeamMembership.objects.get(pk=membership.pk).role == TeamRole.OWNER
-    user_page = admin_client.get(f"/admin/accounts/user/{owner.pk}/change/").text
-    assert 'name="team_memberships-0-role"' not in user_page
+    user_page = admin_client.get(f"/admin/accounts/user/{owner.pk}/change/")
+    assert user_page.status_code == 200
+    assert 'name="team_memberships-0-role"' not in user_page.text
     assert admin_client.get(f"/admin/accounts/team/{team.pk}/delete/").status_code == 403

@@ -51,24 +51,30 @@ def test_a_team_needs_a_name(web, stranger) -> None:
 
 def test_team_list_shows_only_my_teams_with_my_role(web, team, owner, member, stranger) -> None:
     Team.objects.create(name="Someone Else's Lab")
-    owner_page = web(user=owner).get("/accounts/teams/").text
+    pages = {}
+    for persona in (owner, member, stranger):
+        response = web(user=persona).get("/accounts/teams/")
+        assert response.status_code == 200
+        pages[persona] = response.text
+    owner_page, member_page, stranger_page = pages[owner], pages[member], pages[stranger]
     assert "Vision Lab" in owner_page and "Someone Else" not in owner_page
     assert "badge-owner" in owner_page
-    member_page = web(user=member).get("/accounts/teams/").text
     assert "Vision Lab" in member_page and "badge-member" in member_page
-    stranger_page = web(user=stranger).get("/accounts/teams/").text
     assert "Vision Lab" not in stranger_page
     assert "not in any team" in stranger_page
 
 
 def test_team_detail_lists_members_with_roles(web, team, owner, member) -> None:
-    page = web(user=member).get(_team_path(team)).text
+    response = web(user=member).get(_team_path(team))
+    assert response.status_code == 200
+    page = response.text
     assert owner.username in page and member.username in page
     assert "badge-owner" in page and "badge-member" in page
     # Members do not get the owner-only controls.
     assert "member-add-form" not in page
-    owner_page = web(user=owner).get(_team_path(team)).text
-    assert "member-add-form" in owner_page
+    owner_page = web(user=owner).get(_team_path(team))
+    assert owner_page.status_code == 200
+    assert "member-add-form" in owner_page.text
 
 
 # ----------------------------------------------------------------------------- add member
