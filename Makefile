@@ -26,6 +26,18 @@ demo: migrate
 run: demo
 	DEBUG=1 HOST=$(HOST) PORT=$(PORT) $(PY) manage.py run_studio --host $(HOST) --port $(PORT)
 
+# Engine children that parse uploads run in a bubblewrap sandbox (Debian: apt-get install
+# bubblewrap). Without it, `make run` (a development set-up, DEBUG=1) runs them unsandboxed
+# and says so loudly; production refuses to start without it.
+ifeq ($(GRADCAM_SANDBOX),)
+ifeq ($(shell command -v bwrap 2>/dev/null),)
+run demo migrate: export GRADCAM_SANDBOX := off
+ifneq ($(filter run demo,$(MAKECMDGOALS)),)
+$(warning bubblewrap (bwrap) is not installed: uploaded files are parsed WITHOUT a sandbox. Install it: apt-get install bubblewrap)
+endif
+endif
+endif
+
 # Every test: engine, web, worker and browser tests. Browser tests need Debian's chromium
 # (/usr/bin/chromium); without it they fail with a message saying so.
 test: $(STAMP)
