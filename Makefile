@@ -3,18 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast test-browser install migrate demo bench clean
+.PHONY: run test test-fast test-browser install install-dev lint migrate demo bench clean
 
+# Runtime dependencies only (what `make run` needs); tests, lint and benchmarks add the
+# development set on top (requirements-dev.txt).
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 migrate: $(STAMP)
 	DEBUG=1 $(PY) manage.py migrate --noinput
@@ -40,16 +49,22 @@ endif
 
 # Every test: engine, web, worker and browser tests. Browser tests need Debian's chromium
 # (/usr/bin/chromium); without it they fail with a message saying so.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -m "not browser and not slow"
 
-test-browser: $(STAMP)
+test-browser: $(DEV_STAMP)
 	$(PY) -m pytest -m browser
 
-bench: $(STAMP)
+# ruff (lint and format check) and mypy, configured in pyproject.toml.
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: $(DEV_STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/latency.py
 

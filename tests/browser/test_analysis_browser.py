@@ -55,6 +55,16 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
     assert page.locator("[data-preview-frames] li").count() == demo_classifier.input_shape[0]
     screenshot(page, "analysis-form")
 
+    # ---- the same preview on its own page (what the form links to without JavaScript)
+    from analyses.models import Preview
+
+    preview = Preview.objects.filter(owner=owner).latest("created_at")
+    page.goto(f"/analyses/preview/{preview.code}/")
+    assert page.locator("[data-testid=preview-scaling]").inner_text().startswith("Scaling: [0, 1]")
+    assert page.locator(".preview-frames li").count() == demo_classifier.input_shape[0]
+    screenshot(page, "analysis-preview-page")
+    page.goto(f"/analyses/new/?classifier={demo_classifier.code}&video={video.code}")
+
     # ---- submit and watch the live progress
     statuses: list[dict[str, Any]] = []
     page.on("response", lambda response: statuses.append(response.json())
