@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gradcam3d.fastgrad import activation_only_conv3d_gradients
+from gradcam3d.tf import import_tensorflow
 
 POOLINGS = ("global", "temporal")
 
@@ -91,7 +92,7 @@ def _pool_axes(pooling: str) -> tuple[int, ...]:
 @register_cam_method("gradcam", pooled=True)
 def gradcam_map(activations: Any, gradients: Any, pooling: str) -> Any:
     """Grad-CAM (Selvaraju et al. 2017): relu(sum_c mean(dS/dA_c) * A_c), S the pre-softmax score."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     weights = tf.reduce_mean(gradients, axis=_pool_axes(pooling), keepdims=True)
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
@@ -105,7 +106,7 @@ def gradcam_plus_plus_map(activations: Any, gradients: Any, pooling: str) -> Any
     sum(alpha * relu(g)). The common factor exp(S) of the paper's derivatives is left out (as
     pytorch-grad-cam does): it only rescales the map and would overflow for large logits.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     axes = _pool_axes(pooling)
     grads_2 = tf.square(gradients)
@@ -122,7 +123,7 @@ def gradcam_plus_plus_map(activations: Any, gradients: Any, pooling: str) -> Any
 @register_cam_method("layercam", pooled=False)
 def layercam_map(activations: Any, gradients: Any, pooling: None) -> Any:
     """Layer-CAM (Jiang et al. 2021): relu(sum_c relu(dS/dA_c) * A_c), position by position."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))[0]
 
@@ -131,7 +132,7 @@ def layercam_map(activations: Any, gradients: Any, pooling: None) -> Any:
 def hirescam_map(activations: Any, gradients: Any, pooling: None) -> Any:
     """HiResCAM (Draelos & Carin 2020): sum_c dS/dA_c * A_c, the signed gradient unpooled; the
     final ReLU keeps the positive evidence, as for Grad-CAM."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))[0]
 
@@ -162,7 +163,7 @@ class FusedGradCam:
 
     def __init__(self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global") -> None:
         pooling = method_pooling(method=method, pooling=pooling)  # validates both
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self.method = method
         self.pooling = pooling
@@ -225,7 +226,7 @@ class FusedGradCam:
 
     def concrete_function(self, x: np.ndarray, *, expected_class: int | None = None) -> Any:
         """The traced graph for this input shape (`.graph.get_operations()` lists its ops)."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         x_tensor = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
         if expected_class is None:
@@ -233,7 +234,7 @@ class FusedGradCam:
         return self._with_expected.get_concrete_function(x_tensor, tf.constant(int(expected_class), dtype=tf.int32))
 
     def __call__(self, x: np.ndarray, *, expected_class: int | None = None) -> FusedCamResult:
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         x_tensor = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
         if expected_class is None:
