@@ -12,7 +12,8 @@ Conv3DBackpropInputV2 with oneDNN off; non-overlapping MaxPool3D gets a mask
 gradient equal bit for bit to TF's slow per-window MaxPool3DGrad.
 
 CAM methods are a small registry of TensorFlow functions `(activations, gradients, pooling) ->
-map` so Layer-CAM, HiResCAM and friends slot in as one function each. Grad-CAM and Grad-CAM++
+map` (`register_cam_method`; the fused graph looks each method up there), so
+Layer-CAM, HiResCAM and friends slot in as one function each. Grad-CAM and Grad-CAM++
 pool the gradients into channel weights ("global" over T,H,W or "temporal" over H,W per time
 slice); Layer-CAM and HiResCAM weight every position by its own gradient, so they take no
 pooling (`method_pooling`).
@@ -147,10 +148,6 @@ class FusedCamResult:
     maps: dict[int, list[np.ndarray]] = field(default_factory=dict)
     activation_shapes: list[tuple[int, ...]] = field(default_factory=list)  # (T', H', W', C')
 
-    @property
-    def classes(self) -> list[int]:
-        return list(self.maps)
-
 
 class FusedGradCam:
     """Compiles the fused Grad-CAM graph once for a probe, method and pooling.
@@ -167,7 +164,7 @@ class FusedGradCam:
 
         self.method = method
         self.pooling = pooling
-        cam_function = CAM_METHODS[method]
+        cam_function = CAM_METHODS[method]  # the registry: one small function per method
 
         def maps_for_target(target: Any, activations: Sequence[Any]) -> list[Any]:
             # tf.gradients on the traced graph (not a GradientTape: the tape looks gradients
@@ -257,10 +254,26 @@ class FusedGradCam:
         return result
 
 
-def activation_shapes(*, probe: Callable[[Any], Any], x: np.ndarray) -> list[tuple[int, ...]]:
-    """Shapes (T', H', W', C') of the probe's activations for input `x` (one cheap forward)."""
-    activations, _ = probe(np.asarray(x, dtype=np.float32))
-    return [tuple(int(d) for d in a.shape[1:]) for a in activations]
+def compute_cams(
+    model: Any,
+    x: np.ndarray,
+    *,
+    layers: Sequence[str] | None = None,
+    expected_class: int | None = None,
+    method: str = "gradcam",
+    pooling: str | None = "global",
+) -> FusedCamResult:
+    """Raw CAMs of one input `x` (1, T, H, W, C) for a loaded Keras model, in one fused run.
+
+    `layers`: full paths of Conv3D layers (default: every one, in model order). The maps are
+    for the predicted class and, when `expected_class` is given and differs, for it too:
+    `result.maps[class][layer position]`, float32 (T', H', W'), unnormalised. Compiles the
+    graph on each call; to explain many inputs with one model, keep a `FusedGradCam`.
+    """
+    from gradcam3d.loading import build_probe, conv3d_layer_paths
+
+    probe = build_probe(model, list(layers) if layers is not None else conv3d_layer_paths(model))
+    return FusedGradCam(probe=probe, method=method, pooling=pooling)(x, expected_class=expected_class)
 
 
 # ---------------------------------------------------------------------------------------------
