@@ -5,6 +5,7 @@ A plain Python package (it never imports Django). The public API:
     inspect_model(path)              what a Keras model file is, read without running its code
     probe_video(path)                what a video is, enforcing limits (FFmpeg, hardened)
     preprocess_video(path, ...)      the model input made from a video, as the original tool did
+    load_model_safely(path)          the Keras model, loaded only after inspect_model's checks
     compute_cams(model, x, ...)      raw CAMs of one input, every selected Conv3D layer at once
     run_analysis(model, video, AnalysisParams(...), out_dir) -> manifest (files + manifest.json)
 
@@ -17,6 +18,7 @@ from gradcam3d.cam import FusedCamResult, compute_cams
 from gradcam3d.classmap import parse_class_map
 from gradcam3d.errors import ModelRefused, Refusal, VideoRefused
 from gradcam3d.ffmpeg import VideoLimits
+from gradcam3d.loading import load_model_safely
 from gradcam3d.modelcheck import inspect_model
 from gradcam3d.params import AnalysisParams
 from gradcam3d.pipeline import run_analysis
@@ -36,6 +38,7 @@ __all__ = [
     "__version__",
     "compute_cams",
     "inspect_model",
+    "load_model_safely",
     "parse_class_map",
     "preprocess_video",
     "probe_video",
