@@ -370,7 +370,7 @@ def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(small_
     once and the FFmpeg run preprocessing the video is stopped, not waited for."""
     import threading
 
-    from gradcam3d import loading, preprocess
+    import gradcam3d.pipeline as pipeline
     from gradcam3d.ffmpeg import FFmpegCancelled, run_ffmpeg
     from gradcam3d.pipeline import run_analysis
 
@@ -391,8 +391,8 @@ def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(small_
         started.wait(30)
         raise Refusal("The model's weights cannot be read.", code="model_unloadable")
 
-    monkeypatch.setattr(preprocess, "preprocess_video", slow_preprocess)
-    monkeypatch.setattr(loading, "load_model_safely", broken_weights)
+    monkeypatch.setattr(pipeline, "preprocess_video", slow_preprocess)
+    monkeypatch.setattr(pipeline, "load_model_safely", broken_weights)
     with pytest.raises(Refusal) as caught:
         run_analysis(small_inputs["model"], small_inputs["video"], {}, tmp_path / "unloadable")
     assert caught.value.code == "model_unloadable"
