@@ -14,6 +14,12 @@ Preprocessing is also measured on two long videos made here with FFmpeg's test p
 (640x360, 30 fps, H.264 with B-frames): 2 minutes with a keyframe every second (as phones
 record) and 5 minutes with one every 2 seconds. The short clip above is where decoding
 every frame costs least; on long videos our engine seeks (gradcam3d.seeking).
+Two preprocessing ratios, on every video (the restated target):
+ (a) ours vs the original tool's way (decode every frame in an OpenCV loop, resize each kept
+     frame, convert it to float): target >= 10x on videos of any length;
+ (b) ours vs a bare decode loop (the same OpenCV loop decoding every frame, nothing else):
+     target >= 5x on the 2-minute video with a keyframe every second. Beating a bare decode
+     is only possible by not decoding every frame.
 Prints each figure, the ratios, the targets, and peak memory (resident set of a separate
 `python -m gradcam3d analyze` process doing the same analysis).
 """
@@ -23,7 +29,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# As the engine runs (gradcam3d/__init__.py): oneDNN off, it gives wrong Conv3D gradients.
+# As the engine runs (gradcam3d/tf.py): oneDNN off, it gives wrong Conv3D gradients.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -40,7 +45,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 TARGETS = {"gradcam_vs_forward": 4.0, "render_fps_ratio": 20.0, "preprocess_ratio": 10.0, "analysis_ratio": 20.0,
-           "preprocess_ratio_2min_gop1s": 10.0, "preprocess_ratio_5min_gop2s": 10.0}
+           "preprocess_ratio_2min_gop1s": 10.0, "preprocess_ratio_5min_gop2s": 10.0,
+           "preprocess_vs_decode_only_2min_gop1s": 5.0}
 # Runs `python -m gradcam3d ARGS...` and writes its peak resident memory (kB) to argv[1].
 PEAK_MEMORY_WRAPPER = """
 import runpy, sys
@@ -89,7 +95,7 @@ def build_c3d(*, frames: int, size: int, classes: int) -> Any:
 
 
 def make_video(path: Path, *, frames: int, size: int) -> Path:
-    from gradcam3d import synthetic
+    from demo import synthetic
     from gradcam3d.ffmpeg import encode_video
 
     clip = synthetic.make_clip(class_index=0, rng=np.random.default_rng(0), frames=frames, size=size)
@@ -128,6 +134,18 @@ def baseline_preprocess(video: Path, *, frames: int, size: int) -> np.ndarray:
     capture.release()
     picks = np.linspace(0, len(kept) - 1, frames).astype(int)
     return np.stack([kept[i] for i in picks]).astype(np.float32)[None]
+
+
+def baseline_decode_only(video: Path) -> int:
+    """A bare decode loop: every frame decoded by OpenCV, nothing else (no resize, no float)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    decoded = 0
+    while capture.grab() and capture.retrieve()[0]:
+        decoded += 1
+    capture.release()
+    return decoded
 
 
 def baseline_gradcam(model: Any, x: np.ndarray, *, classes: list[int]) -> dict[tuple[str, int], np.ndarray]:
@@ -213,6 +231,16 @@ def baseline_render_frames(maps: dict[tuple[str, int], np.ndarray], x: np.ndarra
 # ---------------------------------------------------------------------------------------------
 
 
+def print_ratio(key: str, value: float, *, indent: int = 2) -> None:
+    target = TARGETS.get(key)
+    if target is None:
+        print(f"{'':{indent}s}{key:36s} {value:8.2f}  (no target)")
+        return
+    ok = value <= target if key == "gradcam_vs_forward" else value >= target
+    print(f"{'':{indent}s}{key:36s} {value:8.2f}  ({'<=' if key == 'gradcam_vs_forward' else '>='} {target:g})  "
+          f"{'PASS' if ok else 'MISS'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "engine"))
@@ -272,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     # (b) baseline
     baseline_dir = Path(tempfile.mkdtemp(prefix="baseline-", dir=out))
     figures["baseline_preprocess_s"], x_baseline = timed(lambda: baseline_preprocess(video, frames=args.frames, size=args.size))
+    figures["baseline_decode_only_s"], _ = timed(lambda: baseline_decode_only(video))
     baseline_model = load_model_safely(model_path)
     figures["baseline_gradcam_s"], maps = timed(lambda: baseline_gradcam(baseline_model, x_baseline, classes=[predicted, wrong]))
     figures["baseline_render_s"], baseline_frames = timed(
@@ -280,14 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     figures["baseline_analysis_s"] = figures["baseline_preprocess_s"] + figures["baseline_gradcam_s"] + figures["baseline_render_s"]
 
     long_ratios: dict[str, float] = {}
+    decode_only_ratios = {"preprocess_vs_decode_only": figures["baseline_decode_only_s"] / figures["preprocess_s"]}
     for name, (seconds, gop) in ({} if args.no_long_videos else LONG_VIDEOS).items():
         long_video = make_long_video(out / f"long-{name}.mp4", seconds=seconds, gop=gop)
         figures[f"baseline_preprocess_{name}_s"], _ = timed(
             lambda: baseline_preprocess(long_video, frames=args.frames, size=args.size))
+        figures[f"baseline_decode_only_{name}_s"], _ = timed(lambda: baseline_decode_only(long_video))
         figures[f"preprocess_{name}_s"] = best_of(lambda: preprocess_video(long_video, input_shape=input_shape), repeats=3)
         strategy = preprocess_video(long_video, input_shape=input_shape).decode_strategy
         print(f"long video {name}: {seconds * 30} frames, decoded by {strategy}")
         long_ratios[f"preprocess_ratio_{name}"] = figures[f"baseline_preprocess_{name}_s"] / figures[f"preprocess_{name}_s"]
+        decode_only_ratios[f"preprocess_vs_decode_only_{name}"] = (
+            figures[f"baseline_decode_only_{name}_s"] / figures[f"preprocess_{name}_s"])
 
     # Peak memory: the same analysis in its own engine process. Its high-water mark is read from
     # /proc (VmHWM, this process image only): the rusage of a child counts the pages of the
@@ -310,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "preprocess_ratio": figures["baseline_preprocess_s"] / figures["preprocess_s"],
         "analysis_ratio": figures["baseline_analysis_s"] / figures["analysis_s"],
         **long_ratios,
+        **decode_only_ratios,
     }
     print("\nfigures:")
     for key, value in figures.items():
@@ -318,9 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'baseline render fps':32s} {baseline_frames / figures['baseline_render_s']:10.1f}")
     print("\nratios (target):")
     for key, value in ratios.items():
-        target = TARGETS[key]
-        ok = value <= target if key == "gradcam_vs_forward" else value >= target
-        print(f"  {key:28s} {value:8.2f}  ({'<=' if key == 'gradcam_vs_forward' else '>='} {target:g})  {'PASS' if ok else 'MISS'}")
+        print_ratio(key, value)
+    print("\npreprocessing ratios (restated target):")
+    print("  (a) ours vs the original tool's way (decode all, resize kept, float), >= 10 on any length:")
+    for key in ("preprocess_ratio", *long_ratios):
+        print_ratio(key, ratios[key], indent=6)
+    print("  (b) ours vs a bare decode loop (decode every frame only), >= 5 on 2 min, keyframe every 1 s:")
+    for key in decode_only_ratios:
+        print_ratio(key, ratios[key], indent=6)
     (out / "results.json").write_text(json.dumps({"figures": figures, "ratios": ratios}, indent=1))
     return 0
 

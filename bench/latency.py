@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python bench/latency.py [--runs 3]`. Everything lives in a temporary folder (a
 SQLite file database and MEDIA_ROOT); the demo model/videos come from var/demo (what `make run` builds)
-(built by `python -m gradcam3d make-demo` when missing).
+(built by `python -m demo` when missing).
 
 For each measured run it prints the wall time from `analysis_create` to the row reading
 `succeeded`, the engine's own total (manifest timings.total, which excludes the TensorFlow
@@ -32,11 +32,11 @@ DEMO_DIR = REPO / "var" / "demo"
 SPARE_SETTLE_SECONDS = 15.0  # a spare's TensorFlow import takes 5-8 s on this machine
 
 
-def engine_cli(*arguments: str) -> dict[str, Any]:
-    completed = subprocess.run([sys.executable, "-m", "gradcam3d", *arguments], cwd=REPO,
+def engine_cli(*arguments: str, module: str = "gradcam3d") -> dict[str, Any]:
+    completed = subprocess.run([sys.executable, "-m", module, *arguments], cwd=REPO,
                                capture_output=True, text=True, timeout=900)
     if completed.returncode != 0:
-        raise SystemExit(f"gradcam3d {arguments[0]} failed:\n{completed.stderr[-3000:]}")
+        raise SystemExit(f"{module} {arguments[0]} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    engine_cli("make-demo", "--out", str(DEMO_DIR))
+    engine_cli("--out", str(DEMO_DIR), module="demo")
     demo = json.loads((DEMO_DIR / "demo.json").read_text())
     inspection = engine_cli("inspect", str(DEMO_DIR / demo["model"]))
     video_entry = next(v for v in demo["videos"] if v["labelled_class"] != v["true_class"])

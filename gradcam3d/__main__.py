@@ -1,4 +1,4 @@
-"""Command line: `python -m gradcam3d {inspect,probe,transcode,analyze,make-demo,...}`.
+"""`python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker}` (gradcam3d.cli).
 
 Every sub-command prints JSON on stdout. On refusal it exits with status 2 and prints the
 one-line reason on stderr (and `{"ok": false, "error": ...}` on stdout); an internal error

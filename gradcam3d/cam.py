@@ -12,7 +12,8 @@ Conv3DBackpropInputV2 with oneDNN off; non-overlapping MaxPool3D gets a mask
 gradient equal bit for bit to TF's slow per-window MaxPool3DGrad.
 
 CAM methods are a small registry of TensorFlow functions `(activations, gradients, pooling) ->
-map` so Layer-CAM, HiResCAM and friends slot in as one function each. Grad-CAM and Grad-CAM++
+map` (`register_cam_method`; the fused graph looks each method up there), so
+Layer-CAM, HiResCAM and friends slot in as one function each. Grad-CAM and Grad-CAM++
 pool the gradients into channel weights ("global" over T,H,W or "temporal" over H,W per time
 slice); Layer-CAM and HiResCAM weight every position by its own gradient, so they take no
 pooling (`method_pooling`).
@@ -29,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gradcam3d.fastgrad import activation_only_conv3d_gradients
+from gradcam3d.tf import import_tensorflow
 
 POOLINGS = ("global", "temporal")
 
@@ -91,7 +93,7 @@ def _pool_axes(pooling: str) -> tuple[int, ...]:
 @register_cam_method("gradcam", pooled=True)
 def gradcam_map(activations: Any, gradients: Any, pooling: str) -> Any:
     """Grad-CAM (Selvaraju et al. 2017): relu(sum_c mean(dS/dA_c) * A_c), S the pre-softmax score."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     weights = tf.reduce_mean(gradients, axis=_pool_axes(pooling), keepdims=True)
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
@@ -105,7 +107,7 @@ def gradcam_plus_plus_map(activations: Any, gradients: Any, pooling: str) -> Any
     sum(alpha * relu(g)). The common factor exp(S) of the paper's derivatives is left out (as
     pytorch-grad-cam does): it only rescales the map and would overflow for large logits.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     axes = _pool_axes(pooling)
     grads_2 = tf.square(gradients)
@@ -122,7 +124,7 @@ def gradcam_plus_plus_map(activations: Any, gradients: Any, pooling: str) -> Any
 @register_cam_method("layercam", pooled=False)
 def layercam_map(activations: Any, gradients: Any, pooling: None) -> Any:
     """Layer-CAM (Jiang et al. 2021): relu(sum_c relu(dS/dA_c) * A_c), position by position."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))[0]
 
@@ -131,7 +133,7 @@ def layercam_map(activations: Any, gradients: Any, pooling: None) -> Any:
 def hirescam_map(activations: Any, gradients: Any, pooling: None) -> Any:
     """HiResCAM (Draelos & Carin 2020): sum_c dS/dA_c * A_c, the signed gradient unpooled; the
     final ReLU keeps the positive evidence, as for Grad-CAM."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))[0]
 
@@ -146,10 +148,6 @@ class FusedCamResult:
     maps: dict[int, list[np.ndarray]] = field(default_factory=dict)
     activation_shapes: list[tuple[int, ...]] = field(default_factory=list)  # (T', H', W', C')
 
-    @property
-    def classes(self) -> list[int]:
-        return list(self.maps)
-
 
 class FusedGradCam:
     """Compiles the fused Grad-CAM graph once for a probe, method and pooling.
@@ -162,11 +160,11 @@ class FusedGradCam:
 
     def __init__(self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global") -> None:
         pooling = method_pooling(method=method, pooling=pooling)  # validates both
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self.method = method
         self.pooling = pooling
-        cam_function = CAM_METHODS[method]
+        cam_function = CAM_METHODS[method]  # the registry: one small function per method
 
         def maps_for_target(target: Any, activations: Sequence[Any]) -> list[Any]:
             # tf.gradients on the traced graph (not a GradientTape: the tape looks gradients
@@ -225,7 +223,7 @@ class FusedGradCam:
 
     def concrete_function(self, x: np.ndarray, *, expected_class: int | None = None) -> Any:
         """The traced graph for this input shape (`.graph.get_operations()` lists its ops)."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         x_tensor = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
         if expected_class is None:
@@ -233,7 +231,7 @@ class FusedGradCam:
         return self._with_expected.get_concrete_function(x_tensor, tf.constant(int(expected_class), dtype=tf.int32))
 
     def __call__(self, x: np.ndarray, *, expected_class: int | None = None) -> FusedCamResult:
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         x_tensor = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
         if expected_class is None:
@@ -256,10 +254,26 @@ class FusedGradCam:
         return result
 
 
-def activation_shapes(*, probe: Callable[[Any], Any], x: np.ndarray) -> list[tuple[int, ...]]:
-    """Shapes (T', H', W', C') of the probe's activations for input `x` (one cheap forward)."""
-    activations, _ = probe(np.asarray(x, dtype=np.float32))
-    return [tuple(int(d) for d in a.shape[1:]) for a in activations]
+def compute_cams(
+    model: Any,
+    x: np.ndarray,
+    *,
+    layers: Sequence[str] | None = None,
+    expected_class: int | None = None,
+    method: str = "gradcam",
+    pooling: str | None = "global",
+) -> FusedCamResult:
+    """Raw CAMs of one input `x` (1, T, H, W, C) for a loaded Keras model, in one fused run.
+
+    `layers`: full paths of Conv3D layers (default: every one, in model order). The maps are
+    for the predicted class and, when `expected_class` is given and differs, for it too:
+    `result.maps[class][layer position]`, float32 (T', H', W'), unnormalised. Compiles the
+    graph on each call; to explain many inputs with one model, keep a `FusedGradCam`.
+    """
+    from gradcam3d.loading import build_probe, conv3d_layer_paths
+
+    probe = build_probe(model, list(layers) if layers is not None else conv3d_layer_paths(model))
+    return FusedGradCam(probe=probe, method=method, pooling=pooling)(x, expected_class=expected_class)
 
 
 # ---------------------------------------------------------------------------------------------

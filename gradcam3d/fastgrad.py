@@ -29,6 +29,8 @@ import math
 import threading
 from typing import Any, Iterator, Sequence
 
+from gradcam3d.tf import import_tensorflow
+
 GRADIENT_NAME = "GradCam3DActivationOnlyConv3D"
 MAX_POOL_GRADIENT_NAME = "GradCam3DMaxPool3DNonOverlapping"
 
@@ -57,7 +59,7 @@ def conv3d_input_gradient(out_gradient: Any, kernel: Any, *, padding: str) -> An
 
     `kernel` is (kd, kh, kw, C_in, C_out) with odd static spatial sizes; NDHWC tensors.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     flipped = tf.reverse(kernel, axis=[0, 1, 2])
     swapped = tf.transpose(flipped, [0, 1, 2, 4, 3])  # (kd, kh, kw, C_out, C_in)
@@ -69,7 +71,7 @@ def conv3d_input_gradient(out_gradient: Any, kernel: Any, *, padding: str) -> An
 
 def _default_conv3d_gradients(op: Any, grad: Any) -> list[Any]:
     """TensorFlow's own Conv3D gradient (the same ops as tensorflow/python/ops/nn_grad.py)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     attrs = {
         "dilations": op.get_attr("dilations"),
@@ -117,21 +119,14 @@ def max_pool3d_input_gradient(inputs: Any, pooled: Any, out_gradient: Any, *, wi
     Done with whole-tensor ops (reshape, broadcast compare, select) instead of that kernel's per-window
     loop, which cost ~10x the pooling itself here. Needs static shapes (all but the batch).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     kd, kh, kw = (int(k) for k in window)
     _, depth, height, width, _ = inputs.shape.as_list()
     _, out_d, out_h, out_w, _ = pooled.shape.as_list()
-    sizes = ((depth, out_d, kd), (height, out_h, kh), (width, out_w, kw))
-    # Per axis: SAME pads (out*k - n) split as TF does (the smaller half before); VALID drops
-    # the trailing n - out*k elements, which get no gradient.
-    before_after = []
-    for n, out, k in sizes:
-        if padding == "SAME":
-            total = max(out * k - n, 0)
-            before_after.append((total // 2, total - total // 2))
-        else:
-            before_after.append((0, n - out * k))
+    before_after = _window_borders(
+        sizes=((depth, out_d, kd), (height, out_h, kh), (width, out_w, kw)), padding=padding
+    )
     needs_padding = padding == "SAME" and any(b or a for b, a in before_after)
     needs_cropping = padding == "VALID" and any(a for _, a in before_after)
     # Slices and pads only where the windows do not tile the input exactly (each costs trace
@@ -141,27 +136,13 @@ def max_pool3d_input_gradient(inputs: Any, pooled: Any, out_gradient: Any, *, wi
         lowest = tf.constant(float("-inf"), dtype=inputs.dtype)
         cropped = tf.pad(cropped, [[0, 0], *[list(p) for p in before_after], [0, 0]], constant_values=lowest)
 
-    def spread(tensor: Any) -> Any:
-        """Each pooled cell repeated over its window: (1, D, H, W, C) -> (1, D*kd, H*kh, W*kw, C).
-
-        A rank-4 reshape/tile/reshape per axis: what tf.repeat computes, in 3 ops instead of
-        its ~50 generic ones (which were a third of the tracing time)."""
-        for axis, k in ((1, kd), (2, kh), (3, kw)):
-            if k == 1:
-                continue
-            shape = tensor.shape.as_list()  # static except perhaps the batch
-            inner = math.prod(shape[axis + 1:])
-            tiled = tf.tile(tf.reshape(tensor, [-1, shape[axis], 1, inner]), [1, 1, k, 1])
-            tensor = tf.reshape(tiled, [-1, *shape[1:axis], shape[axis] * k, *shape[axis + 1:]])
-        return tensor
-
     # TF's kernel (pooling_ops_3d.cc) selects |x - max| < 1e-5, not x == max: near-maxima get
     # the gradient too. Reproduced exactly, so the maps equal an eager GradientTape's.
-    near_maximum = tf.abs(cropped - spread(pooled)) < tf.constant(_TF_MAX_POOL_3D_GRAD_TOLERANCE, cropped.dtype)
-    # The incoming gradient has the pooled output's shape; give it that static shape (spread
-    # reads it) even where the graph only knows it dynamically.
+    near_maximum = tf.abs(cropped - _spread_over_windows(pooled, window=(kd, kh, kw))) < tf.constant(_TF_MAX_POOL_3D_GRAD_TOLERANCE, cropped.dtype)
+    # The incoming gradient has the pooled output's shape; give it that static shape
+    # (_spread_over_windows reads it) even where the graph only knows it dynamically.
     out_gradient = tf.reshape(out_gradient, [-1, *pooled.shape.as_list()[1:]])
-    gradient = tf.where(near_maximum, spread(out_gradient), tf.zeros_like(cropped))
+    gradient = tf.where(near_maximum, _spread_over_windows(out_gradient, window=(kd, kh, kw)), tf.zeros_like(cropped))
     if needs_padding:
         (bd, _), (bh, _), (bw, _) = before_after
         return gradient[:, bd : bd + depth, bh : bh + height, bw : bw + width, :]
@@ -170,8 +151,39 @@ def max_pool3d_input_gradient(inputs: Any, pooled: Any, out_gradient: Any, *, wi
     return gradient
 
 
+def _window_borders(*, sizes: Sequence[tuple[int, int, int]], padding: str) -> list[tuple[int, int]]:
+    """Per axis (input size n, output size, window k): the (before, after) elements the windows
+    add or leave out. SAME pads (out*k - n) split as TF does (the smaller half before); VALID
+    drops the trailing n - out*k elements, which get no gradient."""
+    before_after = []
+    for n, out, k in sizes:
+        if padding == "SAME":
+            total = max(out * k - n, 0)
+            before_after.append((total // 2, total - total // 2))
+        else:
+            before_after.append((0, n - out * k))
+    return before_after
+
+
+def _spread_over_windows(tensor: Any, *, window: Sequence[int]) -> Any:
+    """Each pooled cell repeated over its window: (1, D, H, W, C) -> (1, D*kd, H*kh, W*kw, C).
+
+    A rank-4 reshape/tile/reshape per axis: what tf.repeat computes, in 3 ops instead of
+    its ~50 generic ones (which were a third of the tracing time)."""
+    tf = import_tensorflow()
+
+    for axis, k in zip((1, 2, 3), window):
+        if k == 1:
+            continue
+        shape = tensor.shape.as_list()  # static except perhaps the batch
+        inner = math.prod(shape[axis + 1:])
+        tiled = tf.tile(tf.reshape(tensor, [-1, shape[axis], 1, inner]), [1, 1, k, 1])
+        tensor = tf.reshape(tiled, [-1, *shape[1:axis], shape[axis] * k, *shape[axis + 1:]])
+    return tensor
+
+
 def _fast_max_pool3d_gradient(op: Any, grad: Any) -> Any:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     inputs, pooled = op.inputs[0], op.outputs[0]
     attrs = {
@@ -195,7 +207,7 @@ def register() -> dict[str, str]:
     global _registered
     with _lock:
         if not _registered:
-            import tensorflow as tf
+            tf = import_tensorflow()
 
             for name, function in _GRADIENTS.values():
                 try:
@@ -209,7 +221,7 @@ def register() -> dict[str, str]:
 @contextlib.contextmanager
 def activation_only_conv3d_gradients() -> Iterator[None]:
     """While building a graph: Conv3D and MaxPool3D ops created here get the fast gradients."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     override_map = register()
     graph = tf.compat.v1.get_default_graph()

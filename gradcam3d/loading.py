@@ -28,12 +28,7 @@ from typing import Any
 
 from gradcam3d.errors import ModelRefused, Refusal
 from gradcam3d.modelcheck import inspect_model, read_model_config, strip_compile_configs
-
-# TensorFlow 2.21's oneDNN graph rewrites give WRONG gradients inside a tf.function for a
-# Conv3D+BiasAdd+ReLU output that feeds MaxPool3D (measured here: max error 0.79 on values of
-# 1.0; eager mode is right). Grad-CAM needs exactly that gradient, so turn the rewrites off.
-# It only takes effect if TensorFlow has not been imported yet, hence at import of this module.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from gradcam3d.tf import import_keras
 
 # Keras 3.15 checks HDF5 links, external storage and virtual datasets itself, but which
 # release first did so for every loader could not be established here, so modelcheck checks
@@ -48,7 +43,7 @@ LOGITS_FROM_LOG_PROBABILITIES = "log_probabilities"  # softmax inside an opaque 
 
 
 def _require_keras_3() -> Any:
-    import keras
+    keras = import_keras()
 
     version = tuple(int(part) for part in keras.__version__.split(".")[:2] if part.isdigit())
     if version < MINIMUM_KERAS_VERSION:
@@ -152,19 +147,19 @@ def _write_h5_copy(*, source: Path, target: Path, config: Any) -> None:
 
 
 def _is_container(layer: Any) -> bool:
-    import keras
+    keras = import_keras()
 
     return isinstance(layer, keras.Model)
 
 
 def _is_sequential(model: Any) -> bool:
-    import keras
+    keras = import_keras()
 
     return isinstance(model, keras.Sequential)
 
 
 def _child_layers(model: Any) -> list[Any]:
-    import keras
+    keras = import_keras()
 
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
@@ -183,7 +178,7 @@ def model_layer_paths(model: Any, *, prefix: str | None = None) -> list[str]:
 
 def conv3d_layer_paths(model: Any) -> list[str]:
     """Full paths of every Conv3D layer, nested sub-models included, in layer order."""
-    import keras
+    keras = import_keras()
 
     found: list[str] = []
 
@@ -222,7 +217,7 @@ def _final_operation(model: Any) -> Any:
 
 def _logit_strategy(final_operation: Any) -> tuple[str, str]:
     """Return (how logits are found, the model's output activation name)."""
-    import keras
+    keras = import_keras()
 
     if isinstance(final_operation, keras.layers.Dense):
         activation = _activation_name(final_operation.activation)
@@ -286,7 +281,7 @@ class Probe:
         return result.activations, result.logits
 
     def forward(self, x: Any) -> ProbeOutputs:
-        from keras import ops
+        ops = import_keras().ops
 
         recording = _Recording(wanted=frozenset(self.layer_paths))
         outputs = self._replay(self.model, x, prefix=self.model.name, recording=recording)
@@ -306,7 +301,7 @@ class Probe:
         )
 
     def probabilities(self, logits: Any) -> Any:
-        from keras import ops
+        ops = import_keras().ops
 
         if self.output_activation == "sigmoid":
             return ops.sigmoid(logits)
@@ -336,7 +331,7 @@ class Probe:
     def _apply(
         self, operation: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, path: str, recording: _Recording
     ) -> Any:
-        from keras import ops
+        ops = import_keras().ops
 
         if _is_container(operation):
             output = self._replay(operation, args[0], prefix=path, recording=recording)

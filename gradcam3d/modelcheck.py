@@ -19,7 +19,6 @@ that starts fast.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -1607,19 +1606,3 @@ def strip_compile_configs(*, config: Any) -> int:
         elif isinstance(value, list):
             pending.extend((child, depth + 1) for child in value)
     return below_root
-
-
-def _handle_inspect(args: argparse.Namespace) -> dict[str, Any]:
-    return inspect_model(args.model, max_bytes=args.max_bytes)
-
-
-def register_cli(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "inspect",
-        help="describe a Keras model file from its config, without running any of its code",
-    )
-    parser.add_argument("model", help="path of the .h5 or .keras file")
-    parser.add_argument(
-        "--max-bytes", type=int, default=None, help=f"file size limit (default {DEFAULT_MAX_MODEL_BYTES})"
-    )
-    parser.set_defaults(handler=_handle_inspect)

@@ -2,66 +2,45 @@
 
 load safely -> preprocess -> one fused Grad-CAM run (it also gives the prediction) ->
 upsample, regions -> render images, videos, inference maps, curves -> manifest.json (last,
-atomically). Also the `analyze` and `worker` sub-commands.
+atomically).
 
-Importing this module never imports TensorFlow (the CLI registry imports every command module).
+Importing this module never imports TensorFlow: run_analysis does, through gradcam3d.tf.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+import gradcam3d.render as render
+from gradcam3d.cam import FusedCamResult, FusedGradCam, normalise_for_display, temporal_importance, upsample_trilinear
 from gradcam3d.errors import Refusal
+from gradcam3d.ffmpeg import encode_video, encode_videos, ffmpeg_version
+from gradcam3d.loading import build_probe, load_model_safely
 from gradcam3d.manifest import (
     SCHEMA_VERSION,
     FileRecorder,
-    class_label,
     engine_versions,
     input_record,
-    normalise_params,
-    parse_class_map,
     save_npz_deterministic,
     write_manifest,
 )
+from gradcam3d.modelcheck import inspect_model
+from gradcam3d.params import AnalysisParams
+from gradcam3d.preprocess import PreprocessedClip, choose_scaling, preprocess_video
+from gradcam3d.regions import map_regions
+from gradcam3d.tf import import_keras, import_tensorflow
 
 ProgressCallback = Callable[[str, float], None]
 # Heatmap videos are short and small: encoding speed matters more than a few kilobytes.
 VIDEO_PRESET = "ultrafast"
 EventCallback = Callable[[dict[str, Any]], None]
-
-
-def configure_tensorflow_environment() -> None:
-    """Quiet TensorFlow; must run before TensorFlow is imported.
-
-    oneDNN stays off (gradcam3d/__init__.py sets it too): its graph rewrites give wrong
-    Conv3D+ReLU->MaxPool3D gradients inside a tf.function, and off, the maps are byte-identical
-    from process to process (pinned by tests/engine/test_pipeline.py). It costs speed: with it
-    on, the fused call was ~2.5-4x a forward pass instead of ~7x.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-def import_tensorflow() -> Any:
-    configure_tensorflow_environment()
-    import tensorflow as tf
-
-    # Not tf.config.experimental.enable_op_determinism(): on CPU the kernels we run are already
-    # deterministic once oneDNN is off (pinned by tests comparing two processes' files), and it
-    # refuses some ops a user's model may contain.
-    tf.get_logger().setLevel("ERROR")
-    return tf
 
 
 def _probabilities(*, logits: np.ndarray, output_activation: str | None) -> np.ndarray:
@@ -86,11 +65,11 @@ def _select_layers(*, available: list[str], requested: list[str] | None) -> list
     return [name for name in available if name in requested]  # model order
 
 
-def _top_k(*, probabilities: np.ndarray, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _top_k(*, probabilities: np.ndarray, params: AnalysisParams) -> list[dict[str, Any]]:
     order = sorted(range(len(probabilities)), key=lambda i: (-float(probabilities[i]), i))
     return [
-        {"class": int(i), "label": class_label(params=params, class_index=int(i)), "probability": float(probabilities[i])}
-        for i in order[: params["top_k"]]
+        {"class": int(i), "label": params.class_label(int(i)), "probability": float(probabilities[i])}
+        for i in order[: params.top_k]
     ]
 
 
@@ -111,15 +90,14 @@ class _Plan:
     info: dict[str, Any]  # gradcam3d.modelcheck.inspect_model
     input_shape: list[int]
     selected: list[str]
-    preprocess: Any  # gradcam3d.preprocess.PreprocessParams, scaling chosen
-    limits: Any  # gradcam3d.video.VideoLimits
+    params: AnalysisParams  # the scaling chosen (never "auto")
     scaling: dict[str, str]  # gradcam3d.preprocess.choose_scaling: name, source, reason, suggested
 
 
 def run_analysis(
     model_path: str | os.PathLike[str],
     video_path: str | os.PathLike[str],
-    params: dict[str, Any] | None,
+    params: AnalysisParams | Mapping[str, Any] | None,
     out_dir: str | os.PathLike[str],
     *,
     progress: ProgressCallback | None = None,
@@ -127,14 +105,16 @@ def run_analysis(
 ) -> dict[str, Any]:
     """Explain one video with one model; write everything under `out_dir`; return the manifest.
 
-    `progress(stage, fraction)` is called as the analysis advances; `on_event` receives
-    `{"event": "prediction", ...}` as soon as the predicted class is known. Bad input raises
-    `Refusal` with a sentence for the user. Without a preprocessing `scaling` (or with "auto")
-    the model's inspection chooses it.
+    `params` is an AnalysisParams (a mapping is read with `AnalysisParams.from_dict`, None means
+    every default). `progress(stage, fraction)` is called as the analysis advances; `on_event`
+    receives `{"event": "prediction", ...}` as soon as the predicted class is known. Bad input
+    raises `Refusal` with a sentence for the user. Without a preprocessing `scaling` (or with
+    "auto") the model's inspection chooses it.
     """
     started = time.perf_counter()
     report = progress or (lambda stage, fraction: None)
-    params = normalise_params(params)
+    if not isinstance(params, AnalysisParams):
+        params = AnalysisParams.from_dict(params)
     out_root = Path(out_dir)
     if (out_root / "manifest.json").exists():
         # Never overwrite a stored analysis piecemeal: a failure half-way would leave its
@@ -144,9 +124,6 @@ def run_analysis(
 
     # -- check everything cheap first: the model's config (no TensorFlow), classes, options ----
     report("loading model", 0.0)
-    from gradcam3d.modelcheck import inspect_model
-    from gradcam3d.preprocess import preprocess_video
-
     plan = _plan(params=params, info=inspect_model(model_path))
 
     # OpenCV's writers and FFmpeg release the GIL: two image threads keep both cores busy, and
@@ -156,11 +133,11 @@ def run_analysis(
     cancel = threading.Event()
     try:
         return _run_with_workers(
-            workers, model_path=model_path, video_path=video_path, params=params, out_root=out_root, report=report,
+            workers, model_path=model_path, video_path=video_path, out_root=out_root, report=report,
             on_event=on_event, started=started, plan=plan,
             preprocess=lambda: _timed(
-                lambda: preprocess_video(video_path, input_shape=tuple(plan.input_shape), params=plan.preprocess,
-                                         limits=plan.limits, cancel=cancel)
+                lambda: preprocess_video(video_path, input_shape=tuple(plan.input_shape),
+                                         params=plan.params.preprocess, limits=plan.params.limits, cancel=cancel)
             ),
         )
     except BaseException:
@@ -173,33 +150,24 @@ def run_analysis(
         workers.shutdown()
 
 
-def _plan(*, params: dict[str, Any], info: dict[str, Any]) -> _Plan:
-    """The checks that need the model's config; fills in params["preprocess"] and ["limits"].
+def _plan(*, params: AnalysisParams, info: dict[str, Any]) -> _Plan:
+    """The checks that need the model's config, and the scaling it suggests.
 
     The scaling is recorded in the params by the name chosen (not "auto"), so the params alone
     re-run the same analysis even if a later inspection suggests otherwise.
     """
-    from gradcam3d.preprocess import PreprocessParams, choose_scaling
-    from gradcam3d.video import VideoLimits
-
     num_classes = int(info["num_classes"])
-    selected = _select_layers(available=list(info["conv3d_layers"]), requested=params["layers"])
-    expected = params["expected_class"]
+    selected = _select_layers(available=list(info["conv3d_layers"]),
+                              requested=list(params.layers) if params.layers is not None else None)
+    expected = params.expected_class
     if expected is not None and not 0 <= expected < num_classes:
         raise Refusal(
             f"The expected class {expected} does not exist: this model has {num_classes} classes (0 to {num_classes - 1}).",
             code="bad_expected_class",
         )
-    scaling = choose_scaling(requested=params["preprocess"].get("scaling"), inspection=info)
-    try:
-        preprocess_params = PreprocessParams.from_dict({**params["preprocess"], "scaling": scaling["name"]})
-        limits = VideoLimits(**params["limits"])
-    except (TypeError, ValueError) as exc:
-        raise Refusal(f"Bad preprocessing options: {exc}.", code="bad_params") from None
-    params["preprocess"] = preprocess_params.to_dict()
-    params["limits"] = limits.to_dict()
+    scaling = choose_scaling(requested=params.preprocess.scaling, inspection=info)
     return _Plan(info=info, input_shape=[int(d) for d in info["input_shape"]], selected=selected,
-                 preprocess=preprocess_params, limits=limits, scaling=scaling)
+                 params=params.with_scaling(scaling["name"]), scaling=scaling)
 
 
 class _Workers:
@@ -233,8 +201,6 @@ class _VideoBatch:
             self.flush()
 
     def flush(self) -> None:
-        from gradcam3d.ffmpeg import encode_videos
-
         if self.clips:
             self.pending.append(self.workers.videos.submit(encode_videos, self.clips, fps=self.fps, preset=VIDEO_PRESET))
         self.clips, self.size = [], 0
@@ -251,44 +217,41 @@ def _run_with_workers(
     *,
     model_path: str | os.PathLike[str],
     video_path: str | os.PathLike[str],
-    params: dict[str, Any],
     out_root: Path,
     report: ProgressCallback,
     on_event: EventCallback | None,
     started: float,
     plan: _Plan,
-    preprocess: Callable[[], tuple[Any, float]],
+    preprocess: Callable[[], tuple[PreprocessedClip, float]],
 ) -> dict[str, Any]:
     # Every timing is a measured stage; the prediction has none of its own (it comes out of
     # the Grad-CAM forward pass, inside "gradcam").
+    params = plan.params
     timings: dict[str, float] = {}
     clip_future = workers.images.submit(preprocess)
-    probe, fused = _load_and_trace(model_path=model_path, params=params, plan=plan, clip_future=clip_future,
+    probe, fused = _load_and_trace(model_path=model_path, plan=plan, clip_future=clip_future,
                                    started=started, timings=timings)
 
     report("preprocessing video", 0.1)
     mark = time.perf_counter()
     clip, timings["preprocess"] = clip_future.result()
     timings["preprocess_wait"] = time.perf_counter() - mark
-    from gradcam3d import render
-    from gradcam3d.ffmpeg import encode_video
-
-    scale = render.display_scale(height=plan.input_shape[1], min_height=params["display_min_height"])
+    scale = render.display_scale(height=plan.input_shape[1], min_height=params.display_min_height)
     display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
     preprocessed_path = out_root / "preprocessed.mp4"
     # Encoded while the Grad-CAM runs; its time is reported as "render_preprocessed_video".
     preprocessed_video = workers.videos.submit(
-        _timed, lambda: encode_video(display_frames, preprocessed_path, fps=params["video_fps"], preset=VIDEO_PRESET)
+        _timed, lambda: encode_video(display_frames, preprocessed_path, fps=params.video_fps, preset=VIDEO_PRESET)
     )
 
     report("computing Grad-CAM", 0.25)
     mark = time.perf_counter()
-    result, prediction = _predict_and_explain(fused=fused, clip=clip, params=params, plan=plan,
+    result, prediction = _predict_and_explain(fused=fused, clip=clip, plan=plan,
                                               output_activation=getattr(probe, "output_activation", None))
     if on_event:
         on_event({"event": "prediction", "predicted_class": result.predicted_class,
                   "probabilities": prediction["probabilities"]})
-    upsampled = _upsampled(result=result, expected=params["expected_class"], size=tuple(plan.input_shape[:3]))
+    upsampled = _upsampled(result=result, expected=params.expected_class, size=tuple(plan.input_shape[:3]))
     timings["gradcam"] = time.perf_counter() - mark
 
     report("rendering", 0.5)
@@ -304,8 +267,15 @@ def _run_with_workers(
     timings["render_preprocessed_video"] = preprocessed_video.result()[1]
 
     report("writing manifest", 0.97)
-    manifest = _manifest(model_path=model_path, video_path=video_path, params=params, plan=plan, clip=clip,
+    manifest = _manifest(model_path=model_path, video_path=video_path, plan=plan, clip=clip,
                          prediction=prediction, scale=scale, layers=layer_entries, files=files.finalise())
+    return _finish(manifest=manifest, out_root=out_root, timings=timings, started=started, report=report)
+
+
+def _finish(
+    *, manifest: dict[str, Any], out_root: Path, timings: dict[str, float], started: float, report: ProgressCallback,
+) -> dict[str, Any]:
+    """Add the timings and write manifest.json: last, so a folder with one is complete."""
     timings["total"] = time.perf_counter() - started
     manifest["timings"] = {key: round(value, 4) for key, value in timings.items()}
     write_manifest(out_dir=out_root, manifest=manifest)
@@ -314,31 +284,29 @@ def _run_with_workers(
 
 
 def _load_and_trace(
-    *, model_path: str | os.PathLike[str], params: dict[str, Any], plan: _Plan, clip_future: Future[Any],
+    *, model_path: str | os.PathLike[str], plan: _Plan, clip_future: Future[Any],
     started: float, timings: dict[str, float],
-) -> tuple[Any, Any]:
+) -> tuple[Any, FusedGradCam]:
     """Load the model and trace the fused graph (while the video is preprocessed): (probe, fused)."""
     import_tensorflow()
-    from gradcam3d.cam import FusedGradCam
-    from gradcam3d.loading import build_probe, load_model_safely
-
     model = load_model_safely(model_path)
     probe = build_probe(model, plan.selected)
     if clip_future.done():
         clip_future.result()  # model errors first; then a refused video, now rather than after tracing
     timings["load"] = time.perf_counter() - started
     mark = time.perf_counter()
-    fused = FusedGradCam(probe=probe, method=params["method"], pooling=params["pooling"])
-    fused.trace(np.zeros([1, *plan.input_shape], dtype=np.float32), expected_class=params["expected_class"])
+    fused = FusedGradCam(probe=probe, method=plan.params.method, pooling=plan.params.pooling)
+    fused.trace(np.zeros([1, *plan.input_shape], dtype=np.float32), expected_class=plan.params.expected_class)
     timings["trace"] = time.perf_counter() - mark
     return probe, fused
 
 
 def _predict_and_explain(
-    *, fused: Any, clip: Any, params: dict[str, Any], plan: _Plan, output_activation: str | None,
-) -> tuple[Any, dict[str, Any]]:
+    *, fused: FusedGradCam, clip: PreprocessedClip, plan: _Plan, output_activation: str | None,
+) -> tuple[FusedCamResult, dict[str, Any]]:
     """One fused run, which gives the prediction too: (raw maps result, prediction record)."""
-    expected = params["expected_class"]
+    params = plan.params
+    expected = params.expected_class
     result = fused(clip.x, expected_class=expected)
     probabilities = _probabilities(logits=result.logits,
                                    output_activation=output_activation or plan.info.get("output_activation"))
@@ -347,19 +315,17 @@ def _predict_and_explain(
         "probabilities": [float(p) for p in probabilities],
         "logits": [float(v) for v in result.logits],
         "predicted_class": predicted,
-        "predicted_label": class_label(params=params, class_index=predicted),
+        "predicted_label": params.class_label(predicted),
         "expected_class": expected,
-        "expected_label": None if expected is None else class_label(params=params, class_index=expected),
+        "expected_label": None if expected is None else params.class_label(expected),
         "correct": None if expected is None else bool(expected == predicted),
         "top_k": _top_k(probabilities=probabilities, params=params),
     }
     return result, prediction
 
 
-def _upsampled(*, result: Any, expected: int | None, size: tuple[int, ...]) -> dict[int, list[np.ndarray]]:
+def _upsampled(*, result: FusedCamResult, expected: int | None, size: tuple[int, ...]) -> dict[int, list[np.ndarray]]:
     """Per class (the predicted one first), per layer: the raw map upsampled to (T, H, W)."""
-    from gradcam3d.cam import upsample_trilinear
-
     predicted = result.predicted_class
     classes = [predicted] + ([expected] if expected is not None and expected != predicted else [])
     return {k: [upsample_trilinear(raw, size=size) for raw in result.maps[k]] for k in classes}
@@ -371,20 +337,20 @@ class _LayerRenderer:
     maps), records them, and returns the layer's manifest entry. Images and videos are
     written by the worker threads; `pending` collects their futures."""
 
-    params: dict[str, Any]
+    params: AnalysisParams
     out_root: Path
     files: FileRecorder
     workers: _Workers
     pending: list[Future[Any]]
     display_frames: np.ndarray
     scale: int
-    result: Any  # gradcam3d.cam.FusedCamResult
+    result: FusedCamResult
     upsampled: dict[int, list[np.ndarray]]  # class -> per layer (T, H, W), predicted class first
     prediction: dict[str, Any]  # the manifest's prediction record (for its labels)
     videos: _VideoBatch = field(init=False)
 
     def __post_init__(self) -> None:
-        self.videos = _VideoBatch(self.workers, self.pending, fps=self.params["video_fps"])
+        self.videos = _VideoBatch(self.workers, self.pending, fps=self.params.video_fps)
 
     def render_all(self, *, layers: list[str], report: ProgressCallback) -> list[dict[str, Any]]:
         """Every layer's files, written when this returns; the layers' manifest entries."""
@@ -404,40 +370,33 @@ class _LayerRenderer:
 
     @property
     def wrong(self) -> bool:
-        expected = self.params["expected_class"]
+        expected = self.params.expected_class
         return expected is not None and expected != self.predicted
 
     def _image_path(self, folder: Path, index: int) -> Path:
-        return folder / _frame_name(index, image_format=self.params["image_format"])
+        return folder / _frame_name(index, image_format=self.params.image_format)
 
     def _write_image(self, image: np.ndarray, path: Path) -> None:
-        from gradcam3d import render
-
         path.parent.mkdir(parents=True, exist_ok=True)
         self.pending.append(self.workers.images.submit(render.write_image, image, path,
-                                                       image_format=self.params["image_format"]))
+                                                       image_format=self.params.image_format))
 
     def legend(self) -> None:
         if not self.wrong:
             return
-        from gradcam3d import render
-
         legend_path = self.out_root / "inference_legend.png"
         legend = render.inference_legend(
             predicted_label=f"predicted class {self.predicted} ({self.prediction['predicted_label']})",
-            expected_label=f"expected class {self.params['expected_class']} ({self.prediction['expected_label']})",
+            expected_label=f"expected class {self.params.expected_class} ({self.prediction['expected_label']})",
         )
         render.write_image(legend, legend_path)
         self.files.add(legend_path, role="inference_legend")
 
     def layer(self, *, position: int, layer_name: str) -> dict[str, Any]:
-        from gradcam3d.cam import normalise_for_display, temporal_importance
-        from gradcam3d.regions import map_regions
-
         params, classes = self.params, list(self.upsampled)
         layer_dir = self.out_root / "layers" / f"{position:02d}"
         display_maps = {k: normalise_for_display(self.upsampled[k][position]) for k in classes}
-        regions = {k: map_regions(display_maps[k], threshold=params["bbox_threshold"], min_area=params["min_box_area"])
+        regions = {k: map_regions(display_maps[k], threshold=params.bbox_threshold, min_area=params.min_box_area)
                    for k in classes}
         boxes = {k: [frame.boxes for frame in regions[k]] for k in classes}
         self._heatmaps(layer_dir=layer_dir, layer_name=layer_name, heat=display_maps[self.predicted],
@@ -450,7 +409,7 @@ class _LayerRenderer:
         return {
             "name": layer_name,
             "index": position,
-            "activation_shape": [int(d) for d in probe_activation_shape(result=self.result, position=position)],
+            "activation_shape": [int(d) for d in self.result.activation_shapes[position]],
             "raw_max": {str(k): float(self.result.maps[k][position].max()) for k in classes},
             "temporal_importance": {str(k): curves[k] for k in classes},
             "boxes": {str(k): boxes[k] for k in classes},
@@ -462,12 +421,10 @@ class _LayerRenderer:
         }
 
     def _heatmaps(self, *, layer_dir: Path, layer_name: str, heat: np.ndarray, boxes: list[Any]) -> None:
-        from gradcam3d import render
-
         scaled_heat = render.resize_frames(heat, scale=self.scale)
         overlays = render.draw_boxes(
-            render.overlay_heat(self.display_frames, scaled_heat, colormap=self.params["colormap"],
-                                alpha=self.params["alpha"]),
+            render.overlay_heat(self.display_frames, scaled_heat, colormap=self.params.colormap,
+                                alpha=self.params.alpha),
             boxes,
             scale=self.scale,
         )
@@ -480,11 +437,9 @@ class _LayerRenderer:
             self.files.add(path, role="heatmap_image", layer=layer_name, frame=index, class_index=self.predicted)
 
     def _inference_maps(self, *, layer_dir: Path, layer_name: str, display_maps: dict[int, np.ndarray]) -> None:
-        from gradcam3d import render
-
         frames_wanted = _inference_frame_indices(frame_count=len(self.display_frames),
-                                                 mode=self.params["inference_frames"])
-        expected = self.params["expected_class"]
+                                                 mode=self.params.inference_frames)
+        expected = self.params.expected_class
         difference = display_maps[self.predicted][frames_wanted] - display_maps[expected][frames_wanted]
         inference = render.overlay_difference(
             self.display_frames[frames_wanted], render.resize_frames(difference, scale=self.scale)
@@ -495,11 +450,9 @@ class _LayerRenderer:
             self.files.add(path, role="inference_map", layer=layer_name, frame=index, class_index=self.predicted)
 
     def _curve(self, *, layer_dir: Path, layer_name: str, curves: dict[int, list[float]]) -> None:
-        from gradcam3d import render
-
         curve_path = layer_dir / "temporal.png"
         curve_image = render.temporal_curve_image(
-            {f"class {k} ({class_label(params=self.params, class_index=k)})": curves[k] for k in curves},
+            {f"class {k} ({self.params.class_label(k)})": curves[k] for k in curves},
             title=f"Heat per frame: {layer_name}",
         )
         render.write_image(curve_image, curve_path)
@@ -517,8 +470,8 @@ class _LayerRenderer:
 
 
 def _manifest(
-    *, model_path: str | os.PathLike[str], video_path: str | os.PathLike[str], params: dict[str, Any], plan: _Plan,
-    clip: Any, prediction: dict[str, Any], scale: int, layers: list[dict[str, Any]], files: list[dict[str, Any]],
+    *, model_path: str | os.PathLike[str], video_path: str | os.PathLike[str], plan: _Plan,
+    clip: PreprocessedClip, prediction: dict[str, Any], scale: int, layers: list[dict[str, Any]], files: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The manifest, timings still empty (docs/engine-contract.md)."""
     info = plan.info
@@ -526,7 +479,7 @@ def _manifest(
         "schema": SCHEMA_VERSION,
         "engine": engine_versions(),
         "inputs": {"model": input_record(model_path), "video": input_record(video_path)},
-        "params": params,
+        "params": plan.params.to_dict(),
         "model": {
             "input_shape": plan.input_shape,
             "num_classes": int(info["num_classes"]),
@@ -552,104 +505,12 @@ def _manifest(
     }
 
 
-def probe_activation_shape(*, result: Any, position: int) -> tuple[int, ...]:
-    if result.activation_shapes:
-        return result.activation_shapes[position]
-    any_class = next(iter(result.maps))
-    return tuple(result.maps[any_class][position].shape)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: analyze and worker
-
-
-def _emit_line(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def json_progress(stage: str, fraction: float) -> None:
-    _emit_line({"event": "progress", "stage": stage, "fraction": round(float(fraction), 4)})
-
-
-class _BarProgress:
-    """A tqdm bar on stderr (stdout stays one JSON line for callers)."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=100, file=sys.stderr, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}]")
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        self.bar.set_description(stage)
-        self.bar.update(max(0.0, fraction * 100 - self.bar.n))
-        if fraction >= 1.0:
-            self.bar.close()
-
-
-def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
-    from gradcam3d.preprocess import add_preprocess_arguments as add_arguments
-
-    add_arguments(parser, follow_model=True)  # --scaling auto by default: the model's suggestion
-
-
-def preprocess_dict_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The options as given: run_analysis resolves "auto" and validates them."""
-    from gradcam3d.preprocess import options_from_args
-
-    return options_from_args(args)
-
-
-def _params_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    from gradcam3d.video import limits_from_args
-
-    params: dict[str, Any] = {
-        "expected_class": args.expected_class,
-        "layers": args.layers,
-        "method": args.method,
-        "pooling": args.pooling,
-        "bbox_threshold": args.bbox_threshold,
-        "colormap": args.colormap,
-        "alpha": args.alpha,
-        "top_k": args.top_k,
-        "video_fps": args.fps,
-        "image_format": args.image_format,
-        "inference_frames": "all" if args.all_inference_frames else "key",
-        "preprocess": preprocess_dict_from_args(args),
-        "limits": limits_from_args(args).to_dict(),
-    }
-    if args.labels:
-        try:
-            text = Path(args.labels).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise Refusal(f"Cannot read the class map: {exc}.", code="bad_labels") from None
-        params["class_labels"] = parse_class_map(text)
-    return params
-
-
-def _analyze_command(args: argparse.Namespace) -> dict[str, Any]:
-    configure_tensorflow_environment()
-    params = _params_from_args(args)
-    if args.progress_json:
-        progress: ProgressCallback = json_progress
-        on_event: EventCallback | None = _emit_line
-    else:
-        progress = _BarProgress()
-        on_event = None
-    run_analysis(args.model, args.video, params, args.out, progress=progress, on_event=on_event)
-    return {"manifest": str(Path(args.out).resolve() / "manifest.json")}
-
-
-def _worker_command(args: argparse.Namespace) -> dict[str, Any]:
-    """A warm engine: TensorFlow imported before any job arrives, then exactly one job."""
+def warm_up_engine() -> None:
+    """Import and start everything an analysis needs (TensorFlow's lazily created runtime
+    included), so a warm worker's job clock starts with none of it left to do."""
     tf = import_tensorflow()
-    import keras  # noqa: F401 - warm every import a job needs, before any job arrives
-
-    from gradcam3d import cam, loading, preprocess, regions, render  # noqa: F401
-    from gradcam3d.ffmpeg import ffmpeg_version
-
+    import_keras()
     ffmpeg_version()  # cached: the manifest needs it
-
     # Build and differentiate a trivial graph once so TensorFlow's lazily created runtime
     # (thread pools, the function library) is up before the job's clock starts.
     x = tf.ones((1, 2, 2, 2, 1))
@@ -657,48 +518,3 @@ def _worker_command(args: argparse.Namespace) -> dict[str, Any]:
         tape.watch(x)
         y = tf.reduce_sum(tf.nn.conv3d(x, tf.ones((1, 1, 1, 1, 1)), strides=[1] * 5, padding="SAME"))
     tape.gradient(y, x)
-    _emit_line({"event": "ready"})
-    line = sys.stdin.readline()
-    if not line.strip():
-        raise Refusal("The worker received no job.", code="no_job")
-    try:
-        job = json.loads(line)
-    except ValueError:
-        raise Refusal("The worker's job line is not valid JSON.", code="bad_job") from None
-    if not isinstance(job, dict) or not all(isinstance(job.get(key), str) for key in ("model", "video", "out")):
-        raise Refusal("The worker's job needs 'model', 'video' and 'out' paths.", code="bad_job")
-    params = job.get("params") or {}
-    if not isinstance(params, dict):
-        raise Refusal("The worker's job 'params' must be an object.", code="bad_job")
-    run_analysis(job["model"], job["video"], params, job["out"], progress=json_progress, on_event=_emit_line)
-    return {"manifest": str(Path(job["out"]).resolve() / "manifest.json")}
-
-
-def register_cli(subparsers: Any) -> None:
-    from gradcam3d.video import add_limit_arguments
-
-    parser = subparsers.add_parser("analyze", help="run Grad-CAM on every Conv3D layer for one video")
-    parser.add_argument("model")
-    parser.add_argument("video")
-    parser.add_argument("--out", required=True, help="output folder (manifest.json and files)")
-    parser.add_argument("--expected-class", type=int, default=None)
-    parser.add_argument("--layers", nargs="+", default=None, help="full paths of Conv3D layers (default: all)")
-    parser.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "layercam", "hirescam"])
-    parser.add_argument("--pooling", default="global", choices=["global", "temporal"],
-                        help="gradient pooling of gradcam and gradcam++; layercam and hirescam have none "
-                             "(global is recorded as none, temporal is refused)")
-    parser.add_argument("--bbox-threshold", type=float, default=None, help="fraction of the maximum (default: Otsu)")
-    parser.add_argument("--colormap", default="jet")
-    parser.add_argument("--alpha", type=float, default=0.3)
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--fps", type=float, default=4.0, help="frame rate of the heatmap videos")
-    parser.add_argument("--image-format", default="png", choices=["png", "jpeg"])
-    parser.add_argument("--all-inference-frames", action="store_true")
-    parser.add_argument("--labels", default=None, help="class map: 'index: label' lines or a JSON list")
-    parser.add_argument("--progress-json", action="store_true", help="progress as JSON lines on stdout")
-    add_preprocess_arguments(parser)
-    add_limit_arguments(parser)
-    parser.set_defaults(handler=_analyze_command)
-
-    worker = subparsers.add_parser("worker", help="warm engine: import TensorFlow, then run one job from stdin")
-    worker.set_defaults(handler=_worker_command)

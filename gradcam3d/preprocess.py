@@ -19,20 +19,20 @@ falls back to the straight decode (gradcam3d.seeking).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import numpy as np
 
-from gradcam3d import seeking
+import gradcam3d.seeking as seeking
 from gradcam3d.errors import Refusal, VideoRefused
-from gradcam3d.video import VideoLimits, add_limit_arguments, decode_frames, limits_from_args, probe_video
+from gradcam3d.ffmpeg import VideoLimits, encode_video
+from gradcam3d.video import DecodedFrames, decode_frames, probe_video
 
 ResizeMode = Literal["stretch", "center_crop", "letterbox"]
 Scaling = Literal["unit", "symmetric", "raw", "mean_std"]
@@ -58,8 +58,8 @@ class PreprocessParams:
     resize_mode: "stretch" (original), "center_crop" (fill, crop the overflow) or "letterbox"
     (fit, pad with black). scaling: "unit" [0, 1] (original), "symmetric" [-1, 1], "raw" 0-255,
     or "mean_std": (value / 255 - mean) / std per channel (mean/std in [0, 1] units, one value
-    or one per model channel). An analysis left to "auto" gets its name from `choose_scaling`
-    before these params are built.
+    or one per model channel). An analysis may leave it to the model: "auto" is replaced by
+    the name `choose_scaling` picks (`with_scaling`) before any video is preprocessed.
     """
 
     frame_stride: int = 2
@@ -79,7 +79,7 @@ class PreprocessParams:
             refuse(f"frame_offset must be an integer >= 0, not {self.frame_offset!r}.")
         if self.resize_mode not in RESIZE_MODES:
             refuse(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, not {self.resize_mode!r}.")
-        if self.scaling not in SCALINGS:
+        if self.scaling not in SCALINGS and self.scaling != SCALING_AUTO:
             refuse(f"scaling must be one of {', '.join(SCALINGS)}, not {self.scaling!r}.")
         if self.scaling == "mean_std":
             for name in ("mean", "std"):
@@ -103,6 +103,9 @@ class PreprocessParams:
             elif data.get(name) is not None:
                 data[name] = tuple(data[name])
         return cls(**data)
+
+    def with_scaling(self, scaling: str) -> "PreprocessParams":
+        return replace(self, scaling=scaling)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -277,7 +280,7 @@ def _file_size(path: str | os.PathLike[str]) -> int:
         return 0  # the probe says what is wrong with it
 
 
-def _validate_input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+def validate_input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     if len(input_shape) != 4 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in input_shape):
         raise VideoRefused(f"The model input shape must be (T, H, W, C) with positive sizes, not {input_shape!r}.", code="bad_shape")
     frames, height, width, channels = (int(v) for v in input_shape)
@@ -302,90 +305,36 @@ def preprocess_video(
     always decodes straight through). `resize_engine="cv2"` pipes the selected frames at full
     size and resizes them with OpenCV (kept for measuring; FFmpeg is the default). Setting
     `cancel` stops the FFmpeg run in progress (gradcam3d.ffmpeg.FFmpegCancelled)."""
-    frames_needed, height, width, channels = _validate_input_shape(tuple(input_shape))
+    frames_needed, height, width, channels = validate_input_shape(tuple(input_shape))
+    if params.scaling == SCALING_AUTO:
+        raise ValueError("scaling 'auto' must be resolved with choose_scaling before preprocessing")
+    selection = _FrameSelection(frames_needed=frames_needed, width=width, height=height, params=params)
     seeking_allowed = resize_engine == "ffmpeg" and seek
-    index_cancel = _EitherEvent(cancel)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam3d-index") as background:
-        # A big file is indexed for seeking while it is probed (both only demux it); a refused
-        # probe stops the index rather than waiting for it.
-        speculative_index = (
-            background.submit(seeking.read_packet_index, path, limits=limits, cancel=index_cancel)
-            if seeking_allowed and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes else None
-        )
-        try:
-            info = probe_video(path, limits=limits, cancel=cancel)
-        except BaseException:
-            index_cancel.set()
-            raise
-        raw_index = speculative_index.result() if speculative_index is not None else None
-    frame_count = info["frame_count"]
-    decode_strategy = "sequential"
-    decoded = None
+    info, raw_index = _probe_while_indexing(path, limits=limits, index=seeking_allowed, cancel=cancel)
+    decoded, decode_strategy = None, "sequential"
     if seeking_allowed and seeking.seeking_applies(info):
-        indices = select_source_indices(
-            frame_count=frame_count, frames_needed=frames_needed, stride=params.frame_stride, offset=params.frame_offset
-        )
-        if raw_index is None:
-            raw_index = seeking.read_packet_index(path, limits=limits, cancel=cancel)
-        index = seeking.checked_packet_index(raw_index, frame_count=frame_count)
-        plan = (
-            seeking.plan_seeks(index, positions=indices, seeks_by_pts=seeking.container_seeks_by_pts(info))
-            if index is not None else None
-        )
-        if plan is not None and index is not None:
-            decoded = seeking.decode_by_seeking(
-                path, plan=plan, time_base=index.time_base, start_seconds=float(info.get("start_seconds") or 0.0),
-                size=(width, height), filters=resize_filters(mode=params.resize_mode, width=width, height=height),
-                source_pixels=int(info["width"]) * int(info["height"]), limits=limits, cancel=cancel,
-            )
-            decode_strategy = "seek" if decoded is not None else "sequential (seeking did not verify)"
-    for _attempt in range(2 if decoded is None else 0):
-        indices = select_source_indices(
-            frame_count=frame_count, frames_needed=frames_needed, stride=params.frame_stride, offset=params.frame_offset
-        )
-        if resize_engine == "ffmpeg":
-            decoded = decode_frames(
-                path, size=(width, height), select=indices, limits=limits,
-                filters=resize_filters(mode=params.resize_mode, width=width, height=height), cancel=cancel,
-            )
-        else:
-            decoded = decode_frames(path, select=indices, limits=limits, source_size=(info["width"], info["height"]),
-                                    cancel=cancel)
-        if decoded.decoded_count is None or decoded.decoded_count == frame_count:
-            break
-        # The probe counted packets; the decoder produced a different number of frames.
-        frame_count = decoded.decoded_count
+        decoded, decode_strategy = _decode_by_seeking(path, info=info, raw_index=raw_index, selection=selection,
+                                                      limits=limits, cancel=cancel)
+    frame_count, indices = info["frame_count"], selection.indices(info["frame_count"])
+    if decoded is None:
+        decoded, frame_count, indices = _decode_straight(path, info=info, selection=selection,
+                                                         resize_engine=resize_engine, limits=limits, cancel=cancel)
     if len(decoded.frames) != frames_needed:
         raise VideoRefused(
             f"Only {len(decoded.frames)} of the {frames_needed} selected frames could be decoded; the video may be damaged.",
             code="video_undecodable",
         )
-    frames_rgb = decoded.frames
     if resize_engine == "cv2":
-        frames_rgb = resize_with_cv2(frames_rgb, mode=params.resize_mode, width=width, height=height)
+        frames_rgb = resize_with_cv2(decoded.frames, mode=params.resize_mode, width=width, height=height)
     else:
-        frames_rgb = frames_rgb.copy()  # own, writable memory rather than a view of FFmpeg's bytes
-    start = float(info.get("start_seconds") or 0.0)
-    fps = info["fps"]
-    pts_seconds = decoded.pts_seconds + [None] * (frames_needed - len(decoded.pts_seconds))
-    if not fps and any(pts is None for pts in pts_seconds):
-        # Never a NaN in the manifest: without a time there is nothing honest to show.
-        raise VideoRefused(
-            "The video's frames carry no timestamps and it declares no frame rate, so the model "
-            "frames cannot be placed in time. Re-encode it (for example to MP4) and upload it again.",
-            code="video_no_timestamps",
-        )
-    timestamps = [
-        round(pts - start, 6) if pts is not None else round(index / fps, 6)
-        for pts, index in zip(pts_seconds, indices)
-    ]
+        frames_rgb = decoded.frames.copy()  # own, writable memory rather than a view of FFmpeg's bytes
     x = scale_frames(frames_rgb, channels=channels, params=params)[None]
     return PreprocessedClip(
         x=np.ascontiguousarray(x, dtype=np.float32),
         frames_rgb=frames_rgb,
         source_frame_indices=[int(i) for i in indices],
-        timestamps=timestamps,
-        source_fps=fps,
+        timestamps=_model_frame_timestamps(decoded=decoded, info=info, indices=indices),
+        source_fps=info["fps"],
         source_frame_count=int(frame_count),
         params=params,
         probe=info,
@@ -393,81 +342,108 @@ def preprocess_video(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line: preview
-# ---------------------------------------------------------------------------------------------
-def parse_input_shape(text: str) -> tuple[int, int, int, int]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise VideoRefused(f"--input-shape must be T,H,W,C integers, not {text!r}.", code="bad_shape") from None
-    return _validate_input_shape(values)
+@dataclass(frozen=True)
+class _FrameSelection:
+    """Which frames the model needs and at what size: the source indices follow the count."""
+
+    frames_needed: int
+    width: int
+    height: int
+    params: PreprocessParams
+
+    def indices(self, frame_count: int) -> list[int]:
+        return select_source_indices(frame_count=frame_count, frames_needed=self.frames_needed,
+                                     stride=self.params.frame_stride, offset=self.params.frame_offset)
+
+    def filters(self) -> list[str]:
+        return resize_filters(mode=self.params.resize_mode, width=self.width, height=self.height)
 
 
-def add_preprocess_arguments(parser: argparse.ArgumentParser, *, follow_model: bool = False) -> None:
-    """The preprocessing options. `follow_model`: the command has a model, so --scaling may be
-    "auto" (its default there): the scaling the model's inspection suggests."""
-    defaults = PreprocessParams()
-    parser.add_argument("--frame-stride", type=int, default=defaults.frame_stride)
-    parser.add_argument("--frame-offset", type=int, default=defaults.frame_offset)
-    parser.add_argument("--resize-mode", choices=RESIZE_MODES, default=defaults.resize_mode)
-    if follow_model:
-        parser.add_argument("--scaling", choices=(SCALING_AUTO, *SCALINGS), default=SCALING_AUTO,
-                            help="default auto: what the model's input layers suggest")
-    else:
-        parser.add_argument("--scaling", choices=SCALINGS, default=defaults.scaling)
-    parser.add_argument("--mean", help="comma-separated, [0,1] units (scaling mean_std)")
-    parser.add_argument("--std", help="comma-separated, [0,1] units (scaling mean_std)")
-
-
-def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The preprocessing options as given (scaling may still be "auto"), numbers parsed."""
-
-    def floats(text: str | None) -> list[float] | None:
-        if text is None:
-            return None
+def _probe_while_indexing(
+    path: str | os.PathLike[str], *, limits: VideoLimits, index: bool, cancel: threading.Event | None
+) -> tuple[dict[str, Any], Any]:
+    """(probe, raw packet index or None). A big file is indexed for seeking while it is probed
+    (both only demux it); a refused probe stops the index rather than waiting for it."""
+    index_cancel = _EitherEvent(cancel)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam3d-index") as background:
+        speculative_index = (
+            background.submit(seeking.read_packet_index, path, limits=limits, cancel=index_cancel)
+            if index and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes else None
+        )
         try:
-            return [float(part) for part in text.split(",")]
-        except ValueError:
-            raise PreprocessParamsRefused(f"Expected comma-separated numbers, not {text!r}.", code="bad_params") from None
-
-    return {
-        "frame_stride": args.frame_stride, "frame_offset": args.frame_offset, "resize_mode": args.resize_mode,
-        "scaling": args.scaling, "mean": floats(args.mean), "std": floats(args.std),
-    }
+            info = probe_video(path, limits=limits, cancel=cancel)
+        except BaseException:
+            index_cancel.set()
+            raise
+        return info, speculative_index.result() if speculative_index is not None else None
 
 
-def params_from_args(args: argparse.Namespace) -> PreprocessParams:
-    return PreprocessParams.from_dict(options_from_args(args))
+def _decode_by_seeking(
+    path: str | os.PathLike[str], *, info: dict[str, Any], raw_index: Any, selection: _FrameSelection,
+    limits: VideoLimits, cancel: threading.Event | None,
+) -> tuple[DecodedFrames | None, str]:
+    """(the selected frames decoded from the keyframe before each, "seek"), or None when
+    seeking would not be exact or clearly cheaper, or did not verify (the caller then decodes
+    straight through), with the decode strategy to record."""
+    frame_count = info["frame_count"]
+    indices = selection.indices(frame_count)
+    if raw_index is None:
+        raw_index = seeking.read_packet_index(path, limits=limits, cancel=cancel)
+    index = seeking.checked_packet_index(raw_index, frame_count=frame_count)
+    if index is None:
+        return None, "sequential"
+    plan = seeking.plan_seeks(index, positions=indices, seeks_by_pts=seeking.container_seeks_by_pts(info))
+    if plan is None:
+        return None, "sequential"
+    decoded = seeking.decode_by_seeking(
+        path, plan=plan, time_base=index.time_base, start_seconds=float(info.get("start_seconds") or 0.0),
+        size=(selection.width, selection.height), filters=selection.filters(),
+        source_pixels=int(info["width"]) * int(info["height"]), limits=limits, cancel=cancel,
+    )
+    return decoded, "seek" if decoded is not None else "sequential (seeking did not verify)"
+
+
+def _decode_straight(
+    path: str | os.PathLike[str], *, info: dict[str, Any], selection: _FrameSelection, resize_engine: str,
+    limits: VideoLimits, cancel: threading.Event | None,
+) -> tuple[DecodedFrames, int, list[int]]:
+    """(decoded frames, frame count, their source indices) from one pass over every frame. If
+    the decoder produced a different number of frames than the probe counted packets, select
+    again from its count."""
+    frame_count = info["frame_count"]
+    for _attempt in range(2):
+        indices = selection.indices(frame_count)
+        if resize_engine == "ffmpeg":
+            decoded = decode_frames(path, size=(selection.width, selection.height), select=indices, limits=limits,
+                                    filters=selection.filters(), cancel=cancel)
+        else:
+            decoded = decode_frames(path, select=indices, limits=limits, source_size=(info["width"], info["height"]),
+                                    cancel=cancel)
+        if decoded.decoded_count is None or decoded.decoded_count == frame_count:
+            break
+        # The probe counted packets; the decoder produced a different number of frames.
+        frame_count = decoded.decoded_count
+    return decoded, frame_count, indices
+
+
+def _model_frame_timestamps(*, decoded: DecodedFrames, info: dict[str, Any], indices: list[int]) -> list[float]:
+    """Seconds from the start of the video: each frame's pts, else its index over the frame rate."""
+    start = float(info.get("start_seconds") or 0.0)
+    fps = info["fps"]
+    pts_seconds = decoded.pts_seconds + [None] * (len(indices) - len(decoded.pts_seconds))
+    if not fps and any(pts is None for pts in pts_seconds):
+        # Never a NaN in the manifest: without a time there is nothing honest to show.
+        raise VideoRefused(
+            "The video's frames carry no timestamps and it declares no frame rate, so the model "
+            "frames cannot be placed in time. Re-encode it (for example to MP4) and upload it again.",
+            code="video_no_timestamps",
+        )
+    return [
+        round(pts - start, 6) if pts is not None else round(index / fps, 6)
+        for pts, index in zip(pts_seconds, indices)
+    ]
 
 
 def write_preview(clip: PreprocessedClip, *, out_dir: str | os.PathLike[str]) -> Path:
     """DIR/preview.mp4: the T model frames at 3 fps (as the original tool showed them)."""
-    from gradcam3d.ffmpeg import encode_video
-
     return encode_video(clip.frames_rgb, Path(out_dir) / "preview.mp4", fps=PREVIEW_FPS)
-
-
-def _preview_command(args: argparse.Namespace) -> dict[str, Any]:
-    clip = preprocess_video(
-        args.video, input_shape=parse_input_shape(args.input_shape), params=params_from_args(args),
-        limits=limits_from_args(args),
-    )
-    out = write_preview(clip, out_dir=args.out)
-    # The scaling and the range of values the model would receive, so the page can say
-    # "the model receives values in [0, 255]" next to the frames.
-    return {"clip": str(out), **clip.summary(), "params": clip.params.to_dict(),
-            "input_shape": list(clip.x.shape[1:]), "scaling": clip.params.scaling, "input_range": clip.input_range()}
-
-
-def register_cli(subparsers: Any) -> None:
-    if "preview" in subparsers.choices:  # also registered via gradcam3d.video
-        return
-    preview = subparsers.add_parser("preview", help="the T model frames as an MP4, with their source indices")
-    preview.add_argument("video")
-    preview.add_argument("--input-shape", required=True, help="T,H,W,C")
-    preview.add_argument("--out", required=True, help="directory for preview.mp4")
-    add_preprocess_arguments(preview)
-    add_limit_arguments(preview)
-    preview.set_defaults(handler=_preview_command)
-

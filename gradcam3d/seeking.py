@@ -42,15 +42,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gradcam3d.ffmpeg import FFmpegCancelled, FFmpegError, run_ffmpeg
-from gradcam3d.video import (
-    _NO_METADATA_ARGS,
-    _SHOWINFO_RE,
-    DecodedFrames,
+from gradcam3d.ffmpeg import (
+    NO_METADATA_ARGS,
+    SHOWINFO_RE,
+    FFmpegCancelled,
+    FFmpegError,
     VideoLimits,
-    _after_input_dump,
+    after_input_dump,
     hardened_input_args,
+    run_ffmpeg,
 )
+from gradcam3d.video import DecodedFrames
 
 SEEKABLE_CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm"})
 SEEKABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"})
@@ -156,7 +158,7 @@ def read_packet_index(
     try:
         result = run_ffmpeg(
             ["-v", "error", "-copyts", *hardened_input_args(path=path, limits=limits), "-map", "0:V:0",
-             *_NO_METADATA_ARGS, "-c", "copy", "-frames:v", str(int(limits.max_frames) + 1), "-f", "framecrc", "pipe:1"],
+             *NO_METADATA_ARGS, "-c", "copy", "-frames:v", str(int(limits.max_frames) + 1), "-f", "framecrc", "pipe:1"],
             timeout=limits.timeout_seconds,
             check=True,
             cancel=cancel,
@@ -328,7 +330,7 @@ def _decode_segments(
     labels = "".join(f"[s{number}]" for number in range(len(segments)))
     graph = ";".join(chains) + f";{labels}concat=n={len(segments)}:v=1:a=0[out]"
     args += ["-filter_threads", "1", "-filter_complex", graph, "-map", "[out]", "-an", "-sn", "-dn",
-             *_NO_METADATA_ARGS, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+             *NO_METADATA_ARGS, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     try:
         result = run_ffmpeg(args, timeout=limits.processing_timeout_seconds, check=True, cancel=cancel)
     except FFmpegCancelled:
@@ -340,7 +342,7 @@ def _decode_segments(
     if len(result.stdout) != frame_bytes * len(expected):
         return None
     seen: dict[int, list[str]] = {}
-    for match in _SHOWINFO_RE.finditer(_after_input_dump(result.stderr)):
+    for match in SHOWINFO_RE.finditer(after_input_dump(result.stderr)):
         if match["pts"] != "NOPTS":
             seen.setdefault(int(match["pts"]), []).append(match["t"])
     if sorted(seen) != sorted(expected) or any(len(times) != 1 for times in seen.values()):

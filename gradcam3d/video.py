@@ -21,57 +21,30 @@ from the input dump.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import re
 import threading
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gradcam3d.errors import VideoRefused
-from gradcam3d.ffmpeg import FFmpegCancelled, FFmpegError, FFmpegTimeout, run_ffmpeg
-
-# Demuxer names as FFmpeg spells them; a demuxer whose name list ("mov,mp4,m4a,...") shares
-# one entry with this list is accepted. Deliberately absent: hls, dash, concat, image2*,
-# tty, lavfi, subfile, *_pipe, data, rawvideo, avisynth, and every device.
-ALLOWED_DEMUXERS: tuple[str, ...] = (
-    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",
-    "matroska", "webm",
-    "avi", "flv", "mpegts", "mpeg", "mpegvideo", "ogg", "asf", "gif",
-    "h264", "hevc", "m4v", "ivf", "obu",
+from gradcam3d.ffmpeg import (
+    NO_METADATA_ARGS,
+    SHOWINFO_RE,
+    FFmpegCancelled,
+    FFmpegError,
+    FFmpegResult,
+    FFmpegTimeout,
+    VideoLimits,
+    after_input_dump,
+    hardened_input_args,
+    last_match,
+    run_ffmpeg,
 )
-
-
-@dataclass(frozen=True)
-class VideoLimits:
-    """What an uploaded video may be. Probing runs within `timeout_seconds`; decoding and
-    transcoding a whole (legitimately long) video get `processing_timeout_seconds`."""
-
-    max_bytes: int = 200 * 1024 * 1024
-    max_seconds: float = 600.0
-    max_pixels: int = 3840 * 2160
-    max_frames: int = 36_000
-    timeout_seconds: float = 60.0
-    processing_timeout_seconds: float = 900.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def hardened_input_args(*, path: str | os.PathLike[str], limits: VideoLimits) -> list[str]:
-    """FFmpeg input options for an untrusted file, ending with `-i file:<absolute path>`."""
-    return [
-        "-protocol_whitelist", "file",
-        "-format_whitelist", ",".join(ALLOWED_DEMUXERS),
-        "-max_pixels", str(int(limits.max_pixels)),
-        "-i", "file:" + str(Path(path).resolve()),
-    ]
-
 
 # ---------------------------------------------------------------------------------------------
 # Parsing FFmpeg's stderr
@@ -87,33 +60,15 @@ _PACKETS_READ_RE = re.compile(
 _FRAMES_DECODED_RE = re.compile(
     r"^(?:\[in#0/[^\]\n]*\])?[ \t]*Input stream #0:\d+ \(video\): \d+ packets read \(\d+ bytes\); "
     r"(?P<frames>\d+) frames decoded", re.MULTILINE)
-_STREAM_MAPPING_RE = re.compile(r"^Stream mapping:[ \t]*$", re.MULTILINE)
 _PROGRESS_FRAME_RE = re.compile(r"^frame=(?P<frames>\d+)[ \t]*$", re.MULTILINE)
 _PROGRESS_TIME_RE = re.compile(r"^out_time_us=(?P<us>-?\d+)[ \t]*$", re.MULTILINE)
-# Output options that keep the file's own tags and chapters out of FFmpeg's output dump.
-_NO_METADATA_ARGS = ["-map_metadata", "-1", "-map_chapters", "-1"]
-
-
-def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    """The last match: FFmpeg prints its statistics after every dump of the file's metadata."""
-    match = None
-    for match in pattern.finditer(text):
-        pass
-    return match
-
-
-def _after_input_dump(stderr: str) -> str:
-    """The stderr after the real `Stream mapping:` line (the last one: forged copies can only
-    sit in the input dump before it), or "" when FFmpeg stopped before mapping streams."""
-    mapping = _last_match(_STREAM_MAPPING_RE, stderr)
-    return stderr[mapping.end():] if mapping else ""
 
 
 def _progress(stdout: bytes) -> tuple[int | None, float | None]:
     """(frames, seconds) from the last `-progress` block on stdout."""
     text = stdout.decode("ascii", "replace")
-    frames = _last_match(_PROGRESS_FRAME_RE, text)
-    micros = _last_match(_PROGRESS_TIME_RE, text)
+    frames = last_match(_PROGRESS_FRAME_RE, text)
+    micros = last_match(_PROGRESS_TIME_RE, text)
     seconds = int(micros["us"]) / 1e6 if micros else None
     return (int(frames["frames"]) if frames else None), (seconds if seconds and seconds > 0 else None)
 
@@ -232,82 +187,26 @@ def probe_video(
     start_seconds. Refuses (VideoRefused) anything that is not a usable video within limits."""
     source = Path(path)
     size = _check_file(path=source, limits=limits)
-    try:
-        result = run_ffmpeg(
-            # 0:V = video that is not cover art. Measured counts go to stdout (-progress).
-            ["-v", "verbose", "-progress", "pipe:1", *hardened_input_args(path=source, limits=limits),
-             "-map", "0:V:0?", *_NO_METADATA_ARGS, "-c", "copy", "-f", "null", "-"],
-            timeout=limits.timeout_seconds,
-            check=False,
-            cancel=cancel,
-        )
-    except FFmpegTimeout:
-        raise VideoRefused(
-            f"Reading the video took longer than {limits.timeout_seconds:g} s; it is refused.",
-            code="video_timeout",
-        ) from None
-    output_dump = _after_input_dump(result.stderr)
+    result = _run_probe(source=source, limits=limits, cancel=cancel)
+    output_dump = after_input_dump(result.stderr)
     # Stream fields from the input dump (forgeable) serve only to explain a refusal.
     streams_trusted = _STREAM_RE.search(output_dump) is not None
     header = parse_input_header(result.stderr, streams_from=output_dump if streams_trusted else None)
-    if header is None:
-        raise VideoRefused(
-            "The file is not a video FFmpeg can read in an allowed format "
-            f"({_ffmpeg_reason(result.stderr)}).",
-            code="video_unreadable",
-        )
-    video = header["video"]
-    if video is None:
-        what = "audio only" if header["has_audio"] else "no streams FFmpeg can use"
-        raise VideoRefused(f"The file has no video stream ({what}).", code="video_no_stream")
+    video = _video_stream_or_refuse(header=header, stderr=result.stderr)
     measured_frames, measured_seconds = _progress(result.stdout)
-    duration = header["duration_seconds"]
-    start = float(header["start_seconds"] or 0.0)
-    if (duration is not None and measured_seconds is not None and start > 0 and duration > measured_seconds
-            and abs(duration - start - measured_seconds) <= max(1.0, 0.05 * measured_seconds)):
-        # The header counted from time 0, not from the first frame (FFmpeg's Matroska muxer
-        # does, for a stream starting at 1234.6 s): what is read is what will be decoded.
-        duration = measured_seconds
-    if measured_seconds is not None and (duration is None or measured_seconds > duration):
-        duration = measured_seconds  # a header (or forged tag) may not claim less than was read
-    if duration is not None and duration > limits.max_seconds:
-        raise VideoRefused(
-            f"The video lasts {duration:.1f} s; the limit is {limits.max_seconds:g} s.", code="video_too_long"
-        )
-    if video["width"] is None or video["height"] is None:
-        declared = _INVALID_SIZE_RE.search(result.stderr)
-        detail = f" (it declares {declared['w']}x{declared['h']})" if declared else ""
-        raise VideoRefused(
-            f"The video's frame size cannot be decoded safely{detail}; at most "
-            f"{limits.max_pixels} pixels per frame are allowed.",
-            code="video_too_large",
-        )
-    pixels = video["width"] * video["height"]
-    if pixels > limits.max_pixels or video["width"] <= 0 or video["height"] <= 0:
-        raise VideoRefused(
-            f"The video is {video['width']}x{video['height']} ({pixels} pixels per frame); "
-            f"the limit is {limits.max_pixels} pixels.",
-            code="video_too_large",
-        )
-    packets = _last_match(_PACKETS_READ_RE, output_dump)
+    duration = _measured_duration(header=header, measured_seconds=measured_seconds)
+    _refuse_if_too_long(duration, limits=limits)
+    _check_frame_size(video=video, stderr=result.stderr, limits=limits)
+    packets = last_match(_PACKETS_READ_RE, output_dump)
     if (result.returncode != 0 and packets is None) or not streams_trusted:
         raise VideoRefused(
             f"The video stream cannot be read ({_ffmpeg_reason(result.stderr)}).", code="video_unreadable"
         )
-    frame_count = max(int(packets["packets"]) if packets else 0, measured_frames or 0)
-    if frame_count == 0:
-        raise VideoRefused("The video has zero frames (it may be truncated).", code="video_no_frames")
-    if frame_count > limits.max_frames:
-        raise VideoRefused(
-            f"The video has {frame_count} frames; the limit is {limits.max_frames}.", code="video_too_many_frames"
-        )
+    frame_count = _checked_frame_count(packets=packets, measured_frames=measured_frames, limits=limits)
     fps = video["fps"]
     if duration is None or duration <= 0:
         duration = frame_count / fps if fps else None
-        if duration is not None and duration > limits.max_seconds:
-            raise VideoRefused(
-                f"The video lasts {duration:.1f} s; the limit is {limits.max_seconds:g} s.", code="video_too_long"
-            )
+        _refuse_if_too_long(duration, limits=limits)
     if not fps and duration:
         fps = frame_count / duration
     return {
@@ -325,14 +224,91 @@ def probe_video(
     }
 
 
+def _run_probe(*, source: Path, limits: VideoLimits, cancel: threading.Event | None) -> FFmpegResult:
+    """Stream-copy the first video stream to the null muxer: the header dump plus real counts."""
+    try:
+        return run_ffmpeg(
+            # 0:V = video that is not cover art. Measured counts go to stdout (-progress).
+            ["-v", "verbose", "-progress", "pipe:1", *hardened_input_args(path=source, limits=limits),
+             "-map", "0:V:0?", *NO_METADATA_ARGS, "-c", "copy", "-f", "null", "-"],
+            timeout=limits.timeout_seconds,
+            check=False,
+            cancel=cancel,
+        )
+    except FFmpegTimeout:
+        raise VideoRefused(
+            f"Reading the video took longer than {limits.timeout_seconds:g} s; it is refused.",
+            code="video_timeout",
+        ) from None
+
+
+def _video_stream_or_refuse(*, header: dict[str, Any] | None, stderr: str) -> dict[str, Any]:
+    if header is None:
+        raise VideoRefused(
+            "The file is not a video FFmpeg can read in an allowed format "
+            f"({_ffmpeg_reason(stderr)}).",
+            code="video_unreadable",
+        )
+    video = header["video"]
+    if video is None:
+        what = "audio only" if header["has_audio"] else "no streams FFmpeg can use"
+        raise VideoRefused(f"The file has no video stream ({what}).", code="video_no_stream")
+    return video
+
+
+def _measured_duration(*, header: dict[str, Any], measured_seconds: float | None) -> float | None:
+    """The duration to enforce: the header's, unless what was really read says otherwise."""
+    duration = header["duration_seconds"]
+    start = float(header["start_seconds"] or 0.0)
+    if (duration is not None and measured_seconds is not None and start > 0 and duration > measured_seconds
+            and abs(duration - start - measured_seconds) <= max(1.0, 0.05 * measured_seconds)):
+        # The header counted from time 0, not from the first frame (FFmpeg's Matroska muxer
+        # does, for a stream starting at 1234.6 s): what is read is what will be decoded.
+        duration = measured_seconds
+    if measured_seconds is not None and (duration is None or measured_seconds > duration):
+        duration = measured_seconds  # a header (or forged tag) may not claim less than was read
+    return duration
+
+
+def _refuse_if_too_long(duration: float | None, *, limits: VideoLimits) -> None:
+    if duration is not None and duration > limits.max_seconds:
+        raise VideoRefused(
+            f"The video lasts {duration:.1f} s; the limit is {limits.max_seconds:g} s.", code="video_too_long"
+        )
+
+
+def _check_frame_size(*, video: dict[str, Any], stderr: str, limits: VideoLimits) -> None:
+    if video["width"] is None or video["height"] is None:
+        declared = _INVALID_SIZE_RE.search(stderr)
+        detail = f" (it declares {declared['w']}x{declared['h']})" if declared else ""
+        raise VideoRefused(
+            f"The video's frame size cannot be decoded safely{detail}; at most "
+            f"{limits.max_pixels} pixels per frame are allowed.",
+            code="video_too_large",
+        )
+    pixels = video["width"] * video["height"]
+    if pixels > limits.max_pixels or video["width"] <= 0 or video["height"] <= 0:
+        raise VideoRefused(
+            f"The video is {video['width']}x{video['height']} ({pixels} pixels per frame); "
+            f"the limit is {limits.max_pixels} pixels.",
+            code="video_too_large",
+        )
+
+
+def _checked_frame_count(*, packets: re.Match[str] | None, measured_frames: int | None, limits: VideoLimits) -> int:
+    frame_count = max(int(packets["packets"]) if packets else 0, measured_frames or 0)
+    if frame_count == 0:
+        raise VideoRefused("The video has zero frames (it may be truncated).", code="video_no_frames")
+    if frame_count > limits.max_frames:
+        raise VideoRefused(
+            f"The video has {frame_count} frames; the limit is {limits.max_frames}.", code="video_too_many_frames"
+        )
+    return frame_count
+
+
 # ---------------------------------------------------------------------------------------------
 # Decode
 # ---------------------------------------------------------------------------------------------
-_SHOWINFO_RE = re.compile(
-    r"^\[Parsed_showinfo_\d+ @ [^\]\n]*\] n:[ \t]*(?P<n>\d+) pts:[ \t]*(?P<pts>-?\d+|NOPTS) pts_time:(?P<t>\S+)",
-    re.MULTILINE)
-
-
 @dataclass
 class DecodedFrames:
     """Frames FFmpeg decoded: `frames` uint8 (N, H, W, 3); `pts_seconds` per returned frame
@@ -373,6 +349,35 @@ def decode_frames(
     are more FFmpeg filters applied after selection (for resizing); `size` (W, H) stretches to
     that size. With neither, frames keep the source size (`source_size`, probed if None).
     """
+    chain = _decode_filter_chain(select=select, filters=filters, size=size)
+    if size is None:
+        if source_size is None:
+            probed = probe_video(path, limits=limits, cancel=cancel)
+            source_size = (probed["width"], probed["height"])
+        size = source_size
+    width, height = int(size[0]), int(size[1])
+    result = _run_decode(path=path, chain=chain, limits=limits, cancel=cancel)
+    frame_bytes = width * height * 3
+    count = len(result.stdout) // frame_bytes
+    frames = np.frombuffer(result.stdout, dtype=np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)
+    # Only after the real "Stream mapping:" line: a forged showinfo line in the file's tags
+    # would otherwise shift every timestamp. Each n is kept once (its last line).
+    after_dump = after_input_dump(result.stderr)
+    by_number: dict[int, float | None] = {}
+    for match in SHOWINFO_RE.finditer(after_dump):
+        by_number[int(match["n"])] = None if match["pts"] == "NOPTS" else float(match["t"])
+    decoded = last_match(_FRAMES_DECODED_RE, after_dump)
+    return DecodedFrames(
+        frames=frames,
+        pts_seconds=[by_number.get(n) for n in range(count)],
+        decoded_count=int(decoded["frames"]) if decoded else None,
+        output_size=(width, height),
+    )
+
+
+def _decode_filter_chain(
+    *, select: list[int] | None, filters: list[str] | None, size: tuple[int, int] | None
+) -> list[str]:
     chain: list[str] = []
     selected = select_filter(select)
     if selected:
@@ -384,21 +389,21 @@ def decode_frames(
             raise ValueError("give the output size when passing filters")
     elif size is not None:
         chain.append(f"scale={int(size[0])}:{int(size[1])}:flags=area")
-    if size is None:
-        if source_size is None:
-            probed = probe_video(path, limits=limits, cancel=cancel)
-            source_size = (probed["width"], probed["height"])
-        size = source_size
-    width, height = int(size[0]), int(size[1])
+    return chain
+
+
+def _run_decode(
+    *, path: str | os.PathLike[str], chain: list[str], limits: VideoLimits, cancel: threading.Event | None
+) -> FFmpegResult:
     try:
-        result = run_ffmpeg(
+        return run_ffmpeg(
             # Two decoder threads (this is a 2-core target) and one filter thread: the filters
             # only see the selected frames, and extra threads cost more hand-offs than they
             # save (measured: 339 vs 365 ms for 150 frames of 720p, 95 vs 135 ms for 300 of 320x240).
             # -copyts: showinfo reports container time (FFmpeg otherwise shifts it by the start
             # time, which made MPEG-TS timestamps negative once the caller subtracted it too).
             ["-v", "verbose", "-copyts", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
-             "-map", "0:V:0", "-an", "-sn", "-dn", *_NO_METADATA_ARGS, "-vf", ",".join(chain),
+             "-map", "0:V:0", "-an", "-sn", "-dn", *NO_METADATA_ARGS, "-vf", ",".join(chain),
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
             timeout=limits.processing_timeout_seconds,
             check=True,
@@ -412,23 +417,6 @@ def decode_frames(
         ) from None
     except FFmpegError as exc:
         raise VideoRefused(f"The video cannot be decoded ({_ffmpeg_reason(exc.stderr)}).", code="video_undecodable") from None
-    frame_bytes = width * height * 3
-    count = len(result.stdout) // frame_bytes
-    frames = np.frombuffer(result.stdout, dtype=np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)
-    # Only after the real "Stream mapping:" line: a forged showinfo line in the file's tags
-    # would otherwise shift every timestamp. Each n is kept once (its last line).
-    after_dump = _after_input_dump(result.stderr)
-    by_number: dict[int, float | None] = {}
-    for match in _SHOWINFO_RE.finditer(after_dump):
-        by_number[int(match["n"])] = None if match["pts"] == "NOPTS" else float(match["t"])
-    pts: list[float | None] = [by_number.get(n) for n in range(count)]
-    decoded = _last_match(_FRAMES_DECODED_RE, after_dump)
-    return DecodedFrames(
-        frames=frames,
-        pts_seconds=pts,
-        decoded_count=int(decoded["frames"]) if decoded else None,
-        output_size=(width, height),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,20 +464,7 @@ def transcode_for_browser(
              "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4", "-y", str(partial_mp4)],
             timeout=limits.processing_timeout_seconds,
         )
-        # The poster comes from the rendition we just made (a known-good H.264 MP4).
-        poster_args = ["-v", "error", "-threads", "2", "-protocol_whitelist", "file", "-ss", f"{poster_at:.3f}",
-                       "-i", "file:" + str(partial_mp4.resolve()), "-map", "0:v:0", "-frames:v", "1",
-                       "-q:v", "3", "-update", "1", "-f", "image2", "-y", str(partial_jpg)]
-        run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
-        if not partial_jpg.exists() or partial_jpg.stat().st_size == 0:
-            poster_args[poster_args.index("-ss") + 1] = "0"
-            run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
-        if not partial_jpg.exists() or partial_jpg.stat().st_size == 0:
-            raise VideoRefused(
-                "The video was converted, but not even its first frame could be saved as a poster "
-                "image; the video may be damaged.",
-                code="video_no_poster",
-            )
+        _write_poster(rendition=partial_mp4, poster=partial_jpg, at_seconds=poster_at, limits=limits)
         os.replace(partial_mp4, target)
         os.replace(partial_jpg, poster)
     except FFmpegTimeout:
@@ -511,61 +486,19 @@ def transcode_for_browser(
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = VideoLimits()
-    parser.add_argument("--max-bytes", type=int, default=defaults.max_bytes)
-    parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
-    parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels)
-    parser.add_argument("--max-frames", type=int, default=defaults.max_frames)
-    parser.add_argument("--timeout", type=float, default=defaults.timeout_seconds,
-                        help="seconds allowed for probing")
-    parser.add_argument("--processing-timeout", type=float, default=defaults.processing_timeout_seconds,
-                        help="seconds allowed for decoding or transcoding")
-
-
-def limits_from_args(args: argparse.Namespace) -> VideoLimits:
-    values = {
-        "max_bytes": args.max_bytes, "max_seconds": args.max_seconds, "max_pixels": args.max_pixels,
-        "max_frames": args.max_frames, "timeout_seconds": args.timeout,
-        "processing_timeout_seconds": args.processing_timeout,
-    }
-    for name, value in values.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise VideoRefused(f"The limit {name} must be a positive number, not {value!r}.", code="bad_limits")
-    return VideoLimits(**values)
-
-
-def _probe_command(args: argparse.Namespace) -> dict[str, Any]:
-    return probe_video(args.video, limits=limits_from_args(args))
-
-
-def _transcode_command(args: argparse.Namespace) -> dict[str, Any]:
-    return transcode_for_browser(
-        args.video, out_mp4=args.out, poster_jpg=args.poster, limits=limits_from_args(args),
-        max_height=args.max_height,
-    )
-
-
-def register_cli(subparsers: Any) -> None:
-    probe = subparsers.add_parser("probe", help="describe a video (JSON), enforcing limits")
-    probe.add_argument("video")
-    add_limit_arguments(probe)
-    probe.set_defaults(handler=_probe_command)
-
-    transcode = subparsers.add_parser("transcode", help="browser-playable H.264 MP4 and a JPEG poster")
-    transcode.add_argument("video")
-    transcode.add_argument("--out", required=True)
-    transcode.add_argument("--poster", required=True)
-    transcode.add_argument("--max-height", type=int, default=720)
-    add_limit_arguments(transcode)
-    transcode.set_defaults(handler=_transcode_command)
-
-    # `preview` lives in gradcam3d.preprocess, which gradcam3d.cli does not list (yet):
-    # register it from here so `python -m gradcam3d preview` works either way.
-    from gradcam3d import preprocess
-
-    if "preview" not in subparsers.choices:
-        preprocess.register_cli(subparsers)
+def _write_poster(*, rendition: Path, poster: Path, at_seconds: float, limits: VideoLimits) -> None:
+    """A JPEG of the frame at `at_seconds` (else the first) of the rendition just made: a
+    known-good H.264 MP4, so it is no untrusted input."""
+    poster_args = ["-v", "error", "-threads", "2", "-protocol_whitelist", "file", "-ss", f"{at_seconds:.3f}",
+                   "-i", "file:" + str(rendition.resolve()), "-map", "0:v:0", "-frames:v", "1",
+                   "-q:v", "3", "-update", "1", "-f", "image2", "-y", str(poster)]
+    run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
+    if not poster.exists() or poster.stat().st_size == 0:
+        poster_args[poster_args.index("-ss") + 1] = "0"
+        run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
+    if not poster.exists() or poster.stat().st_size == 0:
+        raise VideoRefused(
+            "The video was converted, but not even its first frame could be saved as a poster "
+            "image; the video may be damaged.",
+            code="video_no_poster",
+        )

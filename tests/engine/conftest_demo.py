@@ -1,6 +1,6 @@
 """The `demo_bundle` fixture: the real offline demo (trained model + sample videos).
 
-It runs the real command line, `python -m gradcam3d make-demo --out DIR`, once per test
+It runs the real command line, `python -m demo --out DIR`, once per test
 session, in a cache folder shared between sessions, keyed by a hash of the generator and demo
 source code: any change to either file gives a fresh build, and an unchanged tree reuses
 the demo (training takes about a minute on this CPU). A file lock stops two concurrent
@@ -21,7 +21,7 @@ from tests.demo_cache import REPO_ROOT, build_demo, demo_cache_dir  # noqa: F401
 @pytest.fixture(scope="session")
 def demo_bundle() -> dict[str, Any]:
     """demo.json's content with absolute paths (model, classmap, videos[*].path), plus
-    `root` (the folder) and `cli_result` (what make-demo printed).
+    `root` (the folder) and `cli_result` (what `python -m demo` printed).
 
     Each video entry has name, true_class, labelled_class, description, fps, frame_count,
     width, height and `boxes`: the moving object's (x, y, w, h) in every source frame.

@@ -1,4 +1,4 @@
-"""The offline demo: `python -m gradcam3d make-demo` trains a real Conv3D classifier that
+"""The offline demo: `python -m demo` trains a real Conv3D classifier that
 classifies its own sample videos as the engine will feed them, and records the ground truth."""
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from gradcam3d import synthetic
+from demo import synthetic
 from tests.engine.conftest_demo import REPO_ROOT, build_demo, demo_bundle  # noqa: F401
 
 
 def decode_and_preprocess(*, path: str, frames: int, height: int, width: int) -> tuple[np.ndarray, int]:
-    """The engine's default preprocessing, written out independently of gradcam3d.demo:
+    """The engine's default preprocessing, written out independently of demo.build:
     decode every frame, keep the 2nd, 4th, ..., pick `frames` with linspace, stretch, [0, 1]."""
     capture = cv2.VideoCapture(path)
     decoded = []
@@ -112,7 +112,7 @@ def test_second_run_reuses_the_demo_without_retraining(demo_bundle: dict[str, An
 
 def test_negative_seed_is_refused_with_the_contracts_json() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "gradcam3d", "make-demo", "--out", os.devnull + "-never-created", "--seed", "-1"],
+        [sys.executable, "-m", "demo", "--out", os.devnull + "-never-created", "--seed", "-1"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -126,7 +126,7 @@ def test_negative_seed_is_refused_with_the_contracts_json() -> None:
 def test_last_conv3d_map_keeps_two_pixel_cells_and_a_view_wider_than_the_object() -> None:
     # The pointing game needs the last layer's peak inside a box enlarged by only ~1-3 pixels
     # at 32x32: a 4-pixel cell grid, or units seeing only one edge of the object, missed it.
-    from gradcam3d import demo
+    import demo.build as demo
 
     model = demo.build_model(num_classes=len(synthetic.CLASS_NAMES))
     import keras
@@ -140,16 +140,16 @@ def test_last_conv3d_map_keeps_two_pixel_cells_and_a_view_wider_than_the_object(
 
 def test_make_demo_trains_with_onednn_in_its_own_process_only(monkeypatch: pytest.MonkeyPatch) -> None:
     # oneDNN makes training about 4x faster; the engine keeps it off (its Grad-CAM gradients
-    # differ), so make-demo switches it on itself, before TensorFlow loads in its process.
+    # differ), so `python -m demo` switches it on itself, before TensorFlow loads in its process.
     code = (
         "import os, sys\n"
-        "import gradcam3d.demo as demo\n"
-        "from gradcam3d.cli import build_parser\n"
-        "assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '0'\n"
+        "import demo.build as build\n"
+        "import demo.__main__ as command\n"
+        "assert 'TF_ENABLE_ONEDNN_OPTS' not in os.environ  # importing sets nothing\n"
         "seen = {}\n"
-        "demo.make_demo = lambda **kw: seen.update(flag=os.environ['TF_ENABLE_ONEDNN_OPTS'], tf='tensorflow' in sys.modules) or 1/0\n"
-        "args = build_parser().parse_args(['make-demo', '--out', 'unused'])\n"
-        "try:\n    args.handler(args)\nexcept ZeroDivisionError:\n    pass\n"
+        "build.make_demo = lambda **kw: seen.update(flag=os.environ['TF_ENABLE_ONEDNN_OPTS'], tf='tensorflow' in sys.modules) or 1/0\n"
+        "args = command.build_parser().parse_args(['--out', 'unused'])\n"
+        "try:\n    command.make_demo_command(args)\nexcept ZeroDivisionError:\n    pass\n"
         "print(seen)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}

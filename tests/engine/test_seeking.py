@@ -77,7 +77,7 @@ def test_seeking_gives_byte_identical_clips_to_a_straight_decode(
 def test_ffmpeg_log_lines_stay_whole_on_runs_longer_than_its_progress_interval() -> None:
     # FFmpeg's progress line ends in "\r"; without -nostats the next showinfo line shared its
     # line after half a second and lost its frame (seen as a missing timestamp).
-    from gradcam3d.video import _SHOWINFO_RE
+    from gradcam3d.ffmpeg import SHOWINFO_RE as _SHOWINFO_RE
 
     result = run_ffmpeg(["-v", "info", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=25:d=1.2", "-vf", "showinfo,realtime",
                          "-f", "null", "-"], timeout=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam3d import synthetic
+from demo import synthetic
 
 SEEDS = range(6)
 

@@ -317,12 +317,9 @@ def test_transcode_refuses_clearly_when_no_poster_frame_can_be_written(
 
 @pytest.mark.parametrize("command", ["probe", "transcode", "preview"])
 def test_cli_commands_accept_probe_and_processing_timeouts(command: str) -> None:
-    import argparse
+    from gradcam3d.cli import build_parser, limits_from_args
 
-    from gradcam3d.video import limits_from_args, register_cli
-
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     extra = {"probe": [], "transcode": ["--out", "o.mp4", "--poster", "p.jpg"],
              "preview": ["--input-shape", "4,8,8,3", "--out", "d"]}[command]
     args = parser.parse_args([command, "v.mp4", *extra, "--timeout", "7", "--processing-timeout", "42"])

@@ -1,7 +1,7 @@
 """The offline demo: a small C3D-style classifier trained on the synthetic dataset, its class
 map, and sample videos (one deliberately mislabelled) with ground-truth boxes.
 
-`python -m gradcam3d make-demo --out DIR [--seed 0] [--force]` writes
+`python -m demo --out DIR [--seed 0] [--force]` (demo/__main__.py) writes
     DIR/model.h5, DIR/classmap.txt, DIR/videos/*.mp4, DIR/demo.json
 and prints the contract's JSON. If DIR already holds a complete demo made by the same
 generator/demo version and seed, it is reused (`make run` calls this every time).
@@ -13,11 +13,9 @@ TensorFlow is imported lazily, inside the functions that need it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +24,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from gradcam3d import synthetic
-from gradcam3d.errors import Refusal
+import demo.synthetic as synthetic
+from gradcam3d.ffmpeg import encode_video
 
 DEMO_VERSION = 6
 MODEL_FRAMES = 16
@@ -37,7 +35,7 @@ VALIDATION_PER_CLASS = 20  # decides when to stop training
 HELD_OUT_PER_CLASS = 30  # never seen during training or stopping: the reported accuracy
 MAX_EPOCHS = 22
 # The learning rate ramps up from 1e-4 to 1e-3 over WARMUP_EPOCHS, then decays (cosine). With
-# oneDNN training (see _handle_make_demo), the previous 3e-3 schedule still reached 98% held out
+# oneDNN training (see demo/__main__.py), the previous 3e-3 schedule still reached 98% held out
 # but its Grad-CAM peaks fell inside the box on only 77% of frames (a 3e-3 warm-up: 67%).
 WARMUP_EPOCHS = 2
 BATCH_SIZE = 24
@@ -125,50 +123,13 @@ def train_model(*, seed: int, progress: Progress | None = None) -> tuple[Any, di
 
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-
-    def split(n_per_class: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-        x, y, _ = synthetic.make_dataset(n_per_class=n_per_class, frames=MODEL_FRAMES, size=MODEL_SIZE, seed=seed * 1000 + offset)
-        return x, y
-
-    x_train, y_train = split(TRAIN_PER_CLASS, 1)
-    x_val, y_val = split(VALIDATION_PER_CLASS, 2)
-    x_test, y_test = split(HELD_OUT_PER_CLASS, 3)
+    splits = _dataset_splits(seed=seed)
     data_seconds = time.perf_counter() - started
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
     model = build_model(num_classes=len(synthetic.CLASS_NAMES))
-    steps_per_epoch = int(np.ceil(len(y_train) / BATCH_SIZE))
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate=keras.optimizers.schedules.CosineDecay(
-                1e-4,
-                decay_steps=(MAX_EPOCHS - WARMUP_EPOCHS) * steps_per_epoch,
-                warmup_target=1e-3,
-                warmup_steps=WARMUP_EPOCHS * steps_per_epoch,
-            )
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    _compile(model, steps_per_epoch=int(np.ceil(len(y_train) / BATCH_SIZE)))
     train_started = time.perf_counter()
-    history: list[dict[str, float]] = []
-
-    best: dict[str, Any] = {"val_accuracy": -1.0, "weights": None}
-
-    class StopWhenGoodEnough(keras.callbacks.Callback):
-        # Why not a wall-clock budget: on a busy machine it stopped a half-trained model whose
-        # Grad-CAM maps localised the object clearly worse. A busy machine gives a slower demo,
-        # not a worse one. The best epoch's weights (by validation accuracy) are kept.
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            logs = logs or {}
-            elapsed = time.perf_counter() - train_started
-            history.append({"epoch": epoch + 1, "seconds": round(elapsed, 2), **{k: round(float(v), 4) for k, v in logs.items()}})
-            if progress:
-                progress(f"training epoch {epoch + 1}", min(0.9, 0.05 + 0.85 * (epoch + 1) / MAX_EPOCHS))
-            val_accuracy = float(logs.get("val_accuracy", 0.0))
-            if val_accuracy > best["val_accuracy"]:
-                best.update(val_accuracy=val_accuracy, weights=self.model.get_weights(), epoch=epoch + 1)
-            if val_accuracy >= TARGET_ACCURACY and epoch >= 2:
-                self.model.stop_training = True
-
+    stopper = _stop_when_good_enough(started=train_started, progress=progress)
     model.fit(
         x_train,
         y_train,
@@ -177,9 +138,9 @@ def train_model(*, seed: int, progress: Progress | None = None) -> tuple[Any, di
         validation_data=(x_val, y_val),
         shuffle=True,
         verbose=0,
-        callbacks=[StopWhenGoodEnough()],
+        callbacks=[stopper],
     )
-    model.set_weights(best["weights"])
+    model.set_weights(stopper.best["weights"])
     train_seconds = time.perf_counter() - train_started
 
     def accuracy(x: np.ndarray, y: np.ndarray) -> float:
@@ -192,15 +153,71 @@ def train_model(*, seed: int, progress: Progress | None = None) -> tuple[Any, di
         "n_train": int(len(y_train)),
         "n_validation": int(len(y_val)),
         "n_held_out": int(len(y_test)),
-        "epochs": len(history),
-        "best_epoch": best["epoch"],
+        "epochs": len(stopper.history),
+        "best_epoch": stopper.best["epoch"],
         "data_seconds": round(data_seconds, 2),
         "train_seconds": round(train_seconds, 2),
-        "history": history,
+        "history": stopper.history,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
     return model, report
+
+
+def _dataset_splits(*, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(x, y) for train, validation and held-out test: disjoint, generated from the seed."""
+    splits = []
+    for offset, n_per_class in ((1, TRAIN_PER_CLASS), (2, VALIDATION_PER_CLASS), (3, HELD_OUT_PER_CLASS)):
+        x, y, _ = synthetic.make_dataset(n_per_class=n_per_class, frames=MODEL_FRAMES, size=MODEL_SIZE,
+                                         seed=seed * 1000 + offset)
+        splits.append((x, y))
+    return splits
+
+
+def _compile(model: Any, *, steps_per_epoch: int) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            learning_rate=keras.optimizers.schedules.CosineDecay(
+                1e-4,
+                decay_steps=(MAX_EPOCHS - WARMUP_EPOCHS) * steps_per_epoch,
+                warmup_target=1e-3,
+                warmup_steps=WARMUP_EPOCHS * steps_per_epoch,
+            )
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def _stop_when_good_enough(*, started: float, progress: Progress | None) -> Any:
+    """A Keras callback that records each epoch, keeps the best weights (by validation
+    accuracy) in `.best` and stops once validation accuracy reaches TARGET_ACCURACY."""
+    import keras
+
+    class StopWhenGoodEnough(keras.callbacks.Callback):
+        # Why not a wall-clock budget: on a busy machine it stopped a half-trained model whose
+        # Grad-CAM maps localised the object clearly worse. A busy machine gives a slower demo,
+        # not a worse one. The best epoch's weights (by validation accuracy) are kept.
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: list[dict[str, float]] = []
+            self.best: dict[str, Any] = {"val_accuracy": -1.0, "weights": None}
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            logs = logs or {}
+            elapsed = time.perf_counter() - started
+            self.history.append({"epoch": epoch + 1, "seconds": round(elapsed, 2), **{k: round(float(v), 4) for k, v in logs.items()}})
+            if progress:
+                progress(f"training epoch {epoch + 1}", min(0.9, 0.05 + 0.85 * (epoch + 1) / MAX_EPOCHS))
+            val_accuracy = float(logs.get("val_accuracy", 0.0))
+            if val_accuracy > self.best["val_accuracy"]:
+                self.best.update(val_accuracy=val_accuracy, weights=self.model.get_weights(), epoch=epoch + 1)
+            if val_accuracy >= TARGET_ACCURACY and epoch >= 2:
+                self.model.stop_training = True
+
+    return StopWhenGoodEnough()
 
 
 def _video_plan() -> list[dict[str, Any]]:
@@ -235,8 +252,6 @@ def write_videos(*, model: Any, out_dir: Path, seed: int, attempts: int = 8) -> 
     tried, and after `attempts` the candidate with the highest true-class probability is
     kept. `candidates_tried` records the curation, so it is visible.
     """
-    from gradcam3d.ffmpeg import encode_video
-
     videos_dir = out_dir / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
     times = np.linspace(0.0, 1.0, synthetic.SOURCE_FRAMES)
@@ -367,36 +382,3 @@ def make_demo(*, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = F
     if progress:
         progress("done", 1.0)
     return {**absolute_demo(demo=demo, out_dir=out_path), "reused": False}
-
-
-def _handle_make_demo(args: argparse.Namespace) -> dict[str, Any]:
-    if args.seed < 0:
-        raise Refusal("The seed must be a non-negative integer.", code="bad_seed")
-    # Training runs in this process only, so it may use oneDNN (about 4x faster here); the
-    # Grad-CAM engine keeps it off (gradcam3d/__init__.py). TF reads the flag when it loads.
-    if "tensorflow" in sys.modules:
-        raise RuntimeError("make-demo: TensorFlow was imported before oneDNN could be enabled")
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    demo = make_demo(out_dir=args.out, seed=args.seed, force=args.force)
-    return {
-        "model": demo["model"],
-        "classmap": demo["classmap"],
-        "demo_json": str(Path(args.out).resolve() / DEMO_JSON),
-        "input_shape": demo["input_shape"],
-        "class_names": demo["class_names"],
-        "train_accuracy": demo["train_accuracy"],
-        "held_out_accuracy": demo["held_out_accuracy"],
-        "reused": demo["reused"],
-        "videos": [
-            {key: video[key] for key in ("path", "name", "true_class", "labelled_class", "description")}
-            for video in demo["videos"]
-        ],
-    }
-
-
-def register_cli(subparsers: Any) -> None:
-    parser = subparsers.add_parser("make-demo", help="train the demo classifier and write sample videos")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="rebuild even if a matching demo exists")
-    parser.set_defaults(handler=_handle_make_demo)
