@@ -11,7 +11,7 @@ A plain Python package (it never imports Django). The public API:
 
 Importing it has no side effects: TensorFlow is imported (with its environment set,
 gradcam3d.tf) only by the calls that load and run a model, so `inspect` and `probe` start
-fast and never load it. docs/engine-python.md has an example; the command line
+fast and never load it. README.md ("Use the engine from Python") has an example; the command line
 (`python -m gradcam3d ...`, gradcam3d.cli) is docs/engine-contract.md.
 """
 from gradcam3d.cam import FusedCamResult, compute_cams
