@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "accounts",
+    "audit",
     "analyses",
 ]
 

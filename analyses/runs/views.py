@@ -8,14 +8,12 @@ the page, with HTTP Range support (video seeking).
 """
 from __future__ import annotations
 
-import shutil
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -23,20 +21,21 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analyses import selectors
+from analyses.access import can_write
+from analyses.library import selectors as library_selectors
+from analyses.runs import selectors
 from analyses.files import clean_result_name, private_file_response, resolve_result_path, result_media_type
-from analyses.forms_analysis import AnalysisForm, initial_from_analysis
-from analyses.models import Analysis, AnalysisStatus, Classifier, Preview, ProcessingStatus
-from analyses.services.analysis import (
-    ELEMENTWISE_METHODS,
-    AnalysisError,
+from analyses.runs.forms import AnalysisForm, initial_from_analysis
+from analyses.library.models import Classifier, Preview, ProcessingStatus
+from analyses.runs.models import Analysis, AnalysisStatus
+from analyses.runs.params import ELEMENTWISE_METHODS, AnalysisError
+from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
     analysis_delete,
     analysis_rerun,
-    suggested_scaling,
 )
-from analyses.services.preview import PreviewError, preview_clip_name, preview_create
+from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
 
 LIST_LIMIT = 200
 ZIP_CHUNK_BYTES = 256 * 1024
@@ -75,7 +74,7 @@ def status_payload(analysis: Analysis) -> dict[str, Any]:
 def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) -> dict[str, Any]:
     """Per classifier: labels and layers (to rebuild the class select and layer boxes);
     per video: its expected class (the default expected class)."""
-    classifiers = list(selectors.classifiers_usable_by(user=user))
+    classifiers = list(library_selectors.classifiers_usable_by(user=user))
     if extra_classifier is not None and extra_classifier not in classifiers:
         classifiers.append(extra_classifier)
     return {
@@ -86,14 +85,14 @@ def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) 
                 "labels": [classifier.label_for(index) for index in range(classifier.num_classes)],
                 "layers": [str(layer) for layer in classifier.conv3d_layers or []],
                 "input_shape": classifier.input_shape,
-                "scaling": _scaling_words(suggested_scaling(classifier=classifier)[0]),
-                "scaling_reason": suggested_scaling(classifier=classifier)[1],
+                "scaling": _scaling_words(library_selectors.suggested_scaling(classifier=classifier)[0]),
+                "scaling_reason": library_selectors.suggested_scaling(classifier=classifier)[1],
             }
             for classifier in classifiers
         },
         "videos": {
             str(video.code): {"expected_class": video.expected_class, "name": video.name}
-            for video in selectors.videos_usable_by(user=user)
+            for video in library_selectors.videos_usable_by(user=user)
         },
         "elementwise_methods": list(ELEMENTWISE_METHODS),
     }
@@ -106,7 +105,7 @@ def _selected_classifier(form: AnalysisForm, *, fixed: Analysis | None) -> Class
     if not code:
         return None
     try:
-        return selectors.classifier_get_for_user(code=code, user=form.user)
+        return library_selectors.classifier_get_for_user(code=code, user=form.user)
     except Http404:
         return None
 
@@ -124,7 +123,7 @@ def _scaling_hint(form: AnalysisForm, classifier: Classifier | None) -> str:
     chosen = _field_values(form, "scaling") or [str(form.fields["scaling"].initial)]
     if classifier is None or chosen[0] != "auto":
         return ""
-    scaling, reason = suggested_scaling(classifier=classifier)
+    scaling, reason = library_selectors.suggested_scaling(classifier=classifier)
     return f"This model gets {_scaling_words(scaling)}." + (f" {reason}" if reason else "")
 
 
@@ -193,14 +192,14 @@ def _scaling_words(name: str) -> str:
 @login_required
 @require_GET
 def preview_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     return render(request, "analyses/analysis/preview.html", {"preview": preview, "payload": preview_payload(preview)})
 
 
 @login_required
 @require_GET
 def preview_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
-    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     response = JsonResponse(preview_payload(preview))
     response["Cache-Control"] = "no-store"
     return response
@@ -209,7 +208,7 @@ def preview_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
 @login_required
 @require_GET
 def preview_clip(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     if preview.status != ProcessingStatus.READY:
         raise Http404("This preview is not ready")
     return private_file_response(request, storage_path=preview_clip_name(preview), content_type="video/mp4")
@@ -238,7 +237,7 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
     classifier = video = None
     if request.GET.get("classifier"):
         try:
-            classifier = selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
+            classifier = library_selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
                                                            include_archived=False)
             if not classifier.is_ready:
                 raise Http404("Not inspected yet")
@@ -247,7 +246,7 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
             pass
     if request.GET.get("video"):
         try:
-            video = selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
+            video = library_selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
             if not video.is_ready:
                 raise Http404("Not converted yet")
             initial["video"] = video.code
@@ -255,7 +254,7 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
             pass
     if classifier is None:
         # With a single classifier in the library there is nothing to choose: preselect it.
-        only = list(selectors.classifiers_usable_by(user=request.user)[:2])
+        only = list(library_selectors.classifiers_usable_by(user=request.user)[:2])
         if len(only) == 1:
             classifier = only[0]
             initial["classifier"] = classifier.code
@@ -531,7 +530,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     context: dict[str, Any] = {
         "analysis": analysis,
         "status": status_payload(analysis),
-        "can_write": selectors.can_write(user=request.user, obj=analysis),
+        "can_write": can_write(user=request.user, obj=analysis),
         "parent": visible.filter(pk=analysis.parent_id).first() if analysis.parent_id else None,
         "reruns": list(visible.filter(parent=analysis).order_by("created_at")),
     }

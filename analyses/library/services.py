@@ -28,11 +28,11 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from accounts.models import Team, TeamMembership
-from analyses import engine_client
-from analyses.audit import audit_log
-from analyses.models import Classifier, ProcessingStatus, Video
-from analyses.services.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
-from analyses.services.quota import storage_use
+from analyses.worker import engine_client
+from audit.log import audit_log
+from analyses.library.models import Classifier, ProcessingStatus, Video
+from analyses.library.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
+from analyses.quota import storage_use
 
 logger = logging.getLogger(__name__)
 

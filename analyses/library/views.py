@@ -20,19 +20,19 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analyses import selectors
+from analyses.access import can_write
+from analyses.library import selectors
 from analyses.files import private_file_response
-from analyses.forms import (
+from analyses.library.forms import (
     CLASS_MAP_MAX_BYTES,
     ClassifierEditForm,
     ClassifierUploadForm,
     VideoEditForm,
     VideoUploadForm,
 )
-from analyses.services import library as library_services
-from analyses.services.library import DuplicateUpload, LibraryError, class_map_text, human_bytes
-from analyses.services.analysis import suggested_scaling
-from analyses.services.quota import storage_use
+from analyses.library import services as library_services
+from analyses.library.services import DuplicateUpload, LibraryError, class_map_text, human_bytes
+from analyses.quota import storage_use
 from gradcam_site.middleware import large_upload_view
 
 # --------------------------------------------------------------------------- upload size
@@ -327,7 +327,7 @@ _SCALING_LABELS = {
 
 
 def _scaling_context(classifier: Any) -> dict[str, str]:
-    scaling, reason = suggested_scaling(classifier=classifier)
+    scaling, reason = selectors.suggested_scaling(classifier=classifier)
     return {"scaling_label": _SCALING_LABELS.get(scaling, scaling), "scaling_reason": reason}
 
 
@@ -347,7 +347,7 @@ def _classifier_detail_page(
             "classifier": classifier,
             "classes": classes,
             "form": form,
-            "can_write": selectors.can_write(user=request.user, obj=classifier),
+            "can_write": can_write(user=request.user, obj=classifier),
             "analysis_count": classifier.analyses.count(),
             **_scaling_context(classifier),
         },
@@ -456,7 +456,7 @@ def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm,
             "form": form,
             "download_view": "library:video_original"
             if video.archived_at is None or video.owner_id == request.user.pk else "",
-            "can_write": selectors.can_write(user=request.user, obj=video),
+            "can_write": can_write(user=request.user, obj=video),
             "analysis_count": video.analyses.count(),
             "megapixels": round(video.width * video.height / 1e6, 2),
         },

@@ -1,6 +1,6 @@
 """Engine child processes for analyses: started with exec, watched, each used for ONE job.
 
-The django-q2 worker process that runs `analyses.tasks.run_analysis_task` never imports
+The django-q2 worker process that runs an analysis (`analyses.runs.execution`) never imports
 TensorFlow. It runs the engine as `<engine python> -m gradcam3d worker`, a fresh exec'ed
 process that imports TensorFlow, prints `{"event": "ready"}`, reads one job line on stdin and
 exits (docs/engine-contract.md).
@@ -15,10 +15,10 @@ Isolation of each engine child:
 - exec'ed, never forked from a process that imported TensorFlow;
 - its own process group (a timeout kills FFmpeg grandchildren too), killed while the engine is
   still unreaped (its pid, hence the group id, cannot have been reused), and the parent-death
-  signal (bubblewrap's --die-with-parent, and the exec wrapper of `analyses.sandbox`), so a
+  signal (bubblewrap's --die-with-parent, and the exec wrapper of `analyses.worker.sandbox`), so a
   SIGKILLed worker leaves no orphan engine behind;
 - an environment without SECRET_KEY or database credentials (engine_client.child_environment);
-- the sandbox of `analyses.sandbox` (no network, own pid namespace and /tmp, another user when we
+- the sandbox of `analyses.worker.sandbox` (no network, own pid namespace and /tmp, another user when we
   are root), CPU-time and file-size limits. The spare waits in a scratch folder
   `spare-<hex>/` renamed to the analysis's folder when a job takes it; the sandbox shows it
   only that folder's `in/` (read-only, at /job/in) and `out/` (writable, at /job/out), bound by
@@ -52,8 +52,9 @@ from typing import Any, Literal
 
 from django.conf import settings
 
-from analyses import sandbox
-from analyses.engine_client import child_environment
+from analyses.worker import sandbox
+from analyses.worker.engine_client import child_environment
+from analyses.worker.leases import process_lease, worker_lease_is_dead
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +205,6 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
     except sandbox.SandboxError as exc:
         raise OSError(str(exc)) from exc
     (work_dir / PID_FILE_NAME).write_text(str(process.pid))
-    from analyses.services.analysis import process_lease
-
     (work_dir / OWNER_FILE_NAME).write_text(
         json.dumps({"worker": process_lease(os.getpid()), "engine": process_lease(process.pid)})
     )
@@ -287,8 +286,6 @@ def work_folders_sweep(*, older_than_seconds: float = WORK_FOLDER_GRACE_SECONDS)
     without a readable owner file that old was left by a worker that died while creating it.
     Returns how many folders were removed.
     """
-    from analyses.services.analysis import worker_lease_is_dead
-
     root = work_root()
     try:
         folders = [path for path in root.iterdir() if path.is_dir() and not path.is_symlink()]
@@ -618,25 +615,3 @@ def _classify(
         kind="crashed", exit_status=exit_status,
         message=f"The analysis engine stopped with an internal error (exit status {exit_status}){detail}.",
     )
-
-
-def connect_worker_signals() -> None:
-    """Start a spare engine, schedule the reaper and reap dead runs as each django-q2 worker starts.
-
-    Call from `AnalysesConfig.ready()`; the receivers only act inside qcluster worker processes.
-    """
-    from django_q.signals import post_spawn
-
-    post_spawn.connect(_on_worker_spawn, dispatch_uid="analyses.runner.worker_spawn")
-
-
-def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
-    try:
-        from analyses.services.analysis import reaper_schedule_ensure
-        from analyses.services.reaper import reap_everything
-
-        reaper_schedule_ensure()
-        reap_everything()
-    except Exception:  # noqa: BLE001 - a worker must start even if the database is unavailable now
-        logger.exception("reaping stale analyses at worker start failed")
-    start_spare()
