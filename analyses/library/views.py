@@ -16,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopFutureHandlers
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,7 +32,7 @@ from analyses.library.forms import (
     VideoUploadForm,
 )
 from analyses.library import services as library_services
-from analyses.library.services import DuplicateUpload, LibraryError, class_map_text, human_bytes
+from analyses.library.services import DuplicateUpload, LibraryError, class_map_text
 from analyses.quota import storage_use
 from gradcam_site.middleware import large_upload_view
 
@@ -81,7 +82,7 @@ class UploadLimitHandler(FileUploadHandler):
             self._refuse_everything = True
             self._refuse(
                 field="file",
-                message=f"The upload is larger than the limit of {human_bytes(self.total_limit)} "
+                message=f"The upload is larger than the limit of {filesizeformat(self.total_limit)} "
                 f"for a {self.kind} file.",
             )
         return None
@@ -107,12 +108,12 @@ class UploadLimitHandler(FileUploadHandler):
         limit = self.file_limits.get(field, 0)
         if self.received > limit:
             what = f"The {self.kind} file" if field == "file" else f"The {field.replace('_', ' ')}"
-            self._refuse(field=field, message=f"{what} is larger than the limit of {human_bytes(limit)}.")
+            self._refuse(field=field, message=f"{what} is larger than the limit of {filesizeformat(limit)}.")
             raise SkipFile()
         if self.total_received > self.total_limit:
             self._refuse(
                 field="file",
-                message=f"The upload is larger than the limit of {human_bytes(self.total_limit)} "
+                message=f"The upload is larger than the limit of {filesizeformat(self.total_limit)} "
                 f"for a {self.kind} file.",
             )
             raise SkipFile()

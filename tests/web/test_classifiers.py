@@ -367,7 +367,7 @@ def test_oversized_class_map_file_is_refused_while_it_streams_in_not_after(
             },
         )
     assert response.status_code == 400
-    assert "class map file is larger than the limit of 256.0 KB" in _field_error(response, "class_map_file")
+    assert "class map file is larger than the limit of 256.0\xa0KB" in _field_error(response, "class_map_file")
     # At most one chunk past the limit reached Django's own handlers, not the 3 MB.
     assert upload_spy["class_map_file"] <= CLASS_MAP_MAX_BYTES
     assert Classifier.objects.count() == 0
@@ -404,7 +404,7 @@ def test_upload_limit_refuses_every_file_part_when_content_length_is_over_the_li
     with pytest.raises(SkipFile):
         handler.new_file("file", "m.h5", "application/octet-stream", None)
     assert handler.refusal_field == "file"
-    assert handler.refusal == "The upload is larger than the limit of 10.7 KB for a model file."
+    assert handler.refusal == "The upload is larger than the limit of 10.7\xa0KB for a model file."
     # A body within the limits is received as usual.
     handler = UploadLimitHandler(None, file_limits={"file": 10_000}, kind="model")
     handler.handle_raw_input(None, {}, 9_000, b"boundary", "utf-8")
