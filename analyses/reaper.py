@@ -51,7 +51,7 @@ def connect_worker_signals() -> None:
     """
     from django_q.signals import post_spawn
 
-    post_spawn.connect(_on_worker_spawn, dispatch_uid="analyses.runner.worker_spawn")
+    post_spawn.connect(_on_worker_spawn, dispatch_uid="analyses.reaper.worker_spawn")
 
 
 def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
