@@ -250,7 +250,7 @@ def test_repeated_file_parts_cannot_add_up_past_the_size_limit(
         files=[("file", (f"part{index}.mp4", part, "video/mp4")) for index in range(5)],
     )
     assert response.status_code == 400
-    assert "larger than the limit of 100.0 kb" in _file_error(response)
+    assert "larger than the limit of 100.0\xa0kb" in _file_error(response)
     assert upload_spy["file"] <= settings.GRADCAM_MAX_VIDEO_BYTES
     assert Video.objects.count() == 0
     assert media_files(private_media_root) == []
