@@ -137,6 +137,51 @@ def long_functions(limit: int = LONG_FUNCTION_LINES) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
+def imported_top_level_names() -> dict[str, set[str]]:
+    """Module -> the first part of every name it imports, project or not (e.g. "django", "keras")."""
+    found: dict[str, set[str]] = {}
+    for module, path in project_modules().items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = _imported_names(tree, module, path.name == "__init__.py")
+        found[module] = {name.split(".")[0] for name in names if name}
+    return found
+
+
+def package_imports(package: str) -> set[str]:
+    """Every top-level name the modules of `package` import, the package's own name excluded."""
+    names: set[str] = set()
+    for module, imported in imported_top_level_names().items():
+        if module.split(".")[0] == package:
+            names |= imported
+    return names - {package}
+
+
+LONG_REASON_MARKER = "# long:"
+
+
+def _long_reason_given(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A `# long: <reason>` comment line sits right above the def (or above its decorators)."""
+    first = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+    above = lines[first - 2].strip() if first >= 2 else ""
+    return above.startswith(LONG_REASON_MARKER) and len(above) > len(LONG_REASON_MARKER)
+
+
+def unexplained_long_functions(packages: tuple[str, ...], limit: int = LONG_FUNCTION_LINES) -> list[tuple[int, str]]:
+    """Functions of `packages` longer than `limit` lines without a `# long:` reason above them."""
+    found = []
+    for module, path in project_modules().items():
+        if module.split(".")[0] not in packages:
+            continue
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > limit and not _long_reason_given(lines, node):
+                    found.append((length, f"{module}:{node.name}"))
+    return sorted(found, reverse=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", action="store_true", help="print every module edge")

@@ -22,7 +22,7 @@ from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import Team, TeamMembership, TeamRole, User, UserQuota
-from analyses.audit import audit_log
+from audit.log import audit_log
 
 
 class _ReadOnlyMixin:

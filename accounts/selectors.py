@@ -38,12 +38,6 @@ def team_get_for_user(*, code: uuid.UUID | str, user: Any) -> Team:
         raise Http404("No such team.") from exc
 
 
-def team_membership_of(*, user: Any, team: Team) -> TeamMembership | None:
-    if not getattr(user, "is_authenticated", False):
-        return None
-    return TeamMembership.objects.filter(team=team, user=user).first()
-
-
 def user_is_team_owner(*, user: Any, team: Team) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False

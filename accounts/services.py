@@ -1,5 +1,5 @@
 """Writes about users and teams. Every write checks permission, keeps at least one owner per
-team, and is audited through `analyses.audit.audit_log`. Users are deactivated, never deleted.
+team, and is audited through `audit.log.audit_log`. Users are deactivated, never deleted.
 
 Errors: `PermissionDenied` when the actor may not do this (views turn it into 403; callers
 have already checked the actor can see the team, so outsiders got 404 before),
@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import Team, TeamMembership, TeamRole
-from analyses.audit import audit_log
+from audit.log import audit_log
 
 LAST_OWNER_MESSAGE = "A team needs at least one owner: make someone else an owner first."
 

@@ -9,9 +9,10 @@ class AnalysesConfig(AppConfig):
     def ready(self) -> None:
         # Receivers act only inside django-q2 worker processes (post_spawn is sent there):
         # start a warm spare engine, ensure the reaper schedule, reap runs of dead workers.
-        from analyses import runner, sandbox
+        from analyses import reaper
+        from analyses.worker import sandbox
 
-        runner.connect_worker_signals()
+        reaper.connect_worker_signals()
         # Start-up (runserver, qcluster, migrate, check) says it loudly when uploaded files would
         # be parsed without the sandbox: an error if bubblewrap cannot run, a warning when it is off.
         checks.register(sandbox.check_sandbox, checks.Tags.security)

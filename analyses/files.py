@@ -132,6 +132,46 @@ def _parse_range(header: str, *, size: int) -> tuple[int, int] | None | str:
     return start, min(end, size - 1)
 
 
+def _not_modified(request: HttpRequest, *, etag: str, modified_seconds: float) -> HttpResponse | None:
+    """304 when the client's copy (by ETag, else by date) is current; None otherwise."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match:
+        current = etag in [tag.strip() for tag in if_none_match.split(",")]
+    else:
+        since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
+        current = since is not None and int(modified_seconds) <= since
+    if not current:
+        return None
+    not_modified = HttpResponse(status=304)
+    not_modified["ETag"] = etag
+    return not_modified
+
+
+def _requested_range(request: HttpRequest, *, size: int, etag: str, last_modified: str) -> tuple[int, int] | None | str:
+    """(start, end) of a satisfiable Range, "unsatisfiable", or None for the whole file."""
+    range_header = request.headers.get("Range")
+    if not range_header:
+        return None
+    if_range = request.headers.get("If-Range")
+    # A stale If-Range means "send the whole (new) file".
+    if not if_range or if_range.strip() in (etag, last_modified):
+        return _parse_range(range_header, size=size)
+    return None
+
+
+def _file_body(path: Path, *, byte_range: tuple[int, int] | None, size: int, content_type: str) -> FileResponse:
+    if byte_range is None:
+        response = FileResponse(path.open("rb"), content_type=content_type)
+        response["Content-Length"] = str(size)
+        return response
+    start, end = byte_range
+    length = end - start + 1
+    response = FileResponse(_RangeFile(path, start=start, length=length), status=206, content_type=content_type)
+    response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response["Content-Length"] = str(length)
+    return response
+
+
 def private_file_response(
     request: HttpRequest,
     *,
@@ -150,46 +190,19 @@ def private_file_response(
     size = stat.st_size
     etag = quote_etag(f"{int(stat.st_mtime_ns):x}-{size:x}")
     last_modified = http_date(stat.st_mtime)
-    content_type = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
-        not_modified = HttpResponse(status=304)
-        not_modified["ETag"] = etag
+    not_modified = _not_modified(request, etag=etag, modified_seconds=stat.st_mtime)
+    if not_modified is not None:
         return not_modified
-    if not if_none_match:
-        since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
-        if since is not None and int(stat.st_mtime) <= since:
-            not_modified = HttpResponse(status=304)
-            not_modified["ETag"] = etag
-            return not_modified
-
-    byte_range: tuple[int, int] | None | str = None
-    range_header = request.headers.get("Range")
-    if range_header:
-        if_range = request.headers.get("If-Range")
-        # A stale If-Range means "send the whole (new) file".
-        if not if_range or if_range.strip() in (etag, last_modified):
-            byte_range = _parse_range(range_header, size=size)
+    byte_range = _requested_range(request, size=size, etag=etag, last_modified=last_modified)
     if byte_range == "unsatisfiable":
         refused = HttpResponse(status=416)
         refused["Content-Range"] = f"bytes */{size}"
         refused["Accept-Ranges"] = "bytes"
         return refused
-
-    if isinstance(byte_range, tuple):
-        start, end = byte_range
-        length = end - start + 1
-        response = FileResponse(
-            _RangeFile(path, start=start, length=length),
-            status=206,
-            content_type=content_type,
-        )
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response["Content-Length"] = str(length)
-    else:
-        response = FileResponse(path.open("rb"), content_type=content_type)
-        response["Content-Length"] = str(size)
+    response = _file_body(
+        path, byte_range=byte_range if isinstance(byte_range, tuple) else None, size=size,
+        content_type=content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+    )
     response.block_size = _CHUNK_BYTES
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
@@ -197,10 +210,7 @@ def private_file_response(
     # Private data: caches may keep it only for this user.
     response["Cache-Control"] = "private, max-age=0, must-revalidate"
     response["X-Content-Type-Options"] = "nosniff"
-    if download_name:
-        response["Content-Disposition"] = _attachment(download_name)
-    else:
-        response["Content-Disposition"] = "inline"
+    response["Content-Disposition"] = _attachment(download_name) if download_name else "inline"
     return response
 
 

@@ -1,369 +1,39 @@
-"""django-q2 tasks. `run_analysis_task` is an orchestrator: the engine runs in a child process.
+"""The django-q2 tasks: take a row's id and call the context that owns the job.
 
-The worker process running these never imports TensorFlow (nor gradcam3d): the engine is an
-exec'ed child managed by `analyses.runner`. The task owns the Analysis row's state machine:
-queued -> running by compare-and-set with the attempt counter incremented before any heavy work,
-a heartbeat while the engine runs, and running -> succeeded / failed / cancelled at the end.
-Results are written by the engine into the run's working folder and renamed into
-MEDIA_ROOT/analyses/<code hex>/attempt-<n>/ only when complete, so a partial result is never visible.
-
-Every write of an attempt is conditional on the row still being THAT attempt (`status=running`,
-its `worker_lease` and `attempts`): a worker whose run was reaped and handed to another attempt
-while it was in fact still alive can no longer heartbeat, fail, cancel or finish the row, and it
-only ever deletes the results folder of its own attempt.
+Their dotted paths (`analyses.tasks.<name>`) are stored in every queued task and in the
+reaper's Schedule row, so they are kept as they were when the code behind them moved into
+the contexts: a task queued before an upgrade runs after it. This module sits above the
+contexts (it imports them; nothing imports it): `analyses.runs.state`,
+`analyses.library.processing` and `analyses.reaper` name these functions by path only.
 """
 from __future__ import annotations
 
-import json
-import logging
-import math
-import shutil
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from django.conf import settings
-from django.db.models import F
-from django.utils import timezone
-
-from analyses import runner
-from analyses.models import Analysis, AnalysisStatus
-from analyses.services import library as library_services
-from analyses.services.analysis import (
-    ATTEMPT_FOLDER_PREFIX,
-    RESULTS_FOLDER,
-    analysis_results_path,
-    analysis_transition,
-    current_worker_lease,
-)
-from analyses.services.preview import preview_build
-from analyses.services.reaper import reap_everything
-
-logger = logging.getLogger(__name__)
-
-HEARTBEAT_SECONDS = 2.0  # also how often a cancel request is noticed
-PROGRESS_SAVE_SECONDS = 0.5  # progress rows are written at most this often (stage changes: always)
-INTERNAL_ERROR_MESSAGE = "The analysis failed because of an internal error in the worker; it has been logged."
-NOT_A_NUMBER_MESSAGE = (
-    "The analysis engine produced a result containing values that are not a number (NaN or infinity); "
-    "nothing was saved."
-)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt at running an analysis: the row is ours only while it still names this attempt."""
-
-    analysis_id: int
-    lease: str
-    number: int
-
-    @property
-    def where(self) -> dict[str, Any]:
-        return {"worker_lease": self.lease, "attempts": self.number}
-
-    def running_rows(self) -> Any:
-        return Analysis.objects.filter(pk=self.analysis_id, status=AnalysisStatus.RUNNING, **self.where)
-
-
-class NotANumberError(ValueError):
-    """The engine's manifest holds NaN or infinity (never stored: PostgreSQL's JSON refuses them)."""
-
-
-class RunReporter:
-    """Saves the engine's progress and heartbeat on the row (throttled) and notices cancel requests.
-
-    Every write is conditional on the row still being this attempt's `running` row and not
-    cancel-requested: when it matches nothing, the run has been cancelled or taken away
-    (reaped, maybe already re-run by another worker), and the engine stops.
-    """
-
-    def __init__(self, *, attempt: Attempt) -> None:
-        self.attempt = attempt
-        self.last_write = time.monotonic()
-        self.stage = ""
-        self.pending: dict[str, Any] = {}
-        self.lost = False
-
-    def save(self, fields: dict[str, Any]) -> None:
-        updated = self.attempt.running_rows().filter(cancel_requested=False).update(
-            heartbeat_at=timezone.now(), **fields
-        )
-        self.last_write = time.monotonic()
-        self.pending = {}
-        if not updated:
-            self.lost = True
-
-    def on_event(self, message: dict[str, Any]) -> None:
-        event = message.get("event")
-        if event == "progress":
-            stage = " ".join(str(message.get("stage") or "").split())[:100]
-            try:
-                fraction = min(max(float(message.get("fraction") or 0.0), 0.0), 1.0)
-            except (TypeError, ValueError):
-                fraction = 0.0
-            # 100 % is kept for "saved and visible", after the results are renamed into place.
-            self.pending.update(stage=stage, progress=round(min(fraction, 0.99), 4))
-            if stage != self.stage or time.monotonic() - self.last_write >= PROGRESS_SAVE_SECONDS:
-                self.stage = stage
-                self.save(self.pending)
-        elif event == "prediction":
-            predicted = message.get("predicted_class")
-            probabilities = message.get("probabilities")
-            fields: dict[str, Any] = {**self.pending}
-            if isinstance(predicted, int):
-                fields["predicted_class"] = predicted
-            if isinstance(probabilities, list):
-                fields["predictions"] = {"probabilities": probabilities, "predicted_class": predicted}
-            self.save(fields)
-
-    def should_cancel(self) -> bool:
-        if time.monotonic() - self.last_write >= HEARTBEAT_SECONDS:
-            self.save(self.pending)
-        return self.lost
-
-
-def _fail(attempt: Attempt, message: str, *, stage: str = "failed") -> bool:
-    return analysis_transition(
-        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.FAILED,
-        where=attempt.where, finished_at=timezone.now(), stage=stage, error_message=message,
-    )
-
-
-def _finish_cancelled(attempt: Attempt) -> bool:
-    return analysis_transition(
-        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.CANCELLED,
-        where={**attempt.where, "cancel_requested": True},
-        finished_at=timezone.now(), stage="cancelled", error_message="Cancelled by the user.",
-    )
-
-
-def engine_job_params(analysis: Analysis) -> dict[str, Any]:
-    """The engine's parameters: the stored ones plus what comes from the row and the classifier."""
-    params = dict(analysis.params or {})
-    params["expected_class"] = analysis.expected_class
-    labels = [str(label or "") for label in (analysis.classifier.class_labels or [])]
-    params["class_labels"] = labels if any(labels) else None
-    params["limits"] = {
-        "max_bytes": settings.GRADCAM_MAX_VIDEO_BYTES,
-        "max_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
-        "max_pixels": settings.GRADCAM_MAX_VIDEO_PIXELS,
-        "max_frames": settings.GRADCAM_MAX_VIDEO_FRAMES,
-    }
-    return params
-
-
-def _load_manifest(*, manifest_path: Path | None, out_dir: Path) -> dict[str, Any]:
-    if manifest_path is None:
-        manifest_path = out_dir / "manifest.json"
-    manifest_path = manifest_path.resolve()
-    if manifest_path.parent != out_dir.resolve():
-        raise ValueError(f"engine reported a manifest outside its output folder: {manifest_path}")
-    with open(manifest_path, encoding="utf-8") as manifest_file:
-        manifest = json.load(manifest_file)
-    if not isinstance(manifest, dict):
-        raise ValueError("manifest is not a JSON object")
-    return manifest
-
-
-def _all_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_all_finite(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_all_finite(item) for item in value)
-    return True
-
-
-def _result_fields(*, manifest: dict[str, Any], outcome: runner.EngineOutcome) -> dict[str, Any]:
-    """The row's result fields from the manifest; NotANumberError if any number is NaN or infinite."""
-    prediction = manifest.get("prediction") or {}
-    predicted = prediction.get("predicted_class")
-    fields = {
-        "predicted_class": predicted if isinstance(predicted, int) else None,
-        "predictions": prediction,
-        "timings": {**(manifest.get("timings") or {}), "peak_rss_mb": round(outcome.peak_rss_mb, 1)},
-        "versions": manifest.get("engine") or {},
-        "input_hashes": {name: (record or {}).get("sha256") for name, record in (manifest.get("inputs") or {}).items()},
-        "manifest": manifest,
-    }
-    if not _all_finite(fields):
-        raise NotANumberError("the manifest contains NaN or infinity")
-    return fields
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except OSError:
-            continue
-    return total
-
-
-def _publish(*, attempt: Attempt, analysis: Analysis, out_dir: Path, manifest: dict[str, Any],
-             outcome: runner.EngineOutcome) -> bool:
-    """Rename the finished folder into this attempt's own results folder, then CAS running -> succeeded.
-
-    The CAS requires the row to still be this attempt's and not cancel-requested. When it loses
-    (or raises: a locked database, a value the database refuses) only this attempt's folder is
-    removed; the folder of an attempt that won is never touched.
-    """
-    fields = _result_fields(manifest=manifest, outcome=outcome)  # before anything becomes visible
-    folder_name = f"{ATTEMPT_FOLDER_PREFIX}{attempt.number}"
-    results = analysis_results_path(analysis) / folder_name
-    results.parent.mkdir(parents=True, exist_ok=True)
-    if results.exists():  # this attempt's number is ours alone (claimed by compare-and-set)
-        shutil.rmtree(results)
-    out_dir.rename(results)
-    results_dir = f"{RESULTS_FOLDER}/{analysis.code.hex}/{folder_name}"
-    fields["results_bytes"] = _folder_bytes(results)  # counted in the owner's storage quota
-    try:
-        now = timezone.now()
-        won = analysis_transition(
-            analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.SUCCEEDED,
-            where={**attempt.where, "cancel_requested": False},
-            finished_at=now, heartbeat_at=now, stage="done", progress=1.0,
-            results_dir=results_dir, error_message="", **fields,
-        )
-    except BaseException:
-        # The update may still have been committed (a connection lost after the commit): remove
-        # the folder only when the row certainly does not name it. When even that cannot be
-        # read, the folder stays (inside the analysis's own folder, removed with it).
-        try:
-            published = Analysis.objects.filter(
-                pk=attempt.analysis_id, status=AnalysisStatus.SUCCEEDED, results_dir=results_dir
-            ).exists()
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            published = True
-        if not published:
-            shutil.rmtree(results, ignore_errors=True)
-        raise
-    if not won:
-        shutil.rmtree(results, ignore_errors=True)
-        return False
-    # Folders of earlier attempts that died between their rename and their commit: the row now
-    # names this attempt's folder, so nothing can serve them.
-    for sibling in results.parent.iterdir():
-        if sibling.name.startswith(ATTEMPT_FOLDER_PREFIX) and sibling.name != folder_name:
-            shutil.rmtree(sibling, ignore_errors=True)
-    return True
+from analyses.library import services as library_services
+from analyses.reaper import reap_everything
+from analyses.runs.execution import analysis_run
+from analyses.runs.previews import preview_build
 
 
 def run_analysis_task(analysis_id: int) -> str:
-    """Run one analysis (a django-q2 task). Returns the final status, or "skipped" when not queued."""
-    now = timezone.now()
-    lease = current_worker_lease()
-    won = Analysis.objects.filter(
-        pk=analysis_id, status=AnalysisStatus.QUEUED, cancel_requested=False
-    ).update(
-        status=AnalysisStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-        finished_at=None, stage="starting the engine", progress=0.0, worker_lease=lease,
-        error_message="",
-    )
-    # This process runs one task at a time, so a running row with its lease is the one just claimed.
-    number = (
-        Analysis.objects.filter(pk=analysis_id, status=AnalysisStatus.RUNNING, worker_lease=lease)
-        .values_list("attempts", flat=True).first()
-        if won else None
-    )
-    if number is None:
-        logger.info("analysis %s is not queued (cancelled, taken or gone): skipped", analysis_id)
-        return "skipped"
-    attempt = Attempt(analysis_id=analysis_id, lease=lease, number=number)
-    try:
-        return _run(attempt)
-    except Exception:  # noqa: BLE001 - the row must end in a final state, never `running`
-        logger.exception("analysis %s failed inside the worker", analysis_id)
-        _fail(attempt, INTERNAL_ERROR_MESSAGE)
-        return _status_now(analysis_id)
-
-
-def _status_now(analysis_id: int) -> str:
-    status = Analysis.objects.filter(pk=analysis_id).values_list("status", flat=True).first()
-    return str(status or "deleted")
-
-
-def _run(attempt: Attempt) -> str:
-    analysis_id = attempt.analysis_id
-    analysis = Analysis.objects.select_related("classifier", "video").get(pk=analysis_id)
-    model_path = Path(analysis.classifier.file.path)
-    video_path = Path(analysis.video.file.path)
-    for path, what in ((model_path, "model"), (video_path, "video")):
-        if not path.is_file():
-            _fail(attempt, f"The {what} file of this analysis is missing from the server.")
-            return _status_now(analysis_id)
-    work_dir = runner.work_root() / f"{analysis.code.hex}-{attempt.number}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    # The next spare starts only when this job's engine is done: on 2 cores its TensorFlow
-    # import would otherwise slow this analysis down by 30-70 % (bench/latency.py).
-    engine = runner.take_engine(work_dir=work_dir, start_next_spare=False)
-    try:
-        out_dir = engine.work_dir / "out"
-        reporter = RunReporter(attempt=attempt)
-        reporter.save({"stage": "loading the model"})
-        outcome = runner.run_engine_job(
-            engine=engine,
-            job={"model": str(model_path), "video": str(video_path), "out": str(out_dir),
-                 "params": engine_job_params(analysis)},
-            timeout_seconds=float(settings.GRADCAM_ANALYSIS_TIMEOUT),
-            memory_limit_mb=float(settings.GRADCAM_ANALYSIS_MEMORY_MB),
-            on_event=reporter.on_event,
-            should_cancel=reporter.should_cancel,
-        )
-        runner.start_spare()
-        if outcome.kind == "cancelled":
-            if _finish_cancelled(attempt):
-                return AnalysisStatus.CANCELLED
-            return _status_now(analysis_id)  # taken away (reaped) while running
-        if outcome.kind != "succeeded":
-            _fail(attempt, outcome.message)
-            return _status_now(analysis_id)
-        try:
-            manifest = _load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
-        except (OSError, ValueError) as exc:
-            logger.error("analysis %s: unusable manifest: %s", analysis_id, exc)
-            _fail(attempt, "The analysis engine finished without a readable result; nothing was saved.")
-            return _status_now(analysis_id)
-        try:
-            won = _publish(attempt=attempt, analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome)
-        except NotANumberError as exc:
-            logger.error("analysis %s: %s", analysis_id, exc)
-            _fail(attempt, NOT_A_NUMBER_MESSAGE)
-            return _status_now(analysis_id)
-        except OSError as exc:
-            logger.error("analysis %s: the results could not be moved into place: %s", analysis_id, exc)
-            _fail(attempt, "The analysis finished but its results could not be saved on the server; nothing was kept.")
-            return _status_now(analysis_id)
-        if won:
-            return AnalysisStatus.SUCCEEDED
-        # Cancelled at the last moment: honour it (a no-op when the run was taken away).
-        if _finish_cancelled(attempt):
-            return AnalysisStatus.CANCELLED
-        return _status_now(analysis_id)
-    finally:
-        runner.discard_engine(engine)
+    """Run one analysis. Returns the final status, or "skipped" when not queued."""
+    return analysis_run(analysis_id=analysis_id)
 
 
 def reap_stale_analyses_task() -> dict[str, int]:
-    """Scheduled every minute (analyses.services.analysis.reaper_schedule_ensure)."""
+    """Scheduled every minute (analyses.reaper.reaper_schedule_ensure)."""
     return reap_everything()
 
 
 def process_classifier_task(classifier_id: int) -> str:
-    """Inspect an uploaded model (a django-q2 task, queued by the upload)."""
+    """Inspect an uploaded model (queued by the upload)."""
     return library_services.classifier_process(classifier_id=classifier_id)
 
 
 def process_video_task(video_id: int) -> str:
-    """Probe and transcode an uploaded video (a django-q2 task, queued by the upload)."""
+    """Probe and transcode an uploaded video (queued by the upload)."""
     return library_services.video_process(video_id=video_id)
 
 
 def build_preview_task(preview_id: int) -> str:
-    """Decode the frames of a preview (a django-q2 task, queued by the analysis form)."""
+    """Decode the frames of a preview (queued by the analysis form)."""
     return preview_build(preview_id=preview_id)

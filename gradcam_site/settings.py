@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "accounts",
+    "audit",
     "analyses",
 ]
 
@@ -266,7 +267,7 @@ GRADCAM_SIGNUP_LIMIT_PER_HOUR = env_int("GRADCAM_SIGNUP_LIMIT_PER_HOUR", 10, min
 GRADCAM_MEMBER_ADD_LIMIT_PER_HOUR = env_int("GRADCAM_MEMBER_ADD_LIMIT_PER_HOUR", 30, minimum=1)
 
 # --------------------------------------------------------------------------- engine sandbox and limits
-# Every child process that parses an uploaded file runs in a bubblewrap sandbox (analyses/sandbox.py):
+# Every child process that parses an uploaded file runs in a bubblewrap sandbox (analyses/worker/sandbox.py):
 # no network, its own /proc and /tmp, read access to its own inputs only, write access to its own
 # output folder only, and (when the platform runs as root) as GRADCAM_SANDBOX_USER.
 GRADCAM_SANDBOX = env_str("GRADCAM_SANDBOX", "bwrap").strip().lower()

@@ -5,6 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
-    path("", include("analyses.urls_library")),
-    path("", include("analyses.urls_analyses")),
+    path("", include("analyses.library.urls")),
+    path("", include("analyses.runs.urls")),
 ]

@@ -62,7 +62,7 @@ def _engine_sandbox() -> None:
 
     from django.conf import settings
 
-    from analyses.sandbox import sandbox_problem
+    from analyses.worker.sandbox import sandbox_problem
 
     problem = sandbox_problem()
     if not problem:
@@ -93,7 +93,7 @@ def _audit_triggers_lifted_around_flush() -> Iterator[None]:
     from django.core.management.commands import flush
     from django.db import connections
 
-    from analyses.audit import audit_trigger_names, audit_triggers_create, audit_triggers_drop
+    from audit.triggers import audit_trigger_names, audit_triggers_create, audit_triggers_drop
 
     original_handle = flush.Command.handle
 

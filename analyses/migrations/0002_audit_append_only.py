@@ -3,14 +3,14 @@
 - `actor_username` keeps who acted, backfilled from the actor's current username.
 - The actor and team keys PROTECT: deleting a user or team may no longer rewrite its events.
 - Triggers refuse UPDATE and DELETE of audit rows (and TRUNCATE on PostgreSQL); their SQL
-  lives in analyses.audit. They are created last: the backfill above is an UPDATE.
+  lives in audit.triggers. They are created last: the backfill above is an UPDATE.
 """
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 from django.db.models import OuterRef, Subquery
 
-from analyses.audit import audit_triggers_create, audit_triggers_drop
+from audit.triggers import audit_triggers_create, audit_triggers_drop
 
 
 def backfill_actor_usernames(apps, schema_editor):

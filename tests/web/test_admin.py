@@ -16,8 +16,9 @@ from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
 
 from accounts.models import TeamMembership, TeamRole
-from analyses.audit import audit_log
-from analyses.models import Analysis, AuditEvent, Classifier, Video
+from audit.log import audit_log
+from analyses.models import Analysis, Classifier, Video
+from audit.models import AuditEvent
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     code_from_location,
     model_files,
@@ -110,7 +111,7 @@ _ADMIN_CASES: dict[str, tuple[Callable[[Any, Any], Any], int]] = {
     "analyses.classifier": (_classifier, 403),
     "analyses.video": (_video, 403),
     "analyses.analysis": (_analysis, 403),
-    "analyses.auditevent": (
+    "audit.auditevent": (
         lambda owner, team: audit_log(actor=owner, action="team.created", target=team, data={"name": team.name}), 403,
     ),
     "django_q.schedule": (

@@ -14,8 +14,9 @@ from django.db.models import ProtectedError
 
 from accounts import services
 from accounts.models import TeamMembership, TeamRole
-from analyses.audit import AUDIT_TABLE, audit_log, audit_trigger_names
-from analyses.models import AuditEvent
+from audit.log import audit_log
+from audit.triggers import AUDIT_TABLE, audit_trigger_names
+from audit.models import AuditEvent
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)

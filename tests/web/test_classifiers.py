@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from analyses.models import AuditEvent, Classifier
-from analyses.services.library import InvalidClassMap, parse_class_map
+from analyses.models import Classifier
+from audit.models import AuditEvent
+from analyses.library.services import InvalidClassMap, parse_class_map
 from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     MODEL_CLASSES,
@@ -251,7 +252,7 @@ def test_owner_edits_labels_and_deletes_which_removes_the_file(
 def test_engine_child_gets_no_secrets_and_runs_in_a_temp_dir(
     settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from analyses import engine_client
+    from analyses.worker import engine_client
 
     monkeypatch.setenv("SECRET_KEY", "super-secret")
     monkeypatch.setenv("DATABASE_URL", "postgres://user:pw@db/x")
@@ -278,7 +279,7 @@ def test_engine_child_gets_no_secrets_and_runs_in_a_temp_dir(
 def test_engine_timeout_kills_the_whole_process_group_and_says_so(
     settings: Any, tmp_path: Path
 ) -> None:
-    from analyses import engine_client
+    from analyses.worker import engine_client
 
     import os
     import time
@@ -311,7 +312,7 @@ def test_engine_timeout_kills_the_whole_process_group_and_says_so(
 def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(
     settings: Any, tmp_path: Path
 ) -> None:
-    from analyses import engine_client
+    from analyses.worker import engine_client
 
     script = tmp_path / "crash.sh"
     script.write_text("#!/bin/sh\necho 'Traceback: boom' >&2\nexit 1\n")
@@ -326,7 +327,7 @@ def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(
 def test_exit_status_2_without_a_refusal_line_is_a_failure_not_a_refusal(
     settings: Any, tmp_path: Path
 ) -> None:
-    from analyses import engine_client
+    from analyses.worker import engine_client
 
     # What argparse does on a bad command line: usage on stderr, exit 2, nothing on stdout.
     script = tmp_path / "usage.sh"
@@ -353,7 +354,7 @@ def _field_error(response: Any, field: str) -> str:
 def test_oversized_class_map_file_is_refused_while_it_streams_in_not_after(
     web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path, upload_spy: dict[str, int]
 ) -> None:
-    from analyses.forms import CLASS_MAP_MAX_BYTES
+    from analyses.library.forms import CLASS_MAP_MAX_BYTES
 
     big_map = b"0: Walk\n" * (3 * 1024 * 1024 // 8)  # 3 MB: Django would spool it to a temp file
     with model_files["good_h5"].open("rb") as model:
@@ -366,7 +367,7 @@ def test_oversized_class_map_file_is_refused_while_it_streams_in_not_after(
             },
         )
     assert response.status_code == 400
-    assert "class map file is larger than the limit of 256.0 KB" in _field_error(response, "class_map_file")
+    assert "class map file is larger than the limit of 256.0\xa0KB" in _field_error(response, "class_map_file")
     # At most one chunk past the limit reached Django's own handlers, not the 3 MB.
     assert upload_spy["class_map_file"] <= CLASS_MAP_MAX_BYTES
     assert Classifier.objects.count() == 0
@@ -395,7 +396,7 @@ def test_upload_limit_refuses_every_file_part_when_content_length_is_over_the_li
 ) -> None:
     from django.core.files.uploadhandler import SkipFile
 
-    from analyses.views.library import UploadLimitHandler
+    from analyses.library.views import UploadLimitHandler
 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     handler = UploadLimitHandler(None, file_limits={"file": 10_000, "class_map_file": 1_000}, kind="model")
@@ -403,7 +404,7 @@ def test_upload_limit_refuses_every_file_part_when_content_length_is_over_the_li
     with pytest.raises(SkipFile):
         handler.new_file("file", "m.h5", "application/octet-stream", None)
     assert handler.refusal_field == "file"
-    assert handler.refusal == "The upload is larger than the limit of 10.7 KB for a model file."
+    assert handler.refusal == "The upload is larger than the limit of 10.7\xa0KB for a model file."
     # A body within the limits is received as usual.
     handler = UploadLimitHandler(None, file_limits={"file": 10_000}, kind="model")
     handler.handle_raw_input(None, {}, 9_000, b"boundary", "utf-8")

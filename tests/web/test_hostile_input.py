@@ -47,7 +47,7 @@ def test_a_huge_expected_class_on_a_video_is_refused_in_words(
     assert "less than or equal to" in response.text or "class index from 0" in response.text
     assert Video.objects.count() == 0 and media_files(private_media_root) == []
     # The service refuses it too, whatever the form lets through.
-    from analyses.services.library import LibraryError, video_update
+    from analyses.library.services import LibraryError, video_update
 
     code = code_from_location(upload_video(client, video_files["avi"]), prefix="/videos/")
     video = Video.objects.get(code=code)
@@ -88,7 +88,8 @@ def test_analysis_form_numbers_are_bounded(uploaded: dict[str, Any]) -> None:
 
 
 def test_pooling_is_refused_for_the_element_wise_methods(uploaded: dict[str, Any], owner: Any) -> None:
-    from analyses.services.analysis import AnalysisError, analysis_create
+    from analyses.runs.services import analysis_create
+    from analyses.runs.params import AnalysisError
 
     classifier, video = uploaded["classifier"], uploaded["video"]
     with pytest.raises(AnalysisError, match="pooling does not apply"):
@@ -102,7 +103,7 @@ def test_pooling_is_refused_for_the_element_wise_methods(uploaded: dict[str, Any
 
 
 def test_scaling_follows_what_the_models_input_layers_expect_unless_chosen(uploaded: dict[str, Any], owner: Any) -> None:
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     classifier, video = uploaded["classifier"], uploaded["video"]
     Classifier.objects.filter(pk=classifier.pk).update(inspection={

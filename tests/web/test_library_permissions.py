@@ -168,9 +168,9 @@ def test_admin_lists_library_objects_and_keeps_the_audit_trail_read_only(
     assert "tiny_c3d" in classifiers.text
     assert client.get("/admin/analyses/video/?codec__exact=h264").status_code == 200
     assert client.get("/admin/analyses/analysis/?status__exact=queued").status_code == 200
-    audit = client.get("/admin/analyses/auditevent/?q=classifier.created")
+    audit = client.get("/admin/audit/auditevent/?q=classifier.created")
     assert audit.status_code == 200 and "classifier.created" in audit.text
-    assert client.get("/admin/analyses/auditevent/add/").status_code == 403
+    assert client.get("/admin/audit/auditevent/add/").status_code == 403
     assert client.get("/admin/analyses/classifier/add/").status_code == 403
 
 
@@ -213,7 +213,8 @@ def test_an_analysis_created_while_deleting_archives_instead_of_failing(
 ) -> None:
     from django.db.models.query import QuerySet
 
-    from analyses.models import Analysis, AuditEvent
+    from analyses.models import Analysis
+    from audit.models import AuditEvent
 
     classifier = Classifier.objects.get(code=shared_objects["classifier"])
     video = Video.objects.get(code=shared_objects["video"])

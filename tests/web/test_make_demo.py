@@ -14,7 +14,8 @@ from django.contrib.auth import authenticate, get_user_model
 from django.test import RequestFactory
 from django.core.management import call_command
 
-from analyses.models import AuditEvent, Classifier, Video
+from analyses.models import Classifier, Video
+from audit.models import AuditEvent
 from tests.demo_cache import build_demo, demo_cache_dir
 from tests.web.library_factories import media_files, private_media_root, sha256_of  # noqa: F401
 

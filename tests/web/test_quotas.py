@@ -65,7 +65,7 @@ def test_a_full_storage_quota_refuses_before_reading_the_upload(
 def test_a_users_own_quota_overrides_the_site_default(
     web: Any, owner: Any, settings: Any, model_files: dict[str, Path]
 ) -> None:
-    from analyses.services.quota import storage_limit_bytes
+    from analyses.quota import storage_limit_bytes
 
     settings.GRADCAM_QUOTA_STORAGE_MB = 1
     assert storage_limit_bytes(user=owner) == 1024 * 1024
@@ -77,7 +77,7 @@ def test_a_users_own_quota_overrides_the_site_default(
 def test_refused_uploads_and_other_users_do_not_count_against_the_quota(
     web: Any, owner: Any, member: Any, model_files: dict[str, Path]
 ) -> None:
-    from analyses.services.quota import storage_used_bytes
+    from analyses.quota import storage_used_bytes
 
     upload_model(web(owner), model_files["not_keras"])  # refused by inspection: nothing kept
     assert Classifier.objects.get().status == "failed"
@@ -112,7 +112,7 @@ def test_analyses_queued_at_once_are_limited_with_a_clear_message(
 
 
 def test_results_count_in_storage(owner: Any, model_files: dict[str, Path], web: Any, video_files: dict[str, Path]) -> None:
-    from analyses.services.quota import storage_used_bytes
+    from analyses.quota import storage_used_bytes
 
     client = web(owner)
     upload_model(client, model_files["good_h5"])
@@ -127,8 +127,8 @@ def test_results_count_in_storage(owner: Any, model_files: dict[str, Path], web:
 def test_staff_set_a_users_limits_in_the_admin_and_it_is_audited(web: Any, owner: Any) -> None:
     from django.contrib.auth import get_user_model
 
-    from analyses.models import AuditEvent
-    from analyses.services.quota import active_analyses_limit, storage_limit_bytes
+    from audit.models import AuditEvent
+    from analyses.quota import active_analyses_limit, storage_limit_bytes
     from tests.conftest import PASSWORD
 
     staff = get_user_model().objects.create_superuser(username="root_admin", email="r@example.org", password=PASSWORD)

@@ -78,7 +78,7 @@ def test_a_member_cannot_share_an_analysis_with_a_team_that_cannot_see_its_video
 def test_an_analysis_stops_being_visible_to_a_team_when_its_video_stops_being_shared_with_it(
     web: Any, owner: Any, member: Any, team: Any, inputs: dict[str, Any]
 ) -> None:
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     analysis = analysis_create(user=member, classifier=inputs["classifier"], video=inputs["video"],
                                expected_class=None, params={}, team=team)
@@ -119,7 +119,7 @@ def test_a_team_owner_cannot_preview_frames_of_a_members_private_video_through_a
 def test_the_preview_service_itself_refuses_a_video_the_user_cannot_see(
     owner: Any, member: Any, inputs: dict[str, Any], web: Any, video_files: dict[str, Path]
 ) -> None:
-    from analyses.services.preview import PreviewError, preview_create
+    from analyses.runs.previews import PreviewError, preview_create
 
     private = Video.objects.get(code=code_from_location(upload_video(web(member), video_files["mp4"]), prefix="/videos/"))
     with pytest.raises(PreviewError, match="not available to you"):
@@ -129,7 +129,7 @@ def test_the_preview_service_itself_refuses_a_video_the_user_cannot_see(
 def test_an_archived_original_is_for_its_owner_only(
     web: Any, owner: Any, member: Any, team: Any, inputs: dict[str, Any]
 ) -> None:
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     analysis_create(user=owner, classifier=inputs["classifier"], video=inputs["video"], expected_class=None,
                     params={}, team=team)
@@ -150,7 +150,7 @@ def test_an_archived_original_is_for_its_owner_only(
 def test_a_rerun_by_someone_whose_team_cannot_see_the_inputs_is_private(
     owner: Any, member: Any, team: Any, inputs: dict[str, Any]
 ) -> None:
-    from analyses.services.analysis import analysis_create, analysis_rerun
+    from analyses.runs.services import analysis_create, analysis_rerun
 
     original = analysis_create(user=owner, classifier=inputs["classifier"], video=inputs["video"],
                                expected_class=None, params={}, team=team)
@@ -166,7 +166,7 @@ def test_the_admin_cannot_share_an_analysis_with_a_team_that_cannot_see_its_inpu
 ) -> None:
     from django.contrib.auth import get_user_model
 
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
     from tests.conftest import PASSWORD
 
     analysis = analysis_create(user=owner, classifier=inputs["classifier"], video=inputs["video"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Team, TeamMembership, TeamRole
-from analyses.models import AuditEvent
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

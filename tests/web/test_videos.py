@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from analyses.models import AuditEvent, Video
-from analyses.services.library import video_extension_for
+from analyses.models import Video
+from audit.models import AuditEvent
+from analyses.library.services import video_extension_for
 from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     code_from_location,
@@ -226,7 +227,7 @@ def test_stored_extension_comes_from_the_probed_container_not_the_user() -> None
 def test_preview_clip_runs_the_engine_with_typed_parameters(
     video_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    from analyses import engine_client
+    from analyses.worker import engine_client
 
     result = engine_client.preview_clip(
         video_files["avi"], [4, 16, 16, 3], {"frame_stride": 2, "resize_mode": None}, tmp_path / "preview"
@@ -249,7 +250,7 @@ def test_repeated_file_parts_cannot_add_up_past_the_size_limit(
         files=[("file", (f"part{index}.mp4", part, "video/mp4")) for index in range(5)],
     )
     assert response.status_code == 400
-    assert "larger than the limit of 100.0 kb" in _file_error(response)
+    assert "larger than the limit of 100.0\xa0kb" in _file_error(response)
     assert upload_spy["file"] <= settings.GRADCAM_MAX_VIDEO_BYTES
     assert Video.objects.count() == 0
     assert media_files(private_media_root) == []
@@ -272,7 +273,7 @@ def _option(argv: list[str], name: str) -> float:
 def test_video_children_stop_themselves_before_the_web_kills_them(
     settings: Any, tmp_path: Path
 ) -> None:
-    from analyses import engine_client
+    from analyses.worker import engine_client
 
     settings.GRADCAM_ENGINE_PYTHON = _stand_in_engine(
         tmp_path, 'print(json.dumps({"ok": True, "argv": sys.argv[1:]}))'

@@ -29,7 +29,7 @@ def _files_per_layer(manifest: dict[str, Any]) -> dict[str, Counter[str]]:
 
 
 def _submit(*, owner: Any, classifier: Any, video: Any, expected_class: int | None, params: dict | None = None) -> Any:
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     return analysis_create(user=owner, classifier=classifier, video=video, expected_class=expected_class,
                            params=params or {})
@@ -91,7 +91,7 @@ def test_expected_class_out_of_range_fails_in_words_and_cancel_stops_a_running_a
     owner: Any, demo: dict[str, Any], demo_classifier: Any, media_root: Path, start_cluster: Any
 ) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_cancel
+    from analyses.runs.services import analysis_cancel
 
     cluster = start_cluster()
     video = make_video(owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=False)["path"]), media_root=media_root)
@@ -133,7 +133,7 @@ def _engine_pid_of(media_root: Path, analysis: Any, *, timeout: float = 30) -> i
 def test_sigkilled_cluster_and_engine_mid_run_end_retried_to_success_never_running_forever(
     owner: Any, demo: dict[str, Any], demo_classifier: Any, media_root: Path, start_cluster: Any
 ) -> None:
-    from analyses.services.analysis import reaper_schedule_ensure
+    from analyses.reaper import reaper_schedule_ensure
 
     reaper_schedule_ensure()  # as run_studio does
     cluster = start_cluster()

@@ -76,7 +76,7 @@ print(json.dumps({"ok": True, "report": report}))
 
 # --------------------------------------------------------------------------- helpers
 def _require_bwrap(settings: Any) -> None:
-    from analyses import sandbox
+    from analyses.worker import sandbox
 
     settings.GRADCAM_SANDBOX = "bwrap"
     problem = sandbox.sandbox_problem()
@@ -139,7 +139,7 @@ import json, os, sys
 from pathlib import Path
 import django
 django.setup()
-from analyses import engine_client, sandbox
+from analyses.worker import engine_client, sandbox
 args = json.loads(sys.argv[1])
 files = sandbox.ChildFiles(inputs=[Path(args["input"])], output_dir=Path(args["out"]))
 args.update(parent_pid=os.getpid(), input=files.inside(args["input"]), out=files.inside(args["out"]))
@@ -172,7 +172,7 @@ def _probe(*, mode: str, targets: dict[str, Any], port: int, media_root: Path) -
 
 
 def _run_python(code: str, *, limits: Any, files: Any = None, timeout: float = 60) -> Any:
-    from analyses import engine_client, sandbox
+    from analyses.worker import engine_client, sandbox
 
     return engine_client.run_child(
         argv=[sys.executable, "-c", code], files=files or sandbox.ChildFiles(), limits=limits,
@@ -234,7 +234,7 @@ def _stand_in_engine(tmp_path: Path, settings: Any) -> None:
 
 def _run_warm_engine_job(*, targets: dict[str, Any], port: int, model: Path, video: Path) -> tuple[Any, dict, Path]:
     """Start a spare, let a job take it (renaming its folder), run the job; (outcome, report, work_dir)."""
-    from analyses import runner
+    from analyses.worker import runner
 
     runner.start_spare()
     work_dir = runner.work_root() / f"{uuid.uuid4().hex}-1"
@@ -315,8 +315,8 @@ def test_the_warm_engine_gets_a_copy_of_an_input_its_user_may_not_read(
 def test_a_child_past_its_limit_is_stopped_with_a_clear_message(
     mode: str, code: str, limit_args: dict[str, int], expected: str
 ) -> None:
-    from analyses import engine_client
-    from analyses.sandbox import ResourceLimits
+    from analyses.worker import engine_client
+    from analyses.worker.sandbox import ResourceLimits
 
     generous = {"memory_mb": 2048, "cpu_seconds": 60, "file_mb": 64}
     # The same child within generous limits succeeds (the CPU burner is stopped by its wall clock).
@@ -338,7 +338,7 @@ SLEEPER = (
 
 
 def _run_concurrently(count: int, *, seconds: float) -> list[Any]:
-    from analyses.sandbox import child_limits
+    from analyses.worker.sandbox import child_limits
 
     results: list[Any] = [None] * count
 
@@ -369,8 +369,8 @@ def test_n_plus_one_children_run_n_at_a_time(mode: str, settings: Any) -> None:
 
 
 def test_a_child_that_finds_no_free_slot_in_time_fails_with_a_clear_sentence(mode: str, settings: Any) -> None:
-    from analyses import engine_client
-    from analyses.sandbox import child_limits
+    from analyses.worker import engine_client
+    from analyses.worker.sandbox import child_limits
 
     settings.GRADCAM_CHILD_SLOTS = 1
     settings.GRADCAM_CHILD_SLOT_WAIT = 0.5
@@ -407,7 +407,7 @@ def test_start_up_check_names_the_setting_and_the_package_when_bwrap_is_missing(
 
 
 def test_start_up_check_warns_when_the_sandbox_is_off_and_is_silent_when_it_works(settings: Any) -> None:
-    from analyses.sandbox import check_sandbox
+    from analyses.worker.sandbox import check_sandbox
     from django.core import checks
 
     settings.GRADCAM_SANDBOX = "off"

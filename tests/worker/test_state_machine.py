@@ -16,7 +16,7 @@ LAYERS = PLACEHOLDER_LAYERS
 
 
 def _create(owner: Any, classifier: Any, video: Any, **overrides: Any) -> Any:
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     arguments = {"user": owner, "classifier": classifier, "video": video, "expected_class": None, "params": {}}
     return analysis_create(**{**arguments, **overrides})
@@ -34,7 +34,7 @@ def test_importing_every_app_module_never_imports_tensorflow() -> None:
         "for name in names:\n"
         "    if name.endswith('.wsgi') or name.endswith('.asgi'): continue\n"
         "    importlib.import_module(name)\n"
-        "assert 'analyses.tasks' in sys.modules and 'analyses.runner' in sys.modules\n"
+        "assert 'analyses.tasks' in sys.modules and 'analyses.worker.runner' in sys.modules\n"
         "print(len(names), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
     environment = {**os.environ, "GRADCAM_ALLOW_DEV_SECRET": "1"}
@@ -48,7 +48,7 @@ def test_importing_every_app_module_never_imports_tensorflow() -> None:
 
 @pytest.mark.django_db
 def test_a_second_transition_from_the_same_state_loses(owner: Any, classifier: Any, video: Any) -> None:
-    from analyses.services.analysis import analysis_transition
+    from analyses.runs.state import analysis_transition
 
     analysis = _create(owner, classifier, video)
     assert analysis_transition(analysis_id=analysis.pk, from_status="queued", to_status="running")
@@ -60,7 +60,7 @@ def test_a_second_transition_from_the_same_state_loses(owner: Any, classifier: A
 
 @pytest.mark.django_db
 def test_run_task_skips_an_analysis_that_is_not_queued(owner: Any, classifier: Any, video: Any) -> None:
-    from analyses.services.analysis import analysis_cancel
+    from analyses.runs.services import analysis_cancel
     from analyses.tasks import run_analysis_task
 
     analysis = _create(owner, classifier, video)
@@ -76,7 +76,7 @@ def test_create_stores_normalised_defaults_audits_and_enqueues_on_commit(
 ) -> None:
     from django_q.models import OrmQ
 
-    from analyses.models import AuditEvent
+    from audit.models import AuditEvent
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         analysis = _create(owner, classifier, video, expected_class="2", params={"layers": [LAYERS[1]], "alpha": "0.5"})
@@ -108,7 +108,7 @@ def test_create_stores_normalised_defaults_audits_and_enqueues_on_commit(
 )
 def test_create_refuses_bad_input_in_words(owner: Any, classifier: Any, video: Any, overrides: dict, words: str) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import AnalysisError
+    from analyses.runs.params import AnalysisError
 
     with pytest.raises(AnalysisError, match=words):
         _create(owner, classifier, video, **overrides)
@@ -117,7 +117,7 @@ def test_create_refuses_bad_input_in_words(owner: Any, classifier: Any, video: A
 
 @pytest.mark.django_db
 def test_a_stranger_cannot_analyse_someone_elses_model(stranger: Any, classifier: Any, video: Any) -> None:
-    from analyses.services.analysis import AnalysisError
+    from analyses.runs.params import AnalysisError
 
     with pytest.raises(AnalysisError, match="not available to you"):
         _create(stranger, classifier, video)
@@ -125,7 +125,7 @@ def test_a_stranger_cannot_analyse_someone_elses_model(stranger: Any, classifier
 
 @pytest.mark.django_db
 def test_rerun_links_to_the_original_and_changes_only_what_was_asked(owner: Any, classifier: Any, video: Any) -> None:
-    from analyses.services.analysis import analysis_rerun
+    from analyses.runs.services import analysis_rerun
 
     original = _create(owner, classifier, video, expected_class=1, params={"colormap": "turbo"})
     rerun = analysis_rerun(user=owner, analysis=original, params_changes={"method": "gradcam++"})
@@ -138,7 +138,9 @@ def test_rerun_links_to_the_original_and_changes_only_what_was_asked(owner: Any,
 def test_cancel_queued_is_immediate_running_is_flagged_and_finished_is_refused(
     owner: Any, stranger: Any, classifier: Any, video: Any
 ) -> None:
-    from analyses.services.analysis import AnalysisError, analysis_cancel, analysis_transition
+    from analyses.runs.services import analysis_cancel
+    from analyses.runs.state import analysis_transition
+    from analyses.runs.params import AnalysisError
 
     queued = _create(owner, classifier, video)
     assert analysis_cancel(user=owner, analysis=queued).status == "cancelled"
@@ -158,7 +160,8 @@ def test_reaper_requeues_while_attempts_remain_then_fails_with_a_clear_message(
     owner: Any, classifier: Any, video: Any, settings: Any
 ) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_reap_stale, current_worker_lease
+    from analyses.runs.state import analysis_reap_stale
+    from analyses.worker.leases import current_worker_lease
 
     settings.GRADCAM_HEARTBEAT_STALE_SECONDS = 60
     old = timezone.now() - timedelta(seconds=61)
@@ -182,7 +185,8 @@ def test_reaper_requeues_while_attempts_remain_then_fails_with_a_clear_message(
 @pytest.mark.django_db
 def test_reaper_acts_at_once_when_the_workers_process_is_gone(owner: Any, classifier: Any, video: Any) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_reap_stale, current_worker_lease
+    from analyses.runs.state import analysis_reap_stale
+    from analyses.worker.leases import current_worker_lease
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = current_worker_lease().split(":")[0]
@@ -196,7 +200,7 @@ def test_reaper_acts_at_once_when_the_workers_process_is_gone(owner: Any, classi
 
 
 def test_process_tree_memory_is_measured_from_proc() -> None:
-    from analyses.runner import process_tree_rss_mb
+    from analyses.worker.runner import process_tree_rss_mb
 
     assert process_tree_rss_mb(os.getpid()) > 10
     assert process_tree_rss_mb(2**22 + 12345) == 0

@@ -28,7 +28,7 @@ def media(settings: Any, tmp_path: Path) -> Path:
 def _upload_model(owner: Any, path: Path) -> Classifier:
     from django.core.files import File
 
-    from analyses.services.library import classifier_create
+    from analyses.library.services import classifier_create
 
     with path.open("rb") as handle:
         return classifier_create(owner=owner, team=None, uploaded_file=File(handle, name=path.name), name="m")
@@ -37,7 +37,7 @@ def _upload_model(owner: Any, path: Path) -> Classifier:
 def _upload_video(owner: Any, path: Path) -> Video:
     from django.core.files import File
 
-    from analyses.services.library import video_create
+    from analyses.library.services import video_create
 
     with path.open("rb") as handle:
         return video_create(owner=owner, team=None, uploaded_file=File(handle, name=path.name), name="v")
@@ -46,7 +46,7 @@ def _upload_video(owner: Any, path: Path) -> Video:
 def test_a_job_is_claimed_once_and_a_second_delivery_is_skipped(
     owner: Any, media: Path, model_files: dict[str, Path]
 ) -> None:
-    from analyses.services.library import classifier_process
+    from analyses.library.services import classifier_process
 
     classifier = _upload_model(owner, model_files["good_h5"])
     assert classifier_process(classifier_id=classifier.pk) == "ready"
@@ -58,7 +58,7 @@ def test_a_job_is_claimed_once_and_a_second_delivery_is_skipped(
 def test_a_job_whose_worker_died_is_retried_once_then_given_up_in_words(
     owner: Any, media: Path, model_files: dict[str, Path]
 ) -> None:
-    from analyses.services.processing import MAX_PROCESSING_ATTEMPTS, processing_reap
+    from analyses.library.processing import MAX_PROCESSING_ATTEMPTS, processing_reap
 
     classifier = _upload_model(owner, model_files["good_h5"])
     run_queued_tasks()  # (the job runs and succeeds; now simulate a worker dying on a new upload)
@@ -90,7 +90,7 @@ def test_a_processing_job_whose_task_the_broker_lost_is_queued_again(
 ) -> None:
     from django_q.models import OrmQ
 
-    from analyses.services.processing import processing_reap
+    from analyses.library.processing import processing_reap
 
     video = _upload_video(owner, video_files["mp4"])
     OrmQ.objects.all().delete()  # the broker lost it
@@ -105,7 +105,7 @@ def test_a_processing_job_whose_task_the_broker_lost_is_queued_again(
 def test_deleting_an_upload_while_it_is_processed_leaves_no_file(
     owner: Any, media: Path, video_files: dict[str, Path]
 ) -> None:
-    from analyses.services.library import video_delete, video_process
+    from analyses.library.services import video_delete, video_process
 
     video = _upload_video(owner, video_files["avi"])
     assert video_delete(video=video, actor=owner) == "deleted"
@@ -117,7 +117,7 @@ def test_deleting_an_upload_while_it_is_processed_leaves_no_file(
 def test_a_row_deleted_after_its_job_was_claimed_ends_gone_with_its_outputs_removed(
     owner: Any, media: Path, video_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from analyses.services import library
+    from analyses.library import services as library
 
     video = _upload_video(owner, video_files["avi"])
     real_transcode = library._transcode_or_refuse

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 @pytest.fixture
 def queued(owner: Any, classifier: Any, video: Any) -> Any:
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     return analysis_create(user=owner, classifier=classifier, video=video, expected_class=None, params={})
 
@@ -32,7 +32,7 @@ def queued(owner: Any, classifier: Any, video: Any) -> Any:
 @pytest.fixture
 def engine_script(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., Any]]:
     """Each run_analysis_task pops the next scripted engine run: f(job=, on_event=, should_cancel=)."""
-    from analyses import runner
+    from analyses.worker import runner
 
     behaviours: list[Callable[..., Any]] = []
 
@@ -53,7 +53,7 @@ def engine_script(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., Any]]:
 
 
 def write_result(job: dict, *, tag: str, extra: dict | None = None) -> Any:
-    from analyses.runner import EngineOutcome
+    from analyses.worker.runner import EngineOutcome
 
     out = Path(job["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def result_files(media_root: Path, analysis: Any) -> list[Path]:
 
 def _requeue_as_stale(analysis_id: int) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_reap_stale
+    from analyses.runs.state import analysis_reap_stale
 
     Analysis.objects.filter(pk=analysis_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert analysis_reap_stale()["requeued"] == 1
@@ -106,7 +106,7 @@ def test_a_reaped_attempt_cannot_heartbeat_or_fail_the_attempt_now_running(queue
     from django.db.models import F
 
     from analyses.models import Analysis
-    from analyses.runner import EngineOutcome
+    from analyses.worker.runner import EngineOutcome
     from analyses.tasks import run_analysis_task
 
     second_heartbeat = timezone.now() - timedelta(seconds=5)
@@ -176,7 +176,7 @@ def test_a_cancel_requested_after_the_engine_finished_ends_cancelled_without_res
     owner: Any, queued: Any, engine_script: list, media_root: Path
 ) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_cancel
+    from analyses.runs.services import analysis_cancel
     from analyses.tasks import run_analysis_task
 
     def finished_then_cancelled(*, job: dict, **kwargs: Any) -> Any:
@@ -198,7 +198,8 @@ def test_reaper_enqueues_again_a_queued_analysis_whose_task_was_lost(queued: Any
     from django_q.models import OrmQ
 
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_create, analysis_reap_stale
+    from analyses.runs.services import analysis_create
+    from analyses.runs.state import analysis_reap_stale
 
     # Enqueueing at commit failed (on_commit callbacks never ran here): no task exists.
     Analysis.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(hours=1))
@@ -217,7 +218,7 @@ def test_reaper_enqueues_again_a_queued_analysis_whose_task_was_lost(queued: Any
 @pytest.mark.django_db
 def test_reaper_fails_in_words_a_lost_queued_analysis_without_attempts_left(queued: Any) -> None:
     from analyses.models import Analysis
-    from analyses.services.analysis import analysis_reap_stale
+    from analyses.runs.state import analysis_reap_stale
 
     Analysis.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(hours=1),
                                                  attempts=2, max_attempts=2)
@@ -228,7 +229,7 @@ def test_reaper_fails_in_words_a_lost_queued_analysis_without_attempts_left(queu
 
 # --------------------------------------------------------------------------- 5: leaked work folders
 def _dead_lease() -> str:
-    from analyses.services.analysis import current_worker_lease
+    from analyses.worker.leases import current_worker_lease
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return f"{current_worker_lease().split(':')[0]}:{int(finished.stdout)}:1"
@@ -236,8 +237,9 @@ def _dead_lease() -> str:
 
 @pytest.mark.django_db
 def test_reaper_removes_work_folders_of_dead_engines_and_workers_only(media_root: Path) -> None:
-    from analyses import runner
-    from analyses.services.analysis import analysis_reap_stale, current_worker_lease
+    from analyses.reaper import reap_everything
+    from analyses.worker import runner
+    from analyses.worker.leases import current_worker_lease
 
     root = runner.work_root()
     old = time.time() - 3600
@@ -252,7 +254,7 @@ def test_reaper_removes_work_folders_of_dead_engines_and_workers_only(media_root
     for name, folder in folders.items():
         if name != "spare-new":
             os.utime(folder, (old, old))
-    assert analysis_reap_stale()["work_folders_removed"] == 3
+    assert reap_everything()["work_folders_removed"] == 3
     assert sorted(path.name for path in root.iterdir()) == ["abc-2", "spare-live", "spare-new"]
 
 
@@ -265,7 +267,7 @@ def _fake_engine(tmp_path: Path, settings: Any, body: str) -> None:
 
 
 def _run_job(engine: Any, **overrides: Any) -> Any:
-    from analyses.runner import run_engine_job
+    from analyses.worker.runner import run_engine_job
 
     arguments = {"engine": engine, "job": {"out": "x"}, "timeout_seconds": 30.0, "memory_limit_mb": 4096.0,
                  "on_event": lambda message: None, "should_cancel": lambda: False, **overrides}
@@ -285,7 +287,7 @@ def test_the_engine_group_is_killed_before_the_engine_is_reaped(
     tmp_path: Path, settings: Any, media_root: Path, monkeypatch: pytest.MonkeyPatch, body: str, kind: str,
     exit_status: int
 ) -> None:
-    from analyses import runner
+    from analyses.worker import runner
 
     _fake_engine(tmp_path, settings, body)
     engine = runner.start_engine(work_dir=tmp_path / "work")
@@ -308,7 +310,7 @@ def test_the_engine_group_is_killed_before_the_engine_is_reaped(
 def test_an_engine_that_never_stops_writing_is_still_stopped_by_the_timeout(
     tmp_path: Path, settings: Any, media_root: Path
 ) -> None:
-    from analyses import runner
+    from analyses.worker import runner
 
     _fake_engine(tmp_path, settings, (
         "line = json.dumps({'event': 'progress', 'stage': 's', 'fraction': 0.5}) + '\\n'\n"
@@ -333,7 +335,7 @@ def test_an_engine_that_never_stops_writing_is_still_stopped_by_the_timeout(
 def test_the_engine_gets_the_parent_death_signal_with_or_without_the_sandbox(
     tmp_path: Path, settings: Any, media_root: Path, sandbox_mode: str
 ) -> None:
-    from analyses import runner, sandbox
+    from analyses.worker import runner, sandbox
 
     settings.GRADCAM_SANDBOX = sandbox_mode
     if sandbox_mode == "bwrap" and (problem := sandbox.sandbox_problem()) is not None:

@@ -18,9 +18,9 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from analyses import engine_client
+from analyses.worker import engine_client
 from analyses.models import Classifier, Video
-from analyses.services import library as library_services
+from analyses.library import services as library_services
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password-3d"

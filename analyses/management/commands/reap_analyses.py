@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from analyses.services.analysis import reaper_schedule_ensure
-from analyses.services.reaper import reap_everything
+from analyses.reaper import reaper_schedule_ensure
+from analyses.reaper import reap_everything
 
 
 class Command(BaseCommand):

@@ -29,8 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from analyses.services.analysis import reaper_schedule_ensure
-        from analyses.services.reaper import reap_everything
+        from analyses.reaper import reaper_schedule_ensure
+        from analyses.reaper import reap_everything
 
         reaper_schedule_ensure()
         reap_everything()

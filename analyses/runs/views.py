@@ -8,14 +8,12 @@ the page, with HTTP Range support (video seeking).
 """
 from __future__ import annotations
 
-import shutil
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -23,20 +21,22 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analyses import selectors
+from analyses.access import can_write
+from analyses.library import selectors as library_selectors
+from analyses.runs import selectors
 from analyses.files import clean_result_name, private_file_response, resolve_result_path, result_media_type
-from analyses.forms_analysis import AnalysisForm, initial_from_analysis
-from analyses.models import Analysis, AnalysisStatus, Classifier, Preview, ProcessingStatus
-from analyses.services.analysis import (
-    ELEMENTWISE_METHODS,
-    AnalysisError,
+from analyses.runs.forms import AnalysisForm, initial_from_analysis
+from analyses.library.models import Classifier, Preview, ProcessingStatus
+from analyses.runs.models import Analysis, AnalysisStatus
+from analyses.runs.params import ELEMENTWISE_METHODS, AnalysisError
+from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
     analysis_delete,
     analysis_rerun,
-    suggested_scaling,
 )
-from analyses.services.preview import PreviewError, preview_clip_name, preview_create
+from analyses.runs.presentation import result_context
+from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
 
 LIST_LIMIT = 200
 ZIP_CHUNK_BYTES = 256 * 1024
@@ -75,7 +75,7 @@ def status_payload(analysis: Analysis) -> dict[str, Any]:
 def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) -> dict[str, Any]:
     """Per classifier: labels and layers (to rebuild the class select and layer boxes);
     per video: its expected class (the default expected class)."""
-    classifiers = list(selectors.classifiers_usable_by(user=user))
+    classifiers = list(library_selectors.classifiers_usable_by(user=user))
     if extra_classifier is not None and extra_classifier not in classifiers:
         classifiers.append(extra_classifier)
     return {
@@ -86,14 +86,14 @@ def _form_data_for_js(*, user: Any, extra_classifier: Classifier | None = None) 
                 "labels": [classifier.label_for(index) for index in range(classifier.num_classes)],
                 "layers": [str(layer) for layer in classifier.conv3d_layers or []],
                 "input_shape": classifier.input_shape,
-                "scaling": _scaling_words(suggested_scaling(classifier=classifier)[0]),
-                "scaling_reason": suggested_scaling(classifier=classifier)[1],
+                "scaling": _scaling_words(library_selectors.suggested_scaling(classifier=classifier)[0]),
+                "scaling_reason": library_selectors.suggested_scaling(classifier=classifier)[1],
             }
             for classifier in classifiers
         },
         "videos": {
             str(video.code): {"expected_class": video.expected_class, "name": video.name}
-            for video in selectors.videos_usable_by(user=user)
+            for video in library_selectors.videos_usable_by(user=user)
         },
         "elementwise_methods": list(ELEMENTWISE_METHODS),
     }
@@ -106,7 +106,7 @@ def _selected_classifier(form: AnalysisForm, *, fixed: Analysis | None) -> Class
     if not code:
         return None
     try:
-        return selectors.classifier_get_for_user(code=code, user=form.user)
+        return library_selectors.classifier_get_for_user(code=code, user=form.user)
     except Http404:
         return None
 
@@ -124,7 +124,7 @@ def _scaling_hint(form: AnalysisForm, classifier: Classifier | None) -> str:
     chosen = _field_values(form, "scaling") or [str(form.fields["scaling"].initial)]
     if classifier is None or chosen[0] != "auto":
         return ""
-    scaling, reason = suggested_scaling(classifier=classifier)
+    scaling, reason = library_selectors.suggested_scaling(classifier=classifier)
     return f"This model gets {_scaling_words(scaling)}." + (f" {reason}" if reason else "")
 
 
@@ -193,14 +193,14 @@ def _scaling_words(name: str) -> str:
 @login_required
 @require_GET
 def preview_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     return render(request, "analyses/analysis/preview.html", {"preview": preview, "payload": preview_payload(preview)})
 
 
 @login_required
 @require_GET
 def preview_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
-    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     response = JsonResponse(preview_payload(preview))
     response["Cache-Control"] = "no-store"
     return response
@@ -209,7 +209,7 @@ def preview_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
 @login_required
 @require_GET
 def preview_clip(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    preview = selectors.preview_get_for_user(code=code, user=request.user)
+    preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     if preview.status != ProcessingStatus.READY:
         raise Http404("This preview is not ready")
     return private_file_response(request, storage_path=preview_clip_name(preview), content_type="video/mp4")
@@ -238,7 +238,7 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
     classifier = video = None
     if request.GET.get("classifier"):
         try:
-            classifier = selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
+            classifier = library_selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
                                                            include_archived=False)
             if not classifier.is_ready:
                 raise Http404("Not inspected yet")
@@ -247,7 +247,7 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
             pass
     if request.GET.get("video"):
         try:
-            video = selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
+            video = library_selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
             if not video.is_ready:
                 raise Http404("Not converted yet")
             initial["video"] = video.code
@@ -255,7 +255,7 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
             pass
     if classifier is None:
         # With a single classifier in the library there is nothing to choose: preselect it.
-        only = list(selectors.classifiers_usable_by(user=request.user)[:2])
+        only = list(library_selectors.classifiers_usable_by(user=request.user)[:2])
         if len(only) == 1:
             classifier = only[0]
             initial["classifier"] = classifier.code
@@ -323,205 +323,6 @@ def analysis_new(request: HttpRequest) -> HttpResponse:
 # --------------------------------------------------------------------------- result page data
 # The engine's stage timings, in the order they happen. Preprocessing and encoding the
 # preprocessed clip run beside other stages, so the stages do not add up to the total.
-_TIMING_LABELS = {
-    "load": "Load and check the model",
-    "trace": "Build the Grad-CAM graph",
-    "preprocess": "Preprocess the video (alongside loading)",
-    "preprocess_wait": "Wait for preprocessing",
-    "gradcam": "Predict and compute Grad-CAM",
-    "render": "Render images and videos",
-    "render_preprocessed_video": "Encode the preprocessed clip (alongside Grad-CAM)",
-    "total": "Total",
-    "peak_rss_mb": "Peak memory of the engine (MB)",
-}
-
-
-def _timing_rows(timings: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Known stages with their labels, then any other measured key; never "predict", which
-    older engines wrote as 0.0 although nothing was measured."""
-    def shown(key: str, value: Any) -> str:
-        if not isinstance(value, (int, float)):
-            return str(value)
-        return f"{float(value):.1f} MB" if key.endswith("_mb") else f"{float(value):.3f} s"
-
-    known = [(label, shown(key, timings[key])) for key, label in _TIMING_LABELS.items() if key in timings]
-    others = [(key, shown(key, value)) for key, value in timings.items() if key not in _TIMING_LABELS and key != "predict"]
-    return known + others
-
-
-CURVE_COLOURS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#5c7cfa")
-CURVE_WIDTH, CURVE_HEIGHT, CURVE_PAD = 640, 200, 28
-_PARAM_LABELS = {
-    "method": "Method", "pooling": "Gradient pooling", "bbox_threshold": "Bounding boxes", "colormap": "Colormap",
-    "alpha": "Overlay alpha", "top_k": "Top-k", "video_fps": "Heatmap video fps", "image_format": "Image format",
-    "inference_frames": "Inference frames", "layers": "Layers",
-}
-
-
-def _file_url(analysis: Analysis, path: str) -> str:
-    return reverse("analyses_run:file", kwargs={"code": analysis.code, "path": path})
-
-
-def _short_layer_name(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
-def _curve_points(values: list[float], *, frames: int) -> str:
-    """SVG polyline points of one curve, normalised to its own maximum (shapes compare)."""
-    peak = max((abs(float(value)) for value in values), default=0.0) or 1.0
-    span_x = CURVE_WIDTH - 2 * CURVE_PAD
-    span_y = CURVE_HEIGHT - 2 * CURVE_PAD
-    step = span_x / max(frames - 1, 1)
-    return " ".join(
-        f"{CURVE_PAD + index * step:.1f},{CURVE_HEIGHT - CURVE_PAD - (float(value) / peak) * span_y:.1f}"
-        for index, value in enumerate(values)
-    )
-
-
-def _temporal_chart(manifest: dict[str, Any], *, predicted: int | None) -> dict[str, Any] | None:
-    frames = len((manifest.get("preprocess") or {}).get("source_frame_indices") or [])
-    curves = []
-    for position, layer in enumerate(manifest.get("layers") or []):
-        values = ((layer.get("temporal_importance") or {}).get(str(predicted)) or []) if predicted is not None else []
-        if not values:
-            continue
-        curves.append({
-            "layer": layer.get("name", ""), "short": _short_layer_name(str(layer.get("name", ""))),
-            "colour": CURVE_COLOURS[position % len(CURVE_COLOURS)],
-            "points": _curve_points(values, frames=frames or len(values)),
-        })
-    if not curves:
-        return None
-    frames = frames or 1
-    step = (CURVE_WIDTH - 2 * CURVE_PAD) / max(frames - 1, 1)
-    every = max(1, frames // 8)
-    ticks = [{"x": round(CURVE_PAD + index * step, 1), "label": index} for index in range(0, frames, every)]
-    return {"curves": curves, "width": CURVE_WIDTH, "height": CURVE_HEIGHT, "pad": CURVE_PAD, "ticks": ticks,
-            "baseline": CURVE_HEIGHT - CURVE_PAD, "top": CURVE_PAD, "right": CURVE_WIDTH - CURVE_PAD,
-            "label_y": CURVE_HEIGHT - 8}
-
-
-def _param_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    for key, label in _PARAM_LABELS.items():
-        if key not in params:
-            continue
-        value = params[key]
-        if key == "bbox_threshold":
-            value = "Otsu's threshold per frame" if value is None else f"fixed, {float(value):g} of the maximum"
-        elif key == "pooling" and value is None:
-            value = "not used by this method (element-wise weights)"
-        elif key == "layers":
-            value = "all Conv3D layers" if not value else ", ".join(map(str, value))
-        rows.append((label, str(value)))
-    for key, value in (params.get("preprocess") or {}).items():
-        if value is not None:
-            rows.append((f"Preprocess: {key.replace('_', ' ')}", ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
-    return rows
-
-
-def result_context(analysis: Analysis) -> dict[str, Any]:
-    """Everything the result page shows, read from the stored manifest."""
-    manifest = analysis.manifest or {}
-    classifier = analysis.classifier
-    prediction = manifest.get("prediction") or {}
-    preprocess = manifest.get("preprocess") or {}
-    predicted = analysis.predicted_class
-    expected = analysis.expected_class
-    timestamps = [float(value) for value in preprocess.get("timestamps") or []]
-    source_indices = [int(value) for value in preprocess.get("source_frame_indices") or []]
-
-    top_k = []
-    for entry in prediction.get("top_k") or []:
-        index = int(entry.get("class", -1))
-        probability = float(entry.get("probability") or 0.0)
-        top_k.append({
-            "class": index, "label": entry.get("label") or classifier.label_for(index),
-            "probability": probability, "percent": round(probability * 100, 2),
-            "width": max(0.5, round(probability * 100, 2)),
-            "is_predicted": index == predicted, "is_expected": index == expected,
-        })
-
-    layers: dict[str, dict[str, Any]] = {}
-    for position, name in enumerate((manifest.get("model") or {}).get("selected_layers") or []):
-        layers[str(name)] = {"name": str(name), "short": _short_layer_name(str(name)), "index": position,
-                             "video_url": "", "images": [], "inference": [], "curve_url": "", "raw_url": ""}
-    preprocessed_url = legend_url = ""
-    for record in manifest.get("files") or []:
-        role, path, layer_name = record.get("role"), str(record.get("path") or ""), record.get("layer")
-        url = _file_url(analysis, path)
-        if role == "preprocessed_video":
-            preprocessed_url = url
-            continue
-        if role == "inference_legend":
-            legend_url = url
-            continue
-        if not layer_name:
-            continue
-        layer = layers.setdefault(str(layer_name), {
-            "name": str(layer_name), "short": _short_layer_name(str(layer_name)), "index": len(layers),
-            "video_url": "", "images": [], "inference": [], "curve_url": "", "raw_url": ""})
-        frame = record.get("frame")
-        if role == "heatmap_video":
-            layer["video_url"] = url
-        elif role == "heatmap_image" and frame is not None:
-            layer["images"].append({
-                "frame": int(frame), "url": url,
-                "timestamp": timestamps[int(frame)] if int(frame) < len(timestamps) else None,
-                "source_frame": source_indices[int(frame)] if int(frame) < len(source_indices) else None,
-            })
-        elif role == "inference_map" and frame is not None:
-            layer["inference"].append({"frame": int(frame), "url": url})
-        elif role == "temporal_curve":
-            layer["curve_url"] = url
-        elif role == "raw_maps":
-            layer["raw_url"] = url
-    layer_list = sorted(layers.values(), key=lambda layer: layer["index"])
-    for layer in layer_list:
-        layer["images"].sort(key=lambda image: image["frame"])
-        layer["inference"].sort(key=lambda image: image["frame"])
-        count = len(layer["inference"])
-        for position, image in enumerate(layer["inference"]):
-            if count == 3:
-                image["position"] = ("start", "middle", "end")[position]
-            else:
-                image["position"] = f"frame {image['frame']}"
-    show_inference = analysis.is_wrong_prediction and any(layer["inference"] for layer in layer_list)
-    fps = float((manifest.get("params") or {}).get("video_fps") or 4.0)
-    player = {
-        "fps": fps,
-        "frames": len(source_indices) or max((len(layer["images"]) for layer in layer_list), default=0),
-        "timestamps": timestamps,
-        "source_frames": source_indices,
-        "layers": [{"name": layer["name"], "short": layer["short"],
-                    "images": [image["url"] for image in layer["images"]]} for layer in layer_list],
-    }
-    inputs = manifest.get("inputs") or {}
-    return {
-        "manifest": manifest,
-        "prediction": prediction,
-        "correct": prediction.get("correct"),
-        "predicted_label": classifier.label_for(predicted) if predicted is not None else "",
-        "expected_label": classifier.label_for(expected) if expected is not None else "",
-        "predicted_probability": (prediction.get("probabilities") or [None] * ((predicted or 0) + 1))[predicted]
-        if predicted is not None and predicted < len(prediction.get("probabilities") or []) else None,
-        "top_k": top_k,
-        "chart": _temporal_chart(manifest, predicted=predicted),
-        "layers": layer_list,
-        "preprocessed_url": preprocessed_url,
-        "legend_url": legend_url,
-        "show_inference": show_inference,
-        "player": player,
-        "param_rows": _param_rows(manifest.get("params") or analysis.params or {}),
-        "timings": _timing_rows({**(manifest.get("timings") or {}), **(analysis.timings or {})}),
-        "versions": [(key, value) for key, value in (manifest.get("engine") or analysis.versions or {}).items()],
-        "hashes": [(name, (record or {}).get("sha256"), (record or {}).get("bytes")) for name, record in inputs.items()],
-        "file_count": len(manifest.get("files") or []) + 1,
-        "manifest_url": _file_url(analysis, "manifest.json"),
-        "zip_url": reverse("analyses_run:zip", kwargs={"code": analysis.code}),
-    }
-
-
 # --------------------------------------------------------------------------- one analysis
 @login_required
 @require_GET
@@ -531,7 +332,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     context: dict[str, Any] = {
         "analysis": analysis,
         "status": status_payload(analysis),
-        "can_write": selectors.can_write(user=request.user, obj=analysis),
+        "can_write": can_write(user=request.user, obj=analysis),
         "parent": visible.filter(pk=analysis.parent_id).first() if analysis.parent_id else None,
         "reruns": list(visible.filter(parent=analysis).order_by("created_at")),
     }

@@ -1,4 +1,4 @@
-"""The new-analysis / re-run form. It only parses input; `analyses.services.analysis` decides.
+"""The new-analysis / re-run form. It only parses input; `analyses.runs.services` decides.
 
 Which layers and classes are valid depends on the chosen classifier, so those two fields accept
 any value of any visible classifier here and the service checks them against the classifier
@@ -11,9 +11,11 @@ from typing import Any
 from django import forms
 
 from accounts.models import Team
-from analyses.models import Analysis, Classifier, Video
-from analyses.selectors import classifiers_usable_by, teams_of, videos_usable_by
-from analyses.services.analysis import (
+from analyses.library.models import Classifier, Video
+from analyses.runs.models import Analysis
+from accounts.selectors import teams_of
+from analyses.library.selectors import classifiers_usable_by, videos_usable_by
+from analyses.runs.params import (
     AUTO_SCALING,
     COLORMAPS,
     DEFAULT_PARAMS,

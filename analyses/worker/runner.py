@@ -1,6 +1,6 @@
 """Engine child processes for analyses: started with exec, watched, each used for ONE job.
 
-The django-q2 worker process that runs `analyses.tasks.run_analysis_task` never imports
+The django-q2 worker process that runs an analysis (`analyses.runs.execution`) never imports
 TensorFlow. It runs the engine as `<engine python> -m gradcam3d worker`, a fresh exec'ed
 process that imports TensorFlow, prints `{"event": "ready"}`, reads one job line on stdin and
 exits (docs/engine-contract.md).
@@ -15,10 +15,10 @@ Isolation of each engine child:
 - exec'ed, never forked from a process that imported TensorFlow;
 - its own process group (a timeout kills FFmpeg grandchildren too), killed while the engine is
   still unreaped (its pid, hence the group id, cannot have been reused), and the parent-death
-  signal (bubblewrap's --die-with-parent, and the exec wrapper of `analyses.sandbox`), so a
+  signal (bubblewrap's --die-with-parent, and the exec wrapper of `analyses.worker.sandbox`), so a
   SIGKILLed worker leaves no orphan engine behind;
 - an environment without SECRET_KEY or database credentials (engine_client.child_environment);
-- the sandbox of `analyses.sandbox` (no network, own pid namespace and /tmp, another user when we
+- the sandbox of `analyses.worker.sandbox` (no network, own pid namespace and /tmp, another user when we
   are root), CPU-time and file-size limits. The spare waits in a scratch folder
   `spare-<hex>/` renamed to the analysis's folder when a job takes it; the sandbox shows it
   only that folder's `in/` (read-only, at /job/in) and `out/` (writable, at /job/out), bound by
@@ -52,8 +52,9 @@ from typing import Any, Literal
 
 from django.conf import settings
 
-from analyses import sandbox
-from analyses.engine_client import child_environment
+from analyses.worker import sandbox
+from analyses.worker.engine_client import child_environment
+from analyses.worker.leases import process_lease, worker_lease_is_dead
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +205,6 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
     except sandbox.SandboxError as exc:
         raise OSError(str(exc)) from exc
     (work_dir / PID_FILE_NAME).write_text(str(process.pid))
-    from analyses.services.analysis import process_lease
-
     (work_dir / OWNER_FILE_NAME).write_text(
         json.dumps({"worker": process_lease(os.getpid()), "engine": process_lease(process.pid)})
     )
@@ -287,8 +286,6 @@ def work_folders_sweep(*, older_than_seconds: float = WORK_FOLDER_GRACE_SECONDS)
     without a readable owner file that old was left by a worker that died while creating it.
     Returns how many folders were removed.
     """
-    from analyses.services.analysis import worker_lease_is_dead
-
     root = work_root()
     try:
         folders = [path for path in root.iterdir() if path.is_dir() and not path.is_symlink()]
@@ -385,6 +382,82 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+@dataclass
+class _Watch:
+    """What watching an engine's job found: its result line, why it was stopped, its peak memory."""
+
+    final: dict[str, Any] | None = None
+    stopped: OutcomeKind | None = None
+    peak_rss_mb: float = 0.0
+
+
+def _limits_exceeded(watch: _Watch, engine: EngineProcess, *, deadline: float, memory_limit_mb: float,
+                     should_cancel: Callable[[], bool]) -> bool:
+    """Check the wall clock, the memory of the engine's process tree and a cancel request."""
+    if time.monotonic() > deadline:
+        watch.stopped = "timeout"
+    elif (rss := process_tree_rss_mb(engine.pid)) > memory_limit_mb:
+        watch.peak_rss_mb = max(watch.peak_rss_mb, rss)
+        watch.stopped = "memory"
+    elif should_cancel():
+        watch.stopped = "cancelled"
+    else:
+        watch.peak_rss_mb = max(watch.peak_rss_mb, rss)
+    return watch.stopped is not None
+
+
+def _watch_job(engine: EngineProcess, *, deadline: float, memory_limit_mb: float,
+               on_event: Callable[[dict[str, Any]], None], should_cancel: Callable[[], bool]) -> _Watch:
+    """Read the engine's output until its result line, its end, or a limit stops it."""
+    watch = _Watch()
+    last_check = time.monotonic()
+    while True:
+        try:
+            line: str | None = engine.lines.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            return watch  # end of output
+        if line:
+            message = _parse_line(line)
+            if message is not None:
+                if "ok" in message:
+                    # The result is complete (the manifest is written before this line): do not
+                    # wait for the interpreter's slow TensorFlow teardown, the engine is killed later.
+                    watch.final = message
+                    return watch
+                elif message.get("event") == "ready":
+                    engine.ready_monotonic = time.monotonic()
+                elif "event" in message:
+                    on_event(message)
+            if time.monotonic() - last_check < _POLL_SECONDS:
+                continue  # more output may be waiting; the limits are checked at least this often
+        last_check = time.monotonic()
+        if _limits_exceeded(watch, engine, deadline=deadline, memory_limit_mb=memory_limit_mb,
+                            should_cancel=should_cancel):
+            return watch
+
+
+def _kill_and_exit_status(engine: EngineProcess, watch: _Watch) -> int | None:
+    """Kill the engine's process group and say how it ended.
+
+    Never reap the engine before its group is killed (engine.kill): a reaped pid may be reused,
+    and killpg would then hit an unrelated process group.
+    """
+    exit_status: int | None = None
+    if watch.stopped is None and watch.final is None:
+        # Output ended without a result line: the exit status tells why.
+        exit_status = engine.wait_exit_nowait(timeout=10)
+    elif watch.final is not None:
+        # The result line's own claim (2 for a refusal, 0 for success) unless it already exited.
+        exit_status = engine.exit_status_nowait()
+        if exit_status is None:
+            final = watch.final
+            exit_status = 0 if final.get("ok") is True else (2 if final.get("code") != "internal" else 1)
+    engine.kill()  # also kills FFmpeg grandchildren left behind, then reaps the engine
+    return exit_status if exit_status is not None else engine.process.returncode
+
+
 def run_engine_job(
     *,
     engine: EngineProcess,
@@ -401,64 +474,16 @@ def run_engine_job(
     handed over (a spare still importing TensorFlow spends part of it).
     """
     deadline = time.monotonic() + timeout_seconds
-    final: dict[str, Any] | None = None
-    stopped: OutcomeKind | None = None
-    peak_rss_mb = 0.0
     if (failed := _hand_over(engine, job)) is not None:
         return failed
-    last_check = time.monotonic()
-    while True:
-        try:
-            line: str | None = engine.lines.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            line = ""
-        if line is None:
-            break  # end of output
-        if line:
-            message = _parse_line(line)
-            if message is not None:
-                if "ok" in message:
-                    # The result is complete (the manifest is written before this line): do not
-                    # wait for the interpreter's slow TensorFlow teardown, the engine is killed below.
-                    final = message
-                    break
-                elif message.get("event") == "ready":
-                    engine.ready_monotonic = time.monotonic()
-                elif "event" in message:
-                    on_event(message)
-            if time.monotonic() - last_check < _POLL_SECONDS:
-                continue  # more output may be waiting; the limits are checked at least this often
-        last_check = time.monotonic()
-        if time.monotonic() > deadline:
-            stopped = "timeout"
-        elif (rss := process_tree_rss_mb(engine.pid)) > memory_limit_mb:
-            peak_rss_mb = max(peak_rss_mb, rss)
-            stopped = "memory"
-        elif should_cancel():
-            stopped = "cancelled"
-        else:
-            peak_rss_mb = max(peak_rss_mb, rss)
-        if stopped is not None:
-            break
-    exit_status: int | None = None
-    # Never reap the engine before its group is killed (engine.kill): a reaped pid may be reused,
-    # and killpg would then hit an unrelated process group.
-    if stopped is None and final is None:
-        # Output ended without a result line: the exit status tells why.
-        exit_status = engine.wait_exit_nowait(timeout=10)
-    elif final is not None:
-        # The result line's own claim (2 for a refusal, 0 for success) unless it already exited.
-        exit_status = engine.exit_status_nowait()
-        if exit_status is None:
-            exit_status = 0 if final.get("ok") is True else (2 if final.get("code") != "internal" else 1)
-    engine.kill()  # also kills FFmpeg grandchildren left behind, then reaps the engine
-    if exit_status is None:
-        exit_status = engine.process.returncode
+    watch = _watch_job(engine, deadline=deadline, memory_limit_mb=memory_limit_mb, on_event=on_event,
+                       should_cancel=should_cancel)
+    exit_status = _kill_and_exit_status(engine, watch)
     outcome = _outcome_of_dead_engine(
-        engine, final=final, stopped=stopped, exit_status=exit_status,
+        engine, final=watch.final, stopped=watch.stopped, exit_status=exit_status,
         timeout_seconds=timeout_seconds, memory_limit_mb=memory_limit_mb,
     )
-    outcome.peak_rss_mb = peak_rss_mb
+    outcome.peak_rss_mb = watch.peak_rss_mb
     return outcome
 
 
@@ -618,25 +643,3 @@ def _classify(
         kind="crashed", exit_status=exit_status,
         message=f"The analysis engine stopped with an internal error (exit status {exit_status}){detail}.",
     )
-
-
-def connect_worker_signals() -> None:
-    """Start a spare engine, schedule the reaper and reap dead runs as each django-q2 worker starts.
-
-    Call from `AnalysesConfig.ready()`; the receivers only act inside qcluster worker processes.
-    """
-    from django_q.signals import post_spawn
-
-    post_spawn.connect(_on_worker_spawn, dispatch_uid="analyses.runner.worker_spawn")
-
-
-def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
-    try:
-        from analyses.services.analysis import reaper_schedule_ensure
-        from analyses.services.reaper import reap_everything
-
-        reaper_schedule_ensure()
-        reap_everything()
-    except Exception:  # noqa: BLE001 - a worker must start even if the database is unavailable now
-        logger.exception("reaping stale analyses at worker start failed")
-    start_spare()

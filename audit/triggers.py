@@ -1,60 +1,11 @@
-"""The one audit helper (after pretix's `log_action`): dotted action codes, dict data, secrets masked.
-
-Also the database side of "append-only": the triggers that refuse UPDATE, DELETE (and on
-PostgreSQL TRUNCATE) of audit rows, in one place for migration 0002 and the test helper that
-must lift them around pytest-django's flush.
+"""The database side of "append-only": triggers that refuse UPDATE, DELETE (and on PostgreSQL
+TRUNCATE) of audit rows, in one place for analyses migration 0002 (which created them when the
+table belonged to that app) and the test helper that must lift them around pytest-django's flush.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from analyses.models import AuditEvent
-
-_SECRET_MARKERS = ("password", "secret", "token", "api_key", "apikey", "authorization", "cookie")
-MASK = "********"
-
-
-def _mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: (MASK if any(marker in str(key).lower() for marker in _SECRET_MARKERS) else _mask(item))
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_mask(item) for item in value]
-    return value
-
-
-def audit_log(
-    *,
-    actor: Any | None,
-    action: str,
-    target: models.Model | None = None,
-    team: Any | None = None,
-    data: dict[str, Any] | None = None,
-) -> AuditEvent:
-    if "." not in action:
-        raise ValueError(f"Audit action codes are dotted (entity.verb), got {action!r}")
-    if team is None and target is not None:
-        team = getattr(target, "team", None)
-        if team is not None and team.__class__.__name__ != "Team":
-            team = None
-    acting_user = actor if getattr(actor, "is_authenticated", False) else None
-    return AuditEvent.objects.create(
-        actor=acting_user,
-        actor_username=acting_user.get_username() if acting_user is not None else "",
-        team=team,
-        action=action,
-        target_type=target._meta.model_name if target is not None else "",
-        target_code=getattr(target, "code", None) if target is not None else None,
-        data=_mask(dict(data or {})),
-    )
-
-
-# --------------------------------------------------------------------------- triggers
 AUDIT_TABLE = "analyses_auditevent"
 _REFUSAL = "Audit events are append-only"
 _SQLITE_CREATE = [

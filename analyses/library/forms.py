@@ -7,7 +7,7 @@ from django import forms
 from django.db.models import Q
 
 from accounts.models import Team
-from analyses.selectors import teams_of
+from accounts.selectors import teams_of
 
 _CLASS_MAP_HELP = (
     "“index: label” lines as in ClassMap.txt (e.g. “0: Basketball”), "

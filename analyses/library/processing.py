@@ -23,8 +23,9 @@ from django.db import transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
-from analyses.models import Classifier, Preview, ProcessingStatus, Video
-from analyses.services.analysis import current_worker_lease, pending_broker_tasks, task_is_pending, worker_lease_is_dead
+from analyses.library.models import Classifier, Preview, ProcessingStatus, Video
+from analyses.worker.leases import current_worker_lease, worker_lease_is_dead
+from analyses.worker.queue import pending_broker_tasks, task_enqueue, task_is_pending
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +56,11 @@ def _task_name(obj_or_model: Any, pk: int) -> str:
 
 
 def _enqueue_now(model: type[Model], pk: int) -> bool:
-    from django_q.tasks import async_task
-
-    try:
-        task_id = async_task(JOB_KINDS[model].task, pk, task_name=_task_name(model, pk), group="uploads")
-    except Exception:  # noqa: BLE001 - the row is committed; the reaper queues it again later
-        logger.exception("could not enqueue %s %s", model._meta.model_name, pk)
+    """Queue the job (called on commit); a broker failure leaves the row for the reaper."""
+    task_id = task_enqueue(function=JOB_KINDS[model].task, argument=pk, task_name=_task_name(model, pk), group="uploads")
+    if task_id is None:
         return False
-    model.objects.filter(pk=pk).update(processing_task_id=str(task_id or "")[:64])
+    model.objects.filter(pk=pk).update(processing_task_id=task_id)
     return True
 
 

@@ -25,14 +25,16 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from accounts.models import Team, TeamMembership
-from analyses import engine_client
-from analyses.audit import audit_log
-from analyses.models import Classifier, ProcessingStatus, Video
-from analyses.services.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
-from analyses.services.quota import storage_use
+from accounts.models import Team
+from accounts.selectors import user_is_team_member
+from analyses.worker import engine_client
+from audit.log import audit_log
+from analyses.library.models import Classifier, ProcessingStatus, Video
+from analyses.library.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
+from analyses.quota import storage_use
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +95,6 @@ def _remove_quietly(*paths: Path | None) -> None:
             logger.warning("could not remove %s: %s", path, exc)
 
 
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
-
-
 @dataclass
 class StagedUpload:
     path: Path
@@ -143,10 +136,10 @@ def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str, quota_left_by
                 if size > limit:
                     raise UploadRefused(
                         f"The {kind} file does not fit in what is left of your storage quota "
-                        f"({human_bytes(limit)}): delete something you no longer need, or ask an "
+                        f"({filesizeformat(limit)}): delete something you no longer need, or ask an "
                         "administrator for more room."
                         if quota_first
-                        else f"The {kind} file is larger than the limit of {human_bytes(max_bytes)}."
+                        else f"The {kind} file is larger than the limit of {filesizeformat(max_bytes)}."
                     )
                 digest.update(chunk)
                 handle.write(chunk)
@@ -194,7 +187,7 @@ def _delete_media_file(relative_name: str) -> None:
 def _check_team(*, team: Team | None, user: Any) -> Team | None:
     if team is None:
         return None
-    if not TeamMembership.objects.filter(team=team, user=user).exists():
+    if not user_is_team_member(user=user, team=team):
         raise InvalidTeam(f"You are not a member of the team “{team.name}”.")
     return team
 

@@ -15,7 +15,8 @@ from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 
 from accounts.models import UserQuota
-from analyses.models import ACTIVE_STATUSES, Analysis, Classifier, ProcessingStatus, Video
+from analyses.library.models import Classifier, ProcessingStatus, Video
+from analyses.runs.models import ACTIVE_STATUSES, Analysis
 
 _MB = 1024 * 1024
 

@@ -1,7 +1,7 @@
 """URLs of analyses (new, progress, result pages, result files). UUID codes, never pks."""
 from django.urls import path
 
-from analyses.views import analysis
+from analyses.runs import views as analysis
 
 app_name = "analyses_run"
 urlpatterns = [

@@ -16,23 +16,24 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopFutureHandlers
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analyses import selectors
+from analyses.access import can_write
+from analyses.library import selectors
 from analyses.files import private_file_response
-from analyses.forms import (
+from analyses.library.forms import (
     CLASS_MAP_MAX_BYTES,
     ClassifierEditForm,
     ClassifierUploadForm,
     VideoEditForm,
     VideoUploadForm,
 )
-from analyses.services import library as library_services
-from analyses.services.library import DuplicateUpload, LibraryError, class_map_text, human_bytes
-from analyses.services.analysis import suggested_scaling
-from analyses.services.quota import storage_use
+from analyses.library import services as library_services
+from analyses.library.services import DuplicateUpload, LibraryError, class_map_text
+from analyses.quota import storage_use
 from gradcam_site.middleware import large_upload_view
 
 # --------------------------------------------------------------------------- upload size
@@ -81,7 +82,7 @@ class UploadLimitHandler(FileUploadHandler):
             self._refuse_everything = True
             self._refuse(
                 field="file",
-                message=f"The upload is larger than the limit of {human_bytes(self.total_limit)} "
+                message=f"The upload is larger than the limit of {filesizeformat(self.total_limit)} "
                 f"for a {self.kind} file.",
             )
         return None
@@ -107,12 +108,12 @@ class UploadLimitHandler(FileUploadHandler):
         limit = self.file_limits.get(field, 0)
         if self.received > limit:
             what = f"The {self.kind} file" if field == "file" else f"The {field.replace('_', ' ')}"
-            self._refuse(field=field, message=f"{what} is larger than the limit of {human_bytes(limit)}.")
+            self._refuse(field=field, message=f"{what} is larger than the limit of {filesizeformat(limit)}.")
             raise SkipFile()
         if self.total_received > self.total_limit:
             self._refuse(
                 field="file",
-                message=f"The upload is larger than the limit of {human_bytes(self.total_limit)} "
+                message=f"The upload is larger than the limit of {filesizeformat(self.total_limit)} "
                 f"for a {self.kind} file.",
             )
             raise SkipFile()
@@ -327,7 +328,7 @@ _SCALING_LABELS = {
 
 
 def _scaling_context(classifier: Any) -> dict[str, str]:
-    scaling, reason = suggested_scaling(classifier=classifier)
+    scaling, reason = selectors.suggested_scaling(classifier=classifier)
     return {"scaling_label": _SCALING_LABELS.get(scaling, scaling), "scaling_reason": reason}
 
 
@@ -347,7 +348,7 @@ def _classifier_detail_page(
             "classifier": classifier,
             "classes": classes,
             "form": form,
-            "can_write": selectors.can_write(user=request.user, obj=classifier),
+            "can_write": can_write(user=request.user, obj=classifier),
             "analysis_count": classifier.analyses.count(),
             **_scaling_context(classifier),
         },
@@ -456,7 +457,7 @@ def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm,
             "form": form,
             "download_view": "library:video_original"
             if video.archived_at is None or video.owner_id == request.user.pk else "",
-            "can_write": selectors.can_write(user=request.user, obj=video),
+            "can_write": can_write(user=request.user, obj=video),
             "analysis_count": video.analyses.count(),
             "megapixels": round(video.width * video.height / 1e6, 2),
         },

@@ -16,11 +16,11 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from analyses import engine_client
-from analyses.models import Classifier, Preview, ProcessingStatus, Video
-from analyses.selectors import classifiers_visible_to, videos_visible_to
-from analyses.services.analysis import AnalysisError, preprocess_params_normalise
-from analyses.services.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
+from analyses.worker import engine_client
+from analyses.library.models import Classifier, Preview, ProcessingStatus, Video
+from analyses.library.selectors import classifiers_visible_to, videos_visible_to
+from analyses.runs.params import AnalysisError, preprocess_params_normalise
+from analyses.library.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,7 @@ def preview_create(*, user: Any, classifier: Classifier, video: Video, preproces
 
 def _engine_options(preview: Preview) -> dict[str, Any]:
     options = {key: value for key, value in (preview.params.get("preprocess") or {}).items() if value is not None}
-    options.update({
-        "max_bytes": settings.GRADCAM_MAX_VIDEO_BYTES,
-        "max_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
-        "max_pixels": settings.GRADCAM_MAX_VIDEO_PIXELS,
-        "max_frames": settings.GRADCAM_MAX_VIDEO_FRAMES,
-    })
+    options.update(engine_client.video_limits())
     return options
 
 

@@ -1,7 +1,7 @@
 """URLs of the home page and the classifier and video libraries (UUID codes, never pks)."""
 from django.urls import path
 
-from analyses.views import library
+from analyses.library import views as library
 
 app_name = "library"
 urlpatterns = [

@@ -3,7 +3,7 @@
 Uploaded models and videos are untrusted: they are parsed only by a short-lived child process
 with a wall-clock timeout that kills its whole process group, an environment that carries no
 secrets (no SECRET_KEY, no DATABASE_URL), and a throw-away working directory, in the sandbox of
-`analyses.sandbox` (no network, read access to its own inputs only, write access to its own
+`analyses.worker.sandbox` (no network, read access to its own inputs only, write access to its own
 output folder only, another user when we are root) with memory, CPU-time and file-size limits,
 and only as many at once on the machine as GRADCAM_CHILD_SLOTS allows. The web app never
 imports `gradcam3d` or TensorFlow; it reads the JSON object on the child's last stdout line
@@ -32,8 +32,8 @@ from typing import Any
 
 from django.conf import settings
 
-from analyses import sandbox
-from analyses.sandbox import ChildFiles, ResourceLimits
+from analyses.worker import sandbox
+from analyses.worker.sandbox import ChildFiles, ResourceLimits
 
 logger = logging.getLogger(__name__)
 
@@ -244,14 +244,20 @@ def _timeout_arguments(*, parent_seconds: float, short_steps: int, long_steps: i
     return ["--timeout", f"{short:.3f}", "--processing-timeout", f"{long:.3f}"]
 
 
+def video_limits() -> dict[str, int | float]:
+    """The limits every engine child applies to an untrusted video, in the engine's own names
+    (job parameters, preview options; `--max-bytes` and so on on its command line)."""
+    return {
+        "max_bytes": settings.GRADCAM_MAX_VIDEO_BYTES,
+        "max_seconds": settings.GRADCAM_MAX_VIDEO_SECONDS,
+        "max_pixels": settings.GRADCAM_MAX_VIDEO_PIXELS,
+        "max_frames": settings.GRADCAM_MAX_VIDEO_FRAMES,
+    }
+
+
 def _video_limit_arguments(*, parent_seconds: float, short_steps: int, long_steps: int) -> list[str]:
-    return [
-        "--max-bytes", str(settings.GRADCAM_MAX_VIDEO_BYTES),
-        "--max-seconds", str(settings.GRADCAM_MAX_VIDEO_SECONDS),
-        "--max-pixels", str(settings.GRADCAM_MAX_VIDEO_PIXELS),
-        "--max-frames", str(settings.GRADCAM_MAX_VIDEO_FRAMES),
-        *_timeout_arguments(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps),
-    ]
+    limits = [argument for name, value in video_limits().items() for argument in (f"--{name.replace('_', '-')}", str(value))]
+    return [*limits, *_timeout_arguments(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps)]
 
 
 def inspect_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""Analyses: one run of a classifier on a video, with its run state and its results."""
+from __future__ import annotations
+
+from django.db import models
+
+from analyses.library.models import Classifier, OwnedModel, Video
+
+
+class AnalysisStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (AnalysisStatus.QUEUED, AnalysisStatus.RUNNING)
+
+
+class Analysis(OwnedModel):
+    classifier = models.ForeignKey(Classifier, on_delete=models.PROTECT, related_name="analyses")
+    video = models.ForeignKey(Video, on_delete=models.PROTECT, related_name="analyses")
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns",
+        help_text="The analysis this one re-runs with changed parameters",
+    )
+    title = models.CharField(max_length=200, blank=True)
+    expected_class = models.IntegerField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+
+    status = models.CharField(
+        max_length=16, choices=AnalysisStatus.choices, default=AnalysisStatus.QUEUED, db_index=True
+    )
+    stage = models.CharField(max_length=100, blank=True)
+    progress = models.FloatField(default=0.0)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=2)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    # "<host>:<pid>:<process start ticks>" of the worker process orchestrating the run, so the
+    # reaper can tell at once that a run's worker died (same host) instead of waiting for the
+    # heartbeat to go stale.
+    worker_lease = models.CharField(max_length=200, blank=True)
+
+    predicted_class = models.IntegerField(null=True, blank=True)
+    predictions = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    versions = models.JSONField(default=dict, blank=True)
+    input_hashes = models.JSONField(default=dict, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    # Relative to MEDIA_ROOT; holds only finished results (written elsewhere, renamed in).
+    results_dir = models.CharField(max_length=300, blank=True)
+    results_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "analyses"
+
+    def __str__(self) -> str:
+        return self.title or f"Analysis {str(self.code)[:8]}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_wrong_prediction(self) -> bool:
+        return (
+            self.expected_class is not None
+            and self.predicted_class is not None
+            and self.expected_class != self.predicted_class
+        )

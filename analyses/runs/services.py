@@ -1,0 +1,192 @@
+"""Analyses: create and queue, re-run, cancel, delete. The run state itself is changed only by
+`analyses.runs.state`; the parameters are checked by `analyses.runs.params`.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import Team
+from accounts.selectors import user_is_team_member
+from analyses.library.models import Classifier, Video
+from analyses.library.selectors import classifiers_usable_by, videos_usable_by
+from analyses.quota import active_analyses_count, active_analyses_limit
+from analyses.runs import state
+from analyses.runs.models import Analysis, AnalysisStatus
+from analyses.runs.params import AnalysisError, analysis_params_normalise, expected_class_checked
+from analyses.runs.selectors import analyses_visible_to
+from analyses.access import can_write
+from audit.log import audit_log
+
+RESULTS_FOLDER = "analyses"
+# Each attempt publishes into MEDIA_ROOT/analyses/<code hex>/attempt-<n>/ (results_dir names it).
+ATTEMPT_FOLDER_PREFIX = "attempt-"
+
+
+def _team_checked(*, team: Team | None, user: Any, classifier: Classifier, video: Video) -> Team | None:
+    """The team an analysis may be shared with: one of the user's teams whose members can all
+    see both inputs (results show the video's frames and the model's decisions)."""
+    if team is None:
+        return None
+    if not user_is_team_member(user=user, team=team):
+        raise AnalysisError(f"You are not a member of the team “{team.name}”.", field="team")
+    problem = analysis_share_problem(classifier=classifier, video=video, team=team)
+    if problem:
+        raise AnalysisError(problem, field="team")
+    return team
+
+
+def analysis_share_problem(*, classifier: Classifier, video: Video, team: Team) -> str:
+    """Why an analysis of these inputs may not be shared with `team` ("" when it may).
+
+    An analysis may be shared only with people who can see both of its inputs: a member of a
+    team sees an input when it is shared with that team (or is their own).
+    """
+    for obj, noun in ((video, "video"), (classifier, "model")):
+        if obj.team_id != team.pk:
+            return (
+                f"Share the {noun} “{obj.name}” with {team.name} first: an analysis can be shared only "
+                "with people who can see both its model and its video."
+            )
+    return ""
+
+
+def _check_active_quota(*, user: Any) -> None:
+    limit = active_analyses_limit(user=user)
+    active = active_analyses_count(user=user)
+    if active >= limit:
+        raise AnalysisError(
+            f"You already have {active} analyses queued or running, the most allowed at once ({limit}): "
+            "wait until one finishes, or cancel one, then try again."
+        )
+
+
+# --------------------------------------------------------------------------- create, re-run
+
+
+# --------------------------------------------------------------------------- create, re-run
+def analysis_create(
+    *,
+    user: Any,
+    classifier: Classifier,
+    video: Video,
+    expected_class: int | None,
+    params: dict[str, Any] | None,
+    team: Team | None = None,
+    title: str = "",
+    parent: Analysis | None = None,
+) -> Analysis:
+    if not classifiers_usable_by(user=user).filter(pk=classifier.pk).exists():
+        raise AnalysisError("That model does not exist or is not available to you.", field="classifier")
+    if not videos_usable_by(user=user).filter(pk=video.pk).exists():
+        raise AnalysisError("That video does not exist or is not available to you.", field="video")
+    team = _team_checked(team=team, user=user, classifier=classifier, video=video)
+    _check_active_quota(user=user)
+    expected = expected_class_checked(classifier=classifier, expected_class=expected_class)
+    normalised = analysis_params_normalise(classifier=classifier, params=params)
+    with transaction.atomic():
+        analysis = Analysis.objects.create(
+            owner=user,
+            team=team,
+            classifier=classifier,
+            video=video,
+            parent=parent,
+            title=(title or "").strip()[:200],
+            expected_class=expected,
+            params=normalised,
+            status=AnalysisStatus.QUEUED,
+            stage="queued",
+            max_attempts=settings.GRADCAM_ANALYSIS_MAX_ATTEMPTS,
+        )
+        audit_log(
+            actor=user,
+            action="analysis.created",
+            target=analysis,
+            data={
+                "classifier": str(classifier.code),
+                "video": str(video.code),
+                "expected_class": expected,
+                "params": normalised,
+                "parent": str(parent.code) if parent else None,
+            },
+        )
+        state.analysis_enqueue_on_commit(analysis_id=analysis.pk)
+    return analysis
+
+
+_UNCHANGED: Any = object()
+
+
+def analysis_rerun(
+    *,
+    user: Any,
+    analysis: Analysis,
+    params_changes: dict[str, Any] | None = None,
+    expected_class: Any = _UNCHANGED,
+    title: str | None = None,
+) -> Analysis:
+    """A new analysis of the same model and video with some parameters changed, linked to `analysis`."""
+    if not analyses_visible_to(user=user).filter(pk=analysis.pk).exists():
+        raise AnalysisError("That analysis does not exist or is not available to you.")
+    team = analysis.team
+    # The re-run is shared like the original only where that is still allowed: the user is in
+    # the team and the team can still see both inputs; otherwise it is private.
+    if team is not None and (
+        not user_is_team_member(user=user, team=team)
+        or analysis_share_problem(classifier=analysis.classifier, video=analysis.video, team=team)
+    ):
+        team = None
+    return analysis_create(
+        user=user,
+        classifier=analysis.classifier,
+        video=analysis.video,
+        expected_class=analysis.expected_class if expected_class is _UNCHANGED else expected_class,
+        params={**(analysis.params or {}), **(params_changes or {})},
+        team=team,
+        title=analysis.title if title is None else title,
+        parent=analysis,
+    )
+
+
+# --------------------------------------------------------------------------- cancel, delete
+def analysis_cancel(*, user: Any, analysis: Analysis) -> Analysis:
+    """Queued: cancelled now. Running: flagged; the worker kills the engine and marks it cancelled."""
+    if not can_write(user=user, obj=analysis):
+        raise AnalysisError("You can view this analysis but not cancel it.")
+    was = state.analysis_cancel_request(analysis_id=analysis.pk)
+    if was == "queued":
+        audit_log(actor=user, action="analysis.cancelled", target=analysis, data={"was": "queued"})
+    elif was == "running":
+        audit_log(actor=user, action="analysis.cancel_requested", target=analysis, data={"was": "running"})
+    else:
+        analysis.refresh_from_db()
+        raise AnalysisError(f"This analysis has already {analysis.status}; there is nothing to cancel.")
+    analysis.refresh_from_db()
+    return analysis
+
+
+def analysis_results_path(analysis: Analysis) -> Path:
+    return Path(settings.MEDIA_ROOT) / RESULTS_FOLDER / analysis.code.hex
+
+
+def analysis_delete(*, user: Any, analysis: Analysis) -> None:
+    """Delete a finished (or queued) analysis with its results folder."""
+    if not can_write(user=user, obj=analysis):
+        raise AnalysisError("You can view this analysis but not delete it.")
+    if analysis.status == AnalysisStatus.RUNNING:
+        raise AnalysisError("This analysis is running: cancel it and wait until it stops before deleting it.")
+    with transaction.atomic():
+        if analysis.status == AnalysisStatus.QUEUED and not state.analysis_withdraw_queued(analysis_id=analysis.pk):
+            raise AnalysisError("This analysis has just started: cancel it and wait until it stops.")
+        audit_log(
+            actor=user, action="analysis.deleted", target=analysis,
+            data={"status": analysis.status, "results_dir": analysis.results_dir,
+                  "classifier": str(analysis.classifier.code), "video": str(analysis.video.code)},
+        )
+        results = analysis_results_path(analysis)
+        analysis.delete()
+        transaction.on_commit(lambda: shutil.rmtree(results, ignore_errors=True))
