@@ -69,7 +69,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from analyses.models import Analysis, Classifier, Video
-    from analyses.services.analysis import analysis_create
+    from analyses.runs.services import analysis_create
 
     class _NoMigrations(dict):
         # A throw-away database: create every table straight from the models (as the test

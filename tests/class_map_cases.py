@@ -1,6 +1,6 @@
 """One table of class-map cases, for every parser of the class-map grammar.
 
-The web page (analyses.services.library.parse_class_map) and the engine's `--labels`
+The web page (analyses.library.services.parse_class_map) and the engine's `--labels`
 (gradcam3d.classmap.parse_class_map) must accept exactly the same text and give the same
 labels, so both are tested with these cases. Plain data, importing nothing.
 

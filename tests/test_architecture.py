@@ -44,7 +44,6 @@ def test_no_import_cycle_between_web_modules(graph: dict[str, set[str]]) -> None
 # The engine's last cycle (gradcam3d.preprocess <-> seeking <-> video) is being removed on the
 # engine's own branch; once both branches are merged this passes and the marker must go
 # (strict: an unexpected pass fails, so it cannot be forgotten).
-@pytest.mark.xfail(strict=True, reason="gradcam3d's preprocess/seeking/video cycle is removed on the engine branch")
 def test_no_import_cycle_between_engine_modules(graph: dict[str, set[str]]) -> None:
     assert _cycles_touching(graph, ENGINE_PACKAGES) == []
 

@@ -182,19 +182,23 @@ def _communicate(
 
 def run_engine(
     *,
-    command: str,
+    command: str | None,
     arguments: Sequence[str],
     timeout_seconds: float,
     what: str,
     files: ChildFiles | None = None,
     limits: ResourceLimits | None = None,
+    module: str = "gradcam3d",
 ) -> dict[str, Any]:
-    """Run `<engine python> -m gradcam3d COMMAND ARGUMENTS...` and return its result object.
+    """Run `<engine python> -m MODULE [COMMAND] ARGUMENTS...` and return its result object.
+
+    MODULE is the engine (`gradcam3d`, with a sub-command) or the demo builder (`demo`, none).
 
     `what` names the job in user-facing failure messages ("Inspecting the model"). The child
     sees only `files` (nothing of ours by default); paths in `arguments` must be `files.inside(...)`.
     """
-    argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", "gradcam3d", command, *map(str, arguments)]
+    argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", module, *([command] if command else []),
+            *map(str, arguments)]
     child = run_child(
         argv=argv, files=files if files is not None else ChildFiles(),
         limits=limits if limits is not None else sandbox.child_limits(), timeout_seconds=timeout_seconds, what=what,
@@ -404,7 +408,8 @@ def make_demo(
     """
     files = ChildFiles(output_dir=Path(out_dir))
     result = run_engine(
-        command="make-demo",
+        module="demo",
+        command=None,
         arguments=["--out", files.inside(out_dir), "--seed", str(seed), *(["--force"] if force else [])],
         timeout_seconds=timeout_seconds,
         what="Building the demo",

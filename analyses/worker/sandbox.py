@@ -1,7 +1,7 @@
 """Launching engine children: a bubblewrap sandbox, resource limits and a machine-wide cap.
 
 Every child that parses an uploaded file (`gradcam3d inspect|probe|transcode|preview`, the
-analysis engine and its FFmpeg grandchildren; `make-demo` too, for uniformity) is started through
+analysis engine and its FFmpeg grandchildren; the demo builder `python -m demo` too, for uniformity) is started through
 `wrap()`. With GRADCAM_SANDBOX=bwrap the child runs in a bubblewrap sandbox:
 
 - no network (`--unshare-net`), its own pid namespace and /proc (it cannot see the platform's
@@ -168,7 +168,7 @@ def child_limits() -> ResourceLimits:
 
 
 def engine_limits() -> ResourceLimits:
-    """Limits of the TensorFlow children (the analysis engine, make-demo): memory is watched as RSS."""
+    """Limits of the TensorFlow children (the analysis engine, the demo builder): memory is watched as RSS."""
     return ResourceLimits(
         memory_mb=None,
         cpu_seconds=int(settings.GRADCAM_ANALYSIS_CPU_SECONDS),
@@ -272,13 +272,15 @@ def _under_system_root(path: Path) -> bool:
 
 def runtime_binds() -> list[Bind]:
     """What any engine child needs to run, read-only: the Python prefixes, the engine interpreter,
-    the `gradcam3d` package. Refuses a folder that would expose media, var or the database."""
+    the `gradcam3d` package and the `demo` builder (code only). Refuses a folder that would expose
+    media, var or the database."""
     paths: list[Path] = []
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         paths.append(Path(prefix).resolve())
     engine = str(settings.GRADCAM_ENGINE_PYTHON)
     paths += _interpreter_paths(Path(engine if os.path.isabs(engine) else shutil.which(engine) or engine))
     paths.append(Path(settings.BASE_DIR).resolve() / "gradcam3d")
+    paths.append(Path(settings.BASE_DIR).resolve() / "demo")
     binds: list[Bind] = []
     for path in dict.fromkeys(paths):
         if str(path) == "/" or _under_system_root(path):
@@ -334,7 +336,7 @@ def _platform_ids() -> tuple[int, int]:
 
 def give_to_child(folder: Path) -> None:
     """Make `folder` (the child's own output folder) and the folders in it writable for the
-    sandbox user, when it is another user, so it can create and replace files there (`make-demo`
+    sandbox user, when it is another user, so it can create and replace files there (the demo builder
     rebuilding into an existing demo). Files already there stay ours; links are not followed."""
     identity = child_identity()
     if identity is None:

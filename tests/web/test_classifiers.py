@@ -10,6 +10,7 @@ import pytest
 from analyses.models import Classifier
 from audit.models import AuditEvent
 from analyses.library.services import InvalidClassMap, parse_class_map
+from tests.class_map_cases import CLASS_MAP_CASES
 from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     MODEL_CLASSES,
@@ -411,3 +412,14 @@ def test_upload_limit_refuses_every_file_part_when_content_length_is_over_the_li
     handler.new_file("file", "m.h5", "application/octet-stream", None)
     assert handler.receive_data_chunk(b"x" * 9_000, 0) == b"x" * 9_000
     assert handler.refusal is None
+
+
+@pytest.mark.parametrize(("text", "num_classes", "expected"), CLASS_MAP_CASES)
+def test_the_page_reads_class_maps_as_the_engine_does(text: str, num_classes: int, expected: list[str] | str) -> None:
+    """The same table runs through the engine's `--labels` parser (tests/engine/test_classmap.py)."""
+    if isinstance(expected, str):
+        with pytest.raises(InvalidClassMap) as refused:
+            parse_class_map(text=text, num_classes=num_classes)
+        assert expected in str(refused.value)
+    else:
+        assert parse_class_map(text=text, num_classes=num_classes) == expected

@@ -1,6 +1,6 @@
 """`manage.py make_demo`: train the offline demo classifier, write sample videos, register them.
 
-The engine (`python -m gradcam3d make-demo`, in a child process) generates a synthetic action
+The demo builder (`python -m demo`, in a sandboxed child process like the engine's) generates a synthetic action
 dataset, trains a small Conv3D classifier, and writes the model, its class map and sample videos
 plus `demo.json` into <GRADCAM_VAR_DIR>/demo. This command then creates the user "demo" and
 registers the model and videos for it through the same services as the upload pages, so
