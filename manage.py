@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility for 3D Grad-CAM Studio."""
+
 import os
 import sys
 

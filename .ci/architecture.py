@@ -8,6 +8,7 @@ module: a cycle hidden behind a function-level import is still a cycle. Only the
 packages are graphed; tests/ is left out (tests may import anything they test). The same
 functions back tests/test_architecture.py, which keeps the rules this prints.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -166,7 +167,9 @@ def _long_reason_given(lines: list[str], node: ast.FunctionDef | ast.AsyncFuncti
     return above.startswith(LONG_REASON_MARKER) and len(above) > len(LONG_REASON_MARKER)
 
 
-def unexplained_long_functions(packages: tuple[str, ...], limit: int = LONG_FUNCTION_LINES) -> list[tuple[int, str]]:
+def unexplained_long_functions(
+    packages: tuple[str, ...], limit: int = LONG_FUNCTION_LINES
+) -> list[tuple[int, str]]:
     """Functions of `packages` longer than `limit` lines without a `# long:` reason above them."""
     found = []
     for module, path in project_modules().items():

@@ -7,6 +7,7 @@ non-zero, with the tail of the `make run` log, when any step fails or takes too 
 
 Usage: .venv/bin/python .ci/smoke_make_run.py [--port 8765]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,14 @@ def log_in(base: str) -> requests.Session:
     session.get(f"{base}/accounts/login/", timeout=30)
     response = session.post(
         f"{base}/accounts/login/",
-        data={"username": DEMO_USER, "password": DEMO_PASSWORD, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{base}/accounts/login/"}, allow_redirects=False, timeout=30,
+        data={
+            "username": DEMO_USER,
+            "password": DEMO_PASSWORD,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{base}/accounts/login/"},
+        allow_redirects=False,
+        timeout=30,
     )
     if response.status_code != 302 or "/accounts/login/" in response.headers.get("Location", ""):
         raise SmokeFailure(f"logging in as {DEMO_USER!r} failed (HTTP {response.status_code})")
@@ -83,12 +90,29 @@ def run_analysis(base: str, session: requests.Session) -> str:
     videos = [code for code, video in data["videos"].items() if video["name"] == name]
     if len(data["classifiers"]) != 1 or len(videos) != 1:
         raise SmokeFailure(f"expected the demo classifier and video {name!r}, found {data}")
-    response = session.post(f"{base}/analyses/new/", data={
-        "csrfmiddlewaretoken": session.cookies["csrftoken"], "classifier": next(iter(data["classifiers"])),
-        "video": videos[0], "expected_class": str(labelled), "method": "gradcam", "pooling": "global",
-        "bbox_mode": "otsu", "bbox_threshold": "0.5", "colormap": "jet", "alpha": "0.3", "frame_stride": "2",
-        "frame_offset": "1", "resize_mode": "stretch", "scaling": "auto", "action": "run",
-    }, headers={"Referer": f"{base}/analyses/new/"}, allow_redirects=False, timeout=30)
+    response = session.post(
+        f"{base}/analyses/new/",
+        data={
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            "classifier": next(iter(data["classifiers"])),
+            "video": videos[0],
+            "expected_class": str(labelled),
+            "method": "gradcam",
+            "pooling": "global",
+            "bbox_mode": "otsu",
+            "bbox_threshold": "0.5",
+            "colormap": "jet",
+            "alpha": "0.3",
+            "frame_stride": "2",
+            "frame_offset": "1",
+            "resize_mode": "stretch",
+            "scaling": "auto",
+            "action": "run",
+        },
+        headers={"Referer": f"{base}/analyses/new/"},
+        allow_redirects=False,
+        timeout=30,
+    )
     location = response.headers.get("Location", "")
     if response.status_code != 302 or not re.fullmatch(r"/analyses/[0-9a-f-]{36}/", location):
         raise SmokeFailure(f"submitting the analysis answered {response.status_code} {location!r}")
@@ -112,10 +136,16 @@ def check(base: str) -> None:
     if status["status"] != "succeeded":
         raise SmokeFailure(f"the analysis ended {status['status']}: {status.get('error_message')}")
     page = session.get(f"{base}{location}", timeout=30)
-    if page.status_code != 200 or "Inference" not in page.text or status["predicted_class"] == status["expected_class"]:
+    if (
+        page.status_code != 200
+        or "Inference" not in page.text
+        or status["predicted_class"] == status["expected_class"]
+    ):
         raise SmokeFailure("the result page of the mislabelled video shows no inference maps")
-    print(f"smoke: analysis {location} succeeded: predicted {status['predicted_label']!r}, "
-          f"expected {status['expected_label']!r}")
+    print(
+        f"smoke: analysis {location} succeeded: predicted {status['predicted_label']!r}, "
+        f"expected {status['expected_label']!r}"
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -139,15 +169,22 @@ def main() -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{args.port}"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(["make", "run", f"PORT={args.port}"], cwd=REPO, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["make", "run", f"PORT={args.port}"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     started = time.monotonic()
     try:
         wait_for_login_page(base, process)
         print(f"smoke: `make run` served the login page after {time.monotonic() - started:.0f} s")
         check(base)
     except (SmokeFailure, requests.RequestException, KeyError, ValueError) as exc:
-        print(f"smoke: FAILED: {exc}\n--- make run log (tail) ---\n{log_path.read_text(errors='replace')[-5000:]}")
+        print(
+            f"smoke: FAILED: {exc}\n--- make run log (tail) ---\n{log_path.read_text(errors='replace')[-5000:]}"
+        )
         return 1
     finally:
         stop(process)

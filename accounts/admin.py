@@ -8,6 +8,7 @@ Users are not deleted either (their memberships would vanish unaudited and their
 would lose their actor): the "Deactivate" action calls `user_deactivate`, and `is_active` is
 changed only through it and "Reactivate".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,7 +61,13 @@ class UserQuotaInline(admin.StackedInline):
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = (
-        "username", "email", "team_count", "is_active", "is_staff", "last_login", "date_joined",
+        "username",
+        "email",
+        "team_count",
+        "is_active",
+        "is_staff",
+        "last_login",
+        "date_joined",
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "date_joined", "last_login", "teams")
     search_fields = ("username", "email", "first_name", "last_name", "code", "teams__name")
@@ -73,14 +80,21 @@ class UserAdmin(DjangoUserAdmin):
     @transaction.atomic
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         changed = [
-            (inline_form.instance, {name: inline_form.cleaned_data.get(name) for name in inline_form.changed_data})
+            (
+                inline_form.instance,
+                {name: inline_form.cleaned_data.get(name) for name in inline_form.changed_data},
+            )
             for inline_form in formset.forms
             if isinstance(inline_form.instance, UserQuota) and inline_form.has_changed()
         ]
         super().save_formset(request, form, formset, change)
         for quota, values in changed:
-            audit_log(actor=request.user, action="user.quota_changed", target=quota.user,
-                      data={"username": quota.user.get_username(), **values, "via": "admin"})
+            audit_log(
+                actor=request.user,
+                action="user.quota_changed",
+                target=quota.user,
+                data={"username": quota.user.get_username(), **values, "via": "admin"},
+            )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -93,13 +107,17 @@ class UserAdmin(DjangoUserAdmin):
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), level=messages.ERROR)
             else:
-                self.message_user(request, f"{user.get_username()} {'deactivated' if changed else 'was already inactive'}.")
+                self.message_user(
+                    request, f"{user.get_username()} {'deactivated' if changed else 'was already inactive'}."
+                )
 
     @admin.action(description="Reactivate selected users")
     def reactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             changed = services.user_reactivate(actor=request.user, user=user)
-            self.message_user(request, f"{user.get_username()} {'reactivated' if changed else 'was already active'}.")
+            self.message_user(
+                request, f"{user.get_username()} {'reactivated' if changed else 'was already active'}."
+            )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(_team_count=Count("team_memberships", distinct=True))
@@ -115,8 +133,10 @@ class _KeepAnOwnerFormSet(BaseInlineFormSet):
     def clean(self) -> None:
         super().clean()
         kept = [
-            form for form in self.forms
-            if getattr(form, "cleaned_data", None) and form.cleaned_data.get("user")
+            form
+            for form in self.forms
+            if getattr(form, "cleaned_data", None)
+            and form.cleaned_data.get("user")
             and not self._should_delete_form(form)
         ]
         if kept and not any(form.cleaned_data.get("role") == TeamRole.OWNER for form in kept):
@@ -145,7 +165,8 @@ class TeamAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
         return (
-            super().get_queryset(request)
+            super()
+            .get_queryset(request)
             .annotate(_member_count=Count("memberships", distinct=True))
             .prefetch_related("memberships__user")
         )
@@ -166,8 +187,13 @@ class TeamAdmin(admin.ModelAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
         if not change:
-            audit_log(actor=request.user, action="team.created", target=obj, team=obj,
-                      data={"name": obj.name, "via": "admin"})
+            audit_log(
+                actor=request.user,
+                action="team.created",
+                target=obj,
+                team=obj,
+                data={"name": obj.name, "via": "admin"},
+            )
 
     @transaction.atomic
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
@@ -189,16 +215,30 @@ class TeamAdmin(admin.ModelAdmin):
             if old is None:
                 events.append(("team.member_added", obj.user, obj.role))
             elif old.user_id != obj.user_id:
-                events += [("team.member_removed", old.user, old.role), ("team.member_added", obj.user, obj.role)]
+                events += [
+                    ("team.member_removed", old.user, old.role),
+                    ("team.member_added", obj.user, obj.role),
+                ]
             elif old.role != obj.role:
                 audit_log(
-                    actor=request.user, action="team.member_role_changed", target=team, team=team,
-                    data={"username": obj.user.get_username(), "user": str(obj.user.code),
-                          "from": old.role, "to": obj.role, "via": "admin"},
+                    actor=request.user,
+                    action="team.member_role_changed",
+                    target=team,
+                    team=team,
+                    data={
+                        "username": obj.user.get_username(),
+                        "user": str(obj.user.code),
+                        "from": old.role,
+                        "to": obj.role,
+                        "via": "admin",
+                    },
                 )
         for action, user, role in events:
             audit_log(
-                actor=request.user, action=action, target=team, team=team,
+                actor=request.user,
+                action=action,
+                target=team,
+                team=team,
                 data={"username": user.get_username(), "user": str(user.code), "role": role, "via": "admin"},
             )
         formset.save_m2m()

@@ -3,6 +3,7 @@
 Inputs get the attributes browsers use for password managers (`autocomplete`), so the pages
 behave like any well-made log-in page.
 """
+
 from __future__ import annotations
 
 from typing import Any

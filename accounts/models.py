@@ -3,6 +3,7 @@
 A team groups users who share libraries and analyses. Membership is a row with a role and a
 unique (team, user) constraint; team owners manage members.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -3,6 +3,7 @@
 A team is visible only to its members; to anyone else it does not exist (404), so that team
 names and codes cannot be probed.
 """
+
 from __future__ import annotations
 
 import uuid

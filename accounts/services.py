@@ -7,6 +7,7 @@ have already checked the actor can see the team, so outsiders got 404 before),
 honoured, e.g. an unknown username or removing the last owner, and `Throttled` (views answer
 429) when a page that tells whether a username exists is used too often.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,14 +88,14 @@ def team_create(*, creator: Any, name: str, description: str = "") -> Team:
 
 
 @transaction.atomic
-def team_member_add(
-    *, actor: Any, team: Team, username: str, role: str = TeamRole.MEMBER
-) -> TeamMembership:
+def team_member_add(*, actor: Any, team: Team, username: str, role: str = TeamRole.MEMBER) -> TeamMembership:
     _require_owner(actor=actor, team=team)
     _validate_role(role)
     # "There is no user named X" tells whether an account exists: limit how often one may ask.
     throttle_hit(
-        scope="team_member_add", key=str(actor.pk), limit_per_hour=settings.GRADCAM_MEMBER_ADD_LIMIT_PER_HOUR,
+        scope="team_member_add",
+        key=str(actor.pk),
+        limit_per_hour=settings.GRADCAM_MEMBER_ADD_LIMIT_PER_HOUR,
         message="You have tried to add members too many times in the last hour: please try again later.",
     )
     _require_owner_in(_lock_memberships(team=team), actor=actor)
@@ -118,9 +119,7 @@ def team_member_add(
         )
     try:
         with transaction.atomic():
-            membership = TeamMembership.objects.create(
-                team=team, user=new_member, role=role, added_by=actor
-            )
+            membership = TeamMembership.objects.create(team=team, user=new_member, role=role, added_by=actor)
     except IntegrityError:  # a concurrent add of the same person won the race
         raise ValidationError(
             {"username": f"{new_member.get_username()} is already a member of {team.name}."}
@@ -237,8 +236,12 @@ def user_deactivate(*, actor: Any, user: Any) -> bool:
         )
     user.is_active = False
     user.save(update_fields=["is_active"])
-    audit_log(actor=actor, action="user.deactivated", target=user,
-              data={"username": user.get_username(), "user": str(user.code)})
+    audit_log(
+        actor=actor,
+        action="user.deactivated",
+        target=user,
+        data={"username": user.get_username(), "user": str(user.code)},
+    )
     return True
 
 
@@ -249,6 +252,10 @@ def user_reactivate(*, actor: Any, user: Any) -> bool:
         return False
     user.is_active = True
     user.save(update_fields=["is_active"])
-    audit_log(actor=actor, action="user.reactivated", target=user,
-              data={"username": user.get_username(), "user": str(user.code)})
+    audit_log(
+        actor=actor,
+        action="user.reactivated",
+        target=user,
+        data={"username": user.get_username(), "user": str(user.code)},
+    )
     return True

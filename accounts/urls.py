@@ -1,4 +1,5 @@
 """Account and team pages. Teams are addressed by their UUID `code`, never the pk."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path
 

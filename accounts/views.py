@@ -3,6 +3,7 @@
 Access rules: a team is found only among the user's own teams (404 for anyone else); owner-only
 actions answer 403 to plain members (the service raises PermissionDenied).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,6 @@ from accounts.forms import (
 from accounts.models import Team, TeamRole
 from gradcam_site.middleware import client_ip
 
-
 HOME_PATH = "/"  # the home page (`library:home`), the landing page after sign-up
 
 
@@ -39,7 +39,9 @@ def _first_message(error: ValidationError) -> str:
 
 
 def login_locked_out(
-    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict[str, Any] | None = None
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """AXES_LOCKOUT_CALLABLE: the log-in page that was refused (ours or the admin's) again,
     status 429, with one message for every username. It must not tell whether the account
@@ -57,8 +59,10 @@ def login_locked_out(
         response = TemplateResponse(request, original_response.template_name, context, status=429)
     else:
         response = TemplateResponse(
-            request, "registration/login.html",
-            {"form": StyledAuthenticationForm(request), "lockout_message": message}, status=429,
+            request,
+            "registration/login.html",
+            {"form": StyledAuthenticationForm(request), "lockout_message": message},
+            status=429,
         )
     return response.render()
 
@@ -72,13 +76,17 @@ def signup(request: HttpRequest) -> HttpResponse:
         # A taken username is refused by name: limit how often one address may ask.
         try:
             services.throttle_hit(
-                scope="signup", key=client_ip(request), limit_per_hour=settings.GRADCAM_SIGNUP_LIMIT_PER_HOUR,
+                scope="signup",
+                key=client_ip(request),
+                limit_per_hour=settings.GRADCAM_SIGNUP_LIMIT_PER_HOUR,
                 message="Too many sign-up attempts from your network address: please try again later.",
             )
         except services.Throttled as refusal:
             return render(
-                request, "registration/signup.html",
-                {"form": SignupForm(), "refusal": str(refusal), "next": request.POST.get("next", "")}, status=429,
+                request,
+                "registration/signup.html",
+                {"form": SignupForm(), "refusal": str(refusal), "next": request.POST.get("next", "")},
+                status=429,
             )
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -93,7 +101,9 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect(HOME_PATH)
     status = 400 if request.method == "POST" else 200
     return render(
-        request, "registration/signup.html", {"form": form, "next": request.GET.get("next", "")},
+        request,
+        "registration/signup.html",
+        {"form": form, "next": request.GET.get("next", "")},
         status=status,
     )
 
@@ -193,9 +203,7 @@ def team_member_role_view(request: HttpRequest, code: str, user_code: str) -> Ht
     except ValidationError as error:
         messages.error(request, _first_message(error))
     else:
-        messages.success(
-            request, f"{membership.user.get_username()} is now {TeamRole(role).label.lower()}."
-        )
+        messages.success(request, f"{membership.user.get_username()} is now {TeamRole(role).label.lower()}.")
     return redirect("team_detail", code=team.code)
 
 

@@ -8,6 +8,7 @@ Writable: the user owns it, or holds the owner role in the object's team.
 An object the user may not see does not exist for them (404); one they may see but not change
 answers 403 to a write.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -41,9 +42,7 @@ def can_write(*, user: Any, obj: Any) -> bool:
         return True
     if obj.team_id is None:
         return False
-    return TeamMembership.objects.filter(
-        team_id=obj.team_id, user=user, role=TeamRole.OWNER
-    ).exists()
+    return TeamMembership.objects.filter(team_id=obj.team_id, user=user, role=TeamRole.OWNER).exists()
 
 
 def get_for_user(queryset: QuerySet[ModelT], *, code: Any, user: Any, for_write: bool) -> ModelT:

@@ -7,6 +7,7 @@ archived instead when analyses use them, audited), which the admin's delete woul
 Every edit made here is recorded with `audit_log` like the same edit made on the pages, and
 the state the worker owns (status, progress, attempts, lease, cancel flag...) is read-only.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -36,7 +37,11 @@ def stored_file_text(field_file: Any, *, size_bytes: int | None = None) -> str:
     their page and which the admin does not bypass."""
     if not field_file:
         return "—"
-    return f"{field_file.name} ({filesizeformat(size_bytes)})" if size_bytes is not None else str(field_file.name)
+    return (
+        f"{field_file.name} ({filesizeformat(size_bytes)})"
+        if size_bytes is not None
+        else str(field_file.name)
+    )
 
 
 class _NoAddMixin:
@@ -52,7 +57,10 @@ class ServicesOnlyMixin(_NoAddMixin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         changed = {
-            name: {"from": plain_value(form.initial.get(name)), "to": plain_value(form.cleaned_data.get(name))}
+            name: {
+                "from": plain_value(form.initial.get(name)),
+                "to": plain_value(form.cleaned_data.get(name)),
+            }
             for name in form.changed_data
         }
         with transaction.atomic():

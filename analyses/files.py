@@ -5,6 +5,7 @@ permission as the page it belongs to, then calls `private_file_response`. Browse
 <video> with Range requests, so single byte ranges are answered with 206 Partial Content (416
 for a range outside the file); multi-range requests get the whole file (allowed by RFC 9110).
 """
+
 from __future__ import annotations
 
 import mimetypes
@@ -30,8 +31,12 @@ _CHUNK_BYTES = 64 * 1024
 # trusted. A name is served only when it is a clean relative path of these characters, its
 # media type comes from this table (never from the manifest), and no component is a symlink.
 RESULT_MEDIA_TYPES = {
-    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mp4": "video/mp4",
-    ".json": "application/json", ".npz": "application/octet-stream",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".mp4": "video/mp4",
+    ".json": "application/json",
+    ".npz": "application/octet-stream",
 }
 _RESULT_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 _MAX_RESULT_DEPTH = 8
@@ -42,7 +47,9 @@ def clean_result_name(name: Any) -> str | None:
     if not isinstance(name, str) or not name or len(name) > 400 or "\\" in name:
         return None
     parts = name.split("/")
-    if len(parts) > _MAX_RESULT_DEPTH or any(not _RESULT_COMPONENT.match(part) or part in (".", "..") for part in parts):
+    if len(parts) > _MAX_RESULT_DEPTH or any(
+        not _RESULT_COMPONENT.match(part) or part in (".", "..") for part in parts
+    ):
         return None
     return name
 
@@ -64,7 +71,11 @@ def resolve_result_path(*, results_dir: str, name: str) -> Path:
             current = current / part
             mode = current.lstat().st_mode
             last = position == len(clean.split("/")) - 1
-            if stat_module.S_ISLNK(mode) or (last and not stat_module.S_ISREG(mode)) or (not last and not stat_module.S_ISDIR(mode)):
+            if (
+                stat_module.S_ISLNK(mode)
+                or (last and not stat_module.S_ISREG(mode))
+                or (not last and not stat_module.S_ISDIR(mode))
+            ):
                 raise Http404("No such result file")
         if stat_module.S_ISLNK(root.lstat().st_mode):
             raise Http404("No such result file")
@@ -147,7 +158,9 @@ def _not_modified(request: HttpRequest, *, etag: str, modified_seconds: float) -
     return not_modified
 
 
-def _requested_range(request: HttpRequest, *, size: int, etag: str, last_modified: str) -> tuple[int, int] | None | str:
+def _requested_range(
+    request: HttpRequest, *, size: int, etag: str, last_modified: str
+) -> tuple[int, int] | None | str:
     """(start, end) of a satisfiable Range, "unsatisfiable", or None for the whole file."""
     range_header = request.headers.get("Range")
     if not range_header:
@@ -159,14 +172,18 @@ def _requested_range(request: HttpRequest, *, size: int, etag: str, last_modifie
     return None
 
 
-def _file_body(path: Path, *, byte_range: tuple[int, int] | None, size: int, content_type: str) -> FileResponse:
+def _file_body(
+    path: Path, *, byte_range: tuple[int, int] | None, size: int, content_type: str
+) -> FileResponse:
     if byte_range is None:
         response = FileResponse(path.open("rb"), content_type=content_type)
         response["Content-Length"] = str(size)
         return response
     start, end = byte_range
     length = end - start + 1
-    response = FileResponse(_RangeFile(path, start=start, length=length), status=206, content_type=content_type)
+    response = FileResponse(
+        _RangeFile(path, start=start, length=length), status=206, content_type=content_type
+    )
     response["Content-Range"] = f"bytes {start}-{end}/{size}"
     response["Content-Length"] = str(length)
     return response
@@ -200,7 +217,9 @@ def private_file_response(
         refused["Accept-Ranges"] = "bytes"
         return refused
     response = _file_body(
-        path, byte_range=byte_range if isinstance(byte_range, tuple) else None, size=size,
+        path,
+        byte_range=byte_range if isinstance(byte_range, tuple) else None,
+        size=size,
         content_type=content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream",
     )
     response.block_size = _CHUNK_BYTES

@@ -4,6 +4,7 @@
 `analyses.runs.models` (analyses). Migrations 0001-0003 name the upload path functions as
 `analyses.models.*_upload_path`, so they are re-exported here too.
 """
+
 from analyses.library.models import (  # noqa: F401 - re-exported for Django and the migrations
     Classifier,
     ModelFormat,

@@ -5,6 +5,7 @@ the site defaults GRADCAM_QUOTA_STORAGE_MB and GRADCAM_QUOTA_ACTIVE_ANALYSES. St
 what a user's objects keep on disk: uploaded models and videos (refused uploads keep nothing),
 each video's browser copy and poster, and every analysis's result files.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,7 +45,11 @@ def _quota_row(user: Any) -> UserQuota | None:
 
 def storage_limit_bytes(*, user: Any) -> int:
     row = _quota_row(user)
-    megabytes = row.storage_mb if row is not None and row.storage_mb is not None else settings.GRADCAM_QUOTA_STORAGE_MB
+    megabytes = (
+        row.storage_mb
+        if row is not None and row.storage_mb is not None
+        else settings.GRADCAM_QUOTA_STORAGE_MB
+    )
     return int(megabytes) * _MB
 
 
@@ -64,7 +69,11 @@ def storage_used_bytes(*, user: Any) -> int:
     kept = {"owner": user}
     return (
         _sum(Classifier.objects.filter(**kept).exclude(status=ProcessingStatus.FAILED), "size_bytes")
-        + _sum(Video.objects.filter(**kept).exclude(status=ProcessingStatus.FAILED), "size_bytes", "derived_bytes")
+        + _sum(
+            Video.objects.filter(**kept).exclude(status=ProcessingStatus.FAILED),
+            "size_bytes",
+            "derived_bytes",
+        )
         + _sum(Analysis.objects.filter(**kept), "results_bytes")
     )
 

@@ -1,6 +1,7 @@
 """The reaper: everything done every minute (and by each worker as it starts) to recover from
 workers that died and tasks the broker lost. It sits above the contexts and calls each one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,11 @@ def reaper_schedule_ensure() -> None:
     first = schedules.first()
     if first is None:
         Schedule.objects.create(
-            name=REAPER_SCHEDULE_NAME, func=REAPER_FUNCTION,
-            schedule_type=Schedule.MINUTES, minutes=1, repeats=-1,
+            name=REAPER_SCHEDULE_NAME,
+            func=REAPER_FUNCTION,
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+            repeats=-1,
         )
         first = schedules.first()
     if first is not None:

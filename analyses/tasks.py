@@ -6,6 +6,7 @@ the contexts: a task queued before an upgrade runs after it. This module sits ab
 contexts (it imports them; nothing imports it): `analyses.runs.state`,
 `analyses.library.processing` and `analyses.reaper` name these functions by path only.
 """
+
 from __future__ import annotations
 
 from analyses.library import services as library_services

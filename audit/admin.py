@@ -1,4 +1,5 @@
 """The audit trail in the admin: readable, never added to, changed or deleted."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """The one audit helper (after pretix's `log_action`): dotted action codes, dict data, secrets masked."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 The table keeps its original name (`analyses_auditevent`, from when the model lived in the
 analyses app): the database triggers that make it append-only are created on that table.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -10,7 +11,6 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-
 
 AUDIT_APPEND_ONLY = "Audit events are append-only: they are never changed or deleted"
 
@@ -41,7 +41,10 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     actor_username = models.CharField(
-        max_length=150, blank=True, editable=False, help_text="The actor's username when the event was recorded"
+        max_length=150,
+        blank=True,
+        editable=False,
+        help_text="The actor's username when the event was recorded",
     )
     team = models.ForeignKey(
         "accounts.Team", on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -2,6 +2,7 @@
 TRUNCATE) of audit rows, in one place for analyses migration 0002 (which created them when the
 table belonged to that app) and the test helper that must lift them around pytest-django's flush.
 """
+
 from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -62,9 +63,12 @@ def audit_trigger_names(*, connection: BaseDatabaseWrapper) -> set[str]:
     """The append-only triggers present on the audit table (a table rebuild would lose them)."""
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [AUDIT_TABLE])
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [AUDIT_TABLE]
+            )
         else:
             cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal", [AUDIT_TABLE]
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+                [AUDIT_TABLE],
             )
         return {row[0] for row in cursor.fetchall()}

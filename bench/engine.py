@@ -23,6 +23,7 @@ Two preprocessing ratios, on every video (the restated target):
 Prints each figure, the ratios, the targets, and peak memory (resident set of a separate
 `python -m gradcam3d analyze` process doing the same analysis).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # As the engine runs (gradcam3d/tf.py): oneDNN off, it gives wrong Conv3D gradients.
@@ -44,9 +46,15 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-TARGETS = {"gradcam_vs_forward": 4.0, "render_fps_ratio": 20.0, "preprocess_ratio": 10.0, "analysis_ratio": 20.0,
-           "preprocess_ratio_2min_gop1s": 10.0, "preprocess_ratio_5min_gop2s": 10.0,
-           "preprocess_vs_decode_only_2min_gop1s": 5.0}
+TARGETS = {
+    "gradcam_vs_forward": 4.0,
+    "render_fps_ratio": 20.0,
+    "preprocess_ratio": 10.0,
+    "analysis_ratio": 20.0,
+    "preprocess_ratio_2min_gop1s": 10.0,
+    "preprocess_ratio_5min_gop2s": 10.0,
+    "preprocess_vs_decode_only_2min_gop1s": 5.0,
+}
 # Runs `python -m gradcam3d ARGS...` and writes its peak resident memory (kB) to argv[1].
 PEAK_MEMORY_WRAPPER = """
 import runpy, sys
@@ -81,8 +89,16 @@ def build_c3d(*, frames: int, size: int, classes: int) -> Any:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((frames, size, size, 3), name="clip")
     x = inputs
-    plan = [("conv1a", 16, (1, 2, 2)), ("conv2a", 32, (2, 2, 2)), ("conv3a", 64, None), ("conv3b", 64, (2, 2, 2)),
-            ("conv4a", 128, None), ("conv4b", 128, (2, 2, 2)), ("conv5a", 128, None), ("conv5b", 128, (2, 2, 2))]
+    plan = [
+        ("conv1a", 16, (1, 2, 2)),
+        ("conv2a", 32, (2, 2, 2)),
+        ("conv3a", 64, None),
+        ("conv3b", 64, (2, 2, 2)),
+        ("conv4a", 128, None),
+        ("conv4b", 128, (2, 2, 2)),
+        ("conv5a", 128, None),
+        ("conv5b", 128, (2, 2, 2)),
+    ]
     for name, width, pool in plan:
         x = L.Conv3D(width, 3, padding="same", activation="relu", name=name)(x)
         if pool:
@@ -107,9 +123,29 @@ def make_long_video(path: Path, *, seconds: int, gop: int) -> Path:
     from gradcam3d.ffmpeg import run_ffmpeg
 
     if not path.exists():
-        run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", f"testsrc2=s=640x360:r=30:d={seconds}", "-c:v", "libx264",
-                    "-preset", "veryfast", "-g", str(gop), "-bf", "2", "-pix_fmt", "yuv420p", "-y", str(path)],
-                   timeout=600)
+        run_ffmpeg(
+            [
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=s=640x360:r=30:d={seconds}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                str(gop),
+                "-bf",
+                "2",
+                "-pix_fmt",
+                "yuv420p",
+                "-y",
+                str(path),
+            ],
+            timeout=600,
+        )
     return path
 
 
@@ -180,7 +216,9 @@ def _otsu(values: np.ndarray) -> float:
     return cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0] / 255.0
 
 
-def baseline_render_frames(maps: dict[tuple[str, int], np.ndarray], x: np.ndarray, *, predicted: int, out: Path) -> int:
+def baseline_render_frames(
+    maps: dict[tuple[str, int], np.ndarray], x: np.ndarray, *, predicted: int, out: Path
+) -> int:
     """Per frame a matplotlib figure (frame, jet heat alpha 0.3, red boxes) saved as PNG, and
     per layer a matplotlib animation of those figures at 4 fps written through FFmpeg."""
     import cv2
@@ -237,8 +275,10 @@ def print_ratio(key: str, value: float, *, indent: int = 2) -> None:
         print(f"{'':{indent}s}{key:36s} {value:8.2f}  (no target)")
         return
     ok = value <= target if key == "gradcam_vs_forward" else value >= target
-    print(f"{'':{indent}s}{key:36s} {value:8.2f}  ({'<=' if key == 'gradcam_vs_forward' else '>='} {target:g})  "
-          f"{'PASS' if ok else 'MISS'}")
+    print(
+        f"{'':{indent}s}{key:36s} {value:8.2f}  ({'<=' if key == 'gradcam_vs_forward' else '>='} {target:g})  "
+        f"{'PASS' if ok else 'MISS'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     info = inspect_model(model_path)
     model = load_model_safely(model_path)
     input_shape = tuple(info["input_shape"])
-    print(f"model: {info['model_name']} input {list(input_shape)}, {len(info['conv3d_layers'])} Conv3D layers; "
-          f"video {args.video_frames} frames {args.video_size}x{args.video_size}")
+    print(
+        f"model: {info['model_name']} input {list(input_shape)}, {len(info['conv3d_layers'])} Conv3D layers; "
+        f"video {args.video_frames} frames {args.video_size}x{args.video_size}"
+    )
 
     # (a) plain forward
     clip = preprocess_video(video, input_shape=input_shape)
@@ -294,33 +336,49 @@ def main(argv: list[str] | None = None) -> int:
     # The preprocessed clip is encoded while the Grad-CAM runs; its time still counts here.
     figures["render_s"] = manifest["timings"]["render"] + manifest["timings"]["render_preprocessed_video"]
     rendered_frames = sum(1 for f in manifest["files"] if f["role"] == "heatmap_image")
-    print(f"engine timings (s): {manifest['timings']}; {images} images, "
-          f"{sum(1 for f in manifest['files'] if f['role'] == 'heatmap_video')} heatmap videos")
+    print(
+        f"engine timings (s): {manifest['timings']}; {images} images, "
+        f"{sum(1 for f in manifest['files'] if f['role'] == 'heatmap_video')} heatmap videos"
+    )
 
     # (b) baseline
     baseline_dir = Path(tempfile.mkdtemp(prefix="baseline-", dir=out))
-    figures["baseline_preprocess_s"], x_baseline = timed(lambda: baseline_preprocess(video, frames=args.frames, size=args.size))
+    figures["baseline_preprocess_s"], x_baseline = timed(
+        lambda: baseline_preprocess(video, frames=args.frames, size=args.size)
+    )
     figures["baseline_decode_only_s"], _ = timed(lambda: baseline_decode_only(video))
     baseline_model = load_model_safely(model_path)
-    figures["baseline_gradcam_s"], maps = timed(lambda: baseline_gradcam(baseline_model, x_baseline, classes=[predicted, wrong]))
+    figures["baseline_gradcam_s"], maps = timed(
+        lambda: baseline_gradcam(baseline_model, x_baseline, classes=[predicted, wrong])
+    )
     figures["baseline_render_s"], baseline_frames = timed(
         lambda: baseline_render_frames(maps, x_baseline, predicted=predicted, out=baseline_dir)
     )
-    figures["baseline_analysis_s"] = figures["baseline_preprocess_s"] + figures["baseline_gradcam_s"] + figures["baseline_render_s"]
+    figures["baseline_analysis_s"] = (
+        figures["baseline_preprocess_s"] + figures["baseline_gradcam_s"] + figures["baseline_render_s"]
+    )
 
     long_ratios: dict[str, float] = {}
-    decode_only_ratios = {"preprocess_vs_decode_only": figures["baseline_decode_only_s"] / figures["preprocess_s"]}
+    decode_only_ratios = {
+        "preprocess_vs_decode_only": figures["baseline_decode_only_s"] / figures["preprocess_s"]
+    }
     for name, (seconds, gop) in ({} if args.no_long_videos else LONG_VIDEOS).items():
         long_video = make_long_video(out / f"long-{name}.mp4", seconds=seconds, gop=gop)
         figures[f"baseline_preprocess_{name}_s"], _ = timed(
-            lambda: baseline_preprocess(long_video, frames=args.frames, size=args.size))
+            lambda: baseline_preprocess(long_video, frames=args.frames, size=args.size)
+        )
         figures[f"baseline_decode_only_{name}_s"], _ = timed(lambda: baseline_decode_only(long_video))
-        figures[f"preprocess_{name}_s"] = best_of(lambda: preprocess_video(long_video, input_shape=input_shape), repeats=3)
+        figures[f"preprocess_{name}_s"] = best_of(
+            lambda: preprocess_video(long_video, input_shape=input_shape), repeats=3
+        )
         strategy = preprocess_video(long_video, input_shape=input_shape).decode_strategy
         print(f"long video {name}: {seconds * 30} frames, decoded by {strategy}")
-        long_ratios[f"preprocess_ratio_{name}"] = figures[f"baseline_preprocess_{name}_s"] / figures[f"preprocess_{name}_s"]
+        long_ratios[f"preprocess_ratio_{name}"] = (
+            figures[f"baseline_preprocess_{name}_s"] / figures[f"preprocess_{name}_s"]
+        )
         decode_only_ratios[f"preprocess_vs_decode_only_{name}"] = (
-            figures[f"baseline_decode_only_{name}_s"] / figures[f"preprocess_{name}_s"])
+            figures[f"baseline_decode_only_{name}_s"] / figures[f"preprocess_{name}_s"]
+        )
 
     # Peak memory: the same analysis in its own engine process. Its high-water mark is read from
     # /proc (VmHWM, this process image only): the rusage of a child counts the pages of the
@@ -328,18 +386,36 @@ def main(argv: list[str] | None = None) -> int:
     child_out = Path(tempfile.mkdtemp(prefix="child-", dir=out))
     high_water = child_out.with_suffix(".vmhwm")
     child = subprocess.run(
-        [sys.executable, "-c", PEAK_MEMORY_WRAPPER, str(high_water), "analyze", str(model_path), str(video),
-         "--out", str(child_out), "--expected-class", str(wrong), "--progress-json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-c",
+            PEAK_MEMORY_WRAPPER,
+            str(high_water),
+            "analyze",
+            str(model_path),
+            str(video),
+            "--out",
+            str(child_out),
+            "--expected-class",
+            str(wrong),
+            "--progress-json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     if child.returncode != 0:
         print(f"child analyze exited with {child.returncode}")
-    figures["engine_process_peak_rss_mb"] = int(high_water.read_text()) / 1024 if high_water.exists() else float("nan")
+    figures["engine_process_peak_rss_mb"] = (
+        int(high_water.read_text()) / 1024 if high_water.exists() else float("nan")
+    )
     figures["bench_process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     ratios = {
         "gradcam_vs_forward": figures["gradcam_s"] / figures["forward_s"],
-        "render_fps_ratio": (rendered_frames / figures["render_s"]) / (baseline_frames / figures["baseline_render_s"]),
+        "render_fps_ratio": (rendered_frames / figures["render_s"])
+        / (baseline_frames / figures["baseline_render_s"]),
         "preprocess_ratio": figures["baseline_preprocess_s"] / figures["preprocess_s"],
         "analysis_ratio": figures["baseline_analysis_s"] / figures["analysis_s"],
         **long_ratios,
@@ -348,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nfigures:")
     for key, value in figures.items():
         print(f"  {key:32s} {value:10.3f}")
-    print(f"  {'our render fps':32s} {rendered_frames / figures['render_s']:10.1f}  ({rendered_frames} overlay frames + videos)")
+    print(
+        f"  {'our render fps':32s} {rendered_frames / figures['render_s']:10.1f}  ({rendered_frames} overlay frames + videos)"
+    )
     print(f"  {'baseline render fps':32s} {baseline_frames / figures['baseline_render_s']:10.1f}")
     print("\nratios (target):")
     for key, value in ratios.items():

@@ -11,6 +11,7 @@ times a cold `python -m gradcam3d analyze` (a fresh process paying the TensorFlo
 the same run. A warm-up analysis runs first; between runs the bench waits for the worker's new
 spare engine to finish importing TensorFlow.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ SPARE_SETTLE_SECONDS = 15.0  # a spare's TensorFlow import takes 5-8 s on this m
 
 
 def engine_cli(*arguments: str, module: str = "gradcam3d") -> dict[str, Any]:
-    completed = subprocess.run([sys.executable, "-m", module, *arguments], cwd=REPO,
-                               capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *arguments], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     if completed.returncode != 0:
         raise SystemExit(f"{module} {arguments[0]} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -95,24 +97,46 @@ def main() -> None:
     model_path = DEMO_DIR / demo["model"]
     video_path = DEMO_DIR / video_entry["path"]
     classifier = Classifier.objects.create(
-        owner=user, name="demo", file=copy_in(model_path, "classifiers"), original_filename=model_path.name,
-        file_format=inspection["format"], sha256=uuid.uuid4().hex, size_bytes=model_path.stat().st_size,
-        input_shape=inspection["input_shape"], num_classes=inspection["num_classes"],
-        conv3d_layers=inspection["conv3d_layers"], class_labels=demo["class_names"], inspection=inspection,
+        owner=user,
+        name="demo",
+        file=copy_in(model_path, "classifiers"),
+        original_filename=model_path.name,
+        file_format=inspection["format"],
+        sha256=uuid.uuid4().hex,
+        size_bytes=model_path.stat().st_size,
+        input_shape=inspection["input_shape"],
+        num_classes=inspection["num_classes"],
+        conv3d_layers=inspection["conv3d_layers"],
+        class_labels=demo["class_names"],
+        inspection=inspection,
     )
     video = Video.objects.create(
-        owner=user, name="clip", file=copy_in(video_path, "videos"), original_filename=video_path.name,
-        sha256=uuid.uuid4().hex, size_bytes=video_path.stat().st_size,
+        owner=user,
+        name="clip",
+        file=copy_in(video_path, "videos"),
+        original_filename=video_path.name,
+        sha256=uuid.uuid4().hex,
+        size_bytes=video_path.stat().st_size,
     )
 
-    cluster = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "qcluster"], cwd=REPO,
-                               env={**os.environ, **environment}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    cluster = subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "qcluster"],
+        cwd=REPO,
+        env={**os.environ, **environment},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
     def one_run() -> tuple[float, float]:
         started = time.perf_counter()
-        analysis = analysis_create(user=user, classifier=classifier, video=video,
-                                   expected_class=video_entry["labelled_class"], params={})
+        analysis = analysis_create(
+            user=user,
+            classifier=classifier,
+            video=video,
+            expected_class=video_entry["labelled_class"],
+            params={},
+        )
         while True:
             status = Analysis.objects.filter(pk=analysis.pk).values_list("status", flat=True).get()
             if status in ("succeeded", "failed", "cancelled"):
@@ -128,14 +152,18 @@ def main() -> None:
 
     try:
         warm_latency, warm_engine = one_run()  # the first spare may still be importing
-        print(f"warm-up (first analysis of a fresh cluster): {warm_latency:.2f} s, engine {warm_engine:.2f} s")
+        print(
+            f"warm-up (first analysis of a fresh cluster): {warm_latency:.2f} s, engine {warm_engine:.2f} s"
+        )
         results = []
         for run in range(args.runs):
             time.sleep(SPARE_SETTLE_SECONDS)
             latency, engine_seconds = one_run()
             results.append((latency, engine_seconds))
-            print(f"run {run + 1}: submit->succeeded {latency:.2f} s, engine total {engine_seconds:.2f} s, "
-                  f"overhead {latency - engine_seconds:+.2f} s")
+            print(
+                f"run {run + 1}: submit->succeeded {latency:.2f} s, engine total {engine_seconds:.2f} s, "
+                f"overhead {latency - engine_seconds:+.2f} s"
+            )
     finally:
         os.killpg(cluster.pid, signal.SIGTERM)
         try:
@@ -145,18 +173,29 @@ def main() -> None:
 
     cold_out = scratch / "cold"
     started = time.perf_counter()
-    engine_cli("analyze", str(model_path), str(video_path), "--out", str(cold_out),
-               "--expected-class", str(video_entry["labelled_class"]))
+    engine_cli(
+        "analyze",
+        str(model_path),
+        str(video_path),
+        "--out",
+        str(cold_out),
+        "--expected-class",
+        str(video_entry["labelled_class"]),
+    )
     cold_seconds = time.perf_counter() - started
     cold_engine = json.loads((cold_out / "manifest.json").read_text())["timings"]["total"]
     shutil.rmtree(scratch, ignore_errors=True)
 
     latency = statistics.median(r[0] for r in results)
     engine_seconds = statistics.median(r[1] for r in results)
-    print(f"median submit->succeeded {latency:.2f} s vs engine {engine_seconds:.2f} s: "
-          f"overhead {latency - engine_seconds:+.2f} s (target <= +1.00 s)")
-    print(f"cold `gradcam3d analyze` process in the same run: {cold_seconds:.2f} s "
-          f"(engine {cold_engine:.2f} s, so {cold_seconds - cold_engine:.2f} s of start-up and TensorFlow import)")
+    print(
+        f"median submit->succeeded {latency:.2f} s vs engine {engine_seconds:.2f} s: "
+        f"overhead {latency - engine_seconds:+.2f} s (target <= +1.00 s)"
+    )
+    print(
+        f"cold `gradcam3d analyze` process in the same run: {cold_seconds:.2f} s "
+        f"(engine {cold_engine:.2f} s, so {cold_seconds - cold_engine:.2f} s of start-up and TensorFlow import)"
+    )
     print(f"warm spare vs cold process: {cold_seconds / latency:.2f}x faster")
 
 

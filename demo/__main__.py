@@ -4,6 +4,7 @@ Prints the same JSON lines and exit statuses as the engine's commands (docs/engi
 the final line `{"ok": true, "model": ..., "classmap": ..., "videos": [...], ...}`; a refusal
 (a negative seed) exits with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,9 @@ VIDEO_KEYS = ("path", "name", "true_class", "labelled_class", "description")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m demo", description="train the demo classifier and write sample videos")
+    parser = argparse.ArgumentParser(
+        prog="python -m demo", description="train the demo classifier and write sample videos"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="rebuild even if a matching demo exists")

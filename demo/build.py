@@ -11,6 +11,7 @@ frame from the 2nd, T picked with linspace, stretched with INTER_AREA, RGB in [0
 training set is rendered at exactly those source frames (see `synthetic.make_dataset`).
 TensorFlow is imported lazily, inside the functions that need it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -168,8 +170,9 @@ def _dataset_splits(*, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(x, y) for train, validation and held-out test: disjoint, generated from the seed."""
     splits = []
     for offset, n_per_class in ((1, TRAIN_PER_CLASS), (2, VALIDATION_PER_CLASS), (3, HELD_OUT_PER_CLASS)):
-        x, y, _ = synthetic.make_dataset(n_per_class=n_per_class, frames=MODEL_FRAMES, size=MODEL_SIZE,
-                                         seed=seed * 1000 + offset)
+        x, y, _ = synthetic.make_dataset(
+            n_per_class=n_per_class, frames=MODEL_FRAMES, size=MODEL_SIZE, seed=seed * 1000 + offset
+        )
         splits.append((x, y))
     return splits
 
@@ -208,7 +211,13 @@ def _stop_when_good_enough(*, started: float, progress: Progress | None) -> Any:
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             logs = logs or {}
             elapsed = time.perf_counter() - started
-            self.history.append({"epoch": epoch + 1, "seconds": round(elapsed, 2), **{k: round(float(v), 4) for k, v in logs.items()}})
+            self.history.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": round(elapsed, 2),
+                    **{k: round(float(v), 4) for k, v in logs.items()},
+                }
+            )
             if progress:
                 progress(f"training epoch {epoch + 1}", min(0.9, 0.05 + 0.85 * (epoch + 1) / MAX_EPOCHS))
             val_accuracy = float(logs.get("val_accuracy", 0.0))
@@ -306,7 +315,10 @@ def _cached_demo(*, out_dir: Path, seed: int) -> dict[str, Any] | None:
         demo = json.loads((out_dir / DEMO_JSON).read_text())
     except (OSError, ValueError):
         return None
-    if demo.get("generator_version") != synthetic.GENERATOR_VERSION or demo.get("demo_version") != DEMO_VERSION:
+    if (
+        demo.get("generator_version") != synthetic.GENERATOR_VERSION
+        or demo.get("demo_version") != DEMO_VERSION
+    ):
         return None
     if demo.get("seed") != seed:
         return None
@@ -327,7 +339,9 @@ def absolute_demo(*, demo: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     }
 
 
-def make_demo(*, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+def make_demo(
+    *, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False, progress: Progress | None = None
+) -> dict[str, Any]:
     """Build (or reuse) the demo in `out_dir`; returns demo.json's content with absolute paths.
 
     Built in a temporary sibling folder and moved into place file by file, demo.json last,
@@ -361,7 +375,12 @@ def make_demo(*, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = F
             "classmap": CLASSMAP_FILE,
             "class_names": list(synthetic.CLASS_NAMES),
             "input_shape": [MODEL_FRAMES, MODEL_SIZE, MODEL_SIZE, 3],
-            "preprocessing": {"frame_stride": 2, "first_frame": 1, "resize": "stretch (INTER_AREA)", "scale": "[0, 1]"},
+            "preprocessing": {
+                "frame_stride": 2,
+                "first_frame": 1,
+                "resize": "stretch (INTER_AREA)",
+                "scale": "[0, 1]",
+            },
             "train_accuracy": training["train_accuracy"],
             "held_out_accuracy": training["held_out_accuracy"],
             "training": training,

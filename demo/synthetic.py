@@ -12,6 +12,7 @@ renders full-length 128x128 videos, while the training set renders only the fram
 engine's preprocessing would keep from such a video (`engine_source_indices`), directly, and
 resizes them as the engine does. NumPy/OpenCV only (no TensorFlow).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -155,7 +156,9 @@ def _shape_box(*, centre: tuple[float, float], extent: float, size: int) -> tupl
     return cx - half, cy - half, cx + half - 1, cy + half - 1
 
 
-def _draw_shape(*, image: np.ndarray, shape: str, colour: tuple[int, int, int], box: tuple[int, int, int, int]) -> None:
+def _draw_shape(
+    *, image: np.ndarray, shape: str, colour: tuple[int, int, int], box: tuple[int, int, int, int]
+) -> None:
     x0, y0, x1, y1 = box
     if shape == "square":
         cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness=-1, lineType=cv2.LINE_8)
@@ -182,9 +185,7 @@ def object_state(*, spec: ClipSpec, t: float) -> tuple[tuple[float, float], floa
     return centre, spec.start_size + (spec.end_size - spec.start_size) * t
 
 
-def render_spec(
-    *, spec: ClipSpec, times: np.ndarray, size: int, include_object: bool = True
-) -> Clip:
+def render_spec(*, spec: ClipSpec, times: np.ndarray, size: int, include_object: bool = True) -> Clip:
     """Render `spec` at normalised times `times` as size x size RGB frames with boxes.
 
     Per-frame noise depends only on the spec and the time, so rendering with
@@ -193,7 +194,12 @@ def render_spec(
     background = _background(spec=spec, size=size)
     if spec.distractor is not None:
         d_shape, d_colour, d_centre, d_extent = spec.distractor
-        _draw_shape(image=background, shape=d_shape, colour=d_colour, box=_shape_box(centre=d_centre, extent=d_extent, size=size))
+        _draw_shape(
+            image=background,
+            shape=d_shape,
+            colour=d_colour,
+            box=_shape_box(centre=d_centre, extent=d_extent, size=size),
+        )
     frames = np.empty((len(times), size, size, 3), dtype=np.uint8)
     boxes = np.empty((len(times), 4), dtype=np.int32)
     for index, t in enumerate(np.asarray(times, dtype=np.float64)):
@@ -219,7 +225,9 @@ def make_clip(*, class_index: int, rng: np.random.Generator, frames: int, size: 
     return render_spec(spec=spec, times=np.linspace(0.0, 1.0, frames), size=size)
 
 
-def engine_source_indices(*, source_frame_count: int, frames: int, stride: int = ENGINE_FRAME_STRIDE) -> np.ndarray:
+def engine_source_indices(
+    *, source_frame_count: int, frames: int, stride: int = ENGINE_FRAME_STRIDE
+) -> np.ndarray:
     """The source frame indices the engine's default preprocessing feeds the model.
 
     Keep every `stride`-th decoded frame starting from index stride-1 (the original tool's

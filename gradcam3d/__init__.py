@@ -14,6 +14,7 @@ gradcam3d.tf) only by the calls that load and run a model, so `inspect` and `pro
 fast and never load it. README.md ("Use the engine from Python") has an example; the command line
 (`python -m gradcam3d ...`, gradcam3d.cli) is docs/engine-contract.md.
 """
+
 from gradcam3d.cam import FusedCamResult, compute_cams
 from gradcam3d.classmap import parse_class_map
 from gradcam3d.errors import ModelRefused, Refusal, VideoRefused

@@ -4,6 +4,7 @@ Every sub-command prints JSON on stdout. On refusal it exits with status 2 and p
 one-line reason on stderr (and `{"ok": false, "error": ...}` on stdout); an internal error
 exits with status 1.
 """
+
 from gradcam3d.cli import main
 
 if __name__ == "__main__":

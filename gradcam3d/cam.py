@@ -22,10 +22,12 @@ Raw maps stay float32 at the layer's resolution (T', H', W') and keep their scal
 display helpers normalise. TensorFlow is imported lazily so the light CLI commands never pay
 for it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -158,7 +160,9 @@ class FusedGradCam:
     (None for the element-wise methods).
     """
 
-    def __init__(self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global") -> None:
+    def __init__(
+        self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global"
+    ) -> None:
         pooling = method_pooling(method=method, pooling=pooling)  # validates both
         tf = import_tensorflow()
 
@@ -192,7 +196,9 @@ class FusedGradCam:
                 activations, logits = probe(x)
             activations = list(activations)
             # Static shapes are known while tracing; remember them for the manifest.
-            self._traced_shapes = [tuple(-1 if d is None else int(d) for d in a.shape[1:]) for a in activations]
+            self._traced_shapes = [
+                tuple(-1 if d is None else int(d) for d in a.shape[1:]) for a in activations
+            ]
             scores = logits[0]
             predicted = tf.argmax(scores, output_type=tf.int32)
             predicted_score = tf.gather(scores, predicted)
@@ -228,7 +234,9 @@ class FusedGradCam:
         x_tensor = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
         if expected_class is None:
             return self._predicted_only.get_concrete_function(x_tensor)
-        return self._with_expected.get_concrete_function(x_tensor, tf.constant(int(expected_class), dtype=tf.int32))
+        return self._with_expected.get_concrete_function(
+            x_tensor, tf.constant(int(expected_class), dtype=tf.int32)
+        )
 
     def __call__(self, x: np.ndarray, *, expected_class: int | None = None) -> FusedCamResult:
         tf = import_tensorflow()
@@ -318,7 +326,9 @@ def upsample_trilinear(raw_map: np.ndarray, *, size: tuple[int, int, int]) -> np
         ("wc,thc->thw", raw_map.shape[2], size[2]),
     ):
         if source != int(target):
-            upsampled = np.einsum(subscripts, _linear_resize_matrix(source=source, target=int(target)), upsampled)
+            upsampled = np.einsum(
+                subscripts, _linear_resize_matrix(source=source, target=int(target)), upsampled
+            )
     return upsampled.astype(np.float32)
 
 

@@ -6,6 +6,7 @@ cases both sides are tested with. Blank lines and `#` comments are ignored. Eith
 is `index<sep>label` with <sep> one of `:`, `=`, `,` or a tab (the original tool's ClassMap.txt
 used `index: label`), or no line has an index and line k (from 0) is the label of class k.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,7 +33,9 @@ def class_map_entries(text: str) -> dict[int, str]:
     lines = [line.strip() for line in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lines = [line for line in lines if line and not line.startswith("#")]
     if len(lines) > MAX_CLASS_MAP_LINES:
-        raise ClassMapRefused(f"The class map has {len(lines):,} lines; at most {MAX_CLASS_MAP_LINES:,} classes are supported.")
+        raise ClassMapRefused(
+            f"The class map has {len(lines):,} lines; at most {MAX_CLASS_MAP_LINES:,} classes are supported."
+        )
     indexed = [_INDEXED_LINE.match(line) for line in lines]
     if indexed and all(indexed):
         return _indexed_entries([match for match in indexed if match is not None])

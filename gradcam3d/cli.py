@@ -7,6 +7,7 @@ stdout); an internal error exits with status 1. A handler `fn(args) -> dict` ret
 result or raises `Refusal`. Nothing here imports TensorFlow at import time: `inspect` and
 `probe` must start fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,9 @@ import json
 import math
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gradcam3d.cam import CAM_METHODS, POOLINGS
 from gradcam3d.classmap import class_map_entries, parse_class_map
@@ -114,21 +116,31 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
     parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels)
     parser.add_argument("--max-frames", type=int, default=defaults.max_frames)
-    parser.add_argument("--timeout", type=float, default=defaults.timeout_seconds,
-                        help="seconds allowed for probing")
-    parser.add_argument("--processing-timeout", type=float, default=defaults.processing_timeout_seconds,
-                        help="seconds allowed for decoding or transcoding")
+    parser.add_argument(
+        "--timeout", type=float, default=defaults.timeout_seconds, help="seconds allowed for probing"
+    )
+    parser.add_argument(
+        "--processing-timeout",
+        type=float,
+        default=defaults.processing_timeout_seconds,
+        help="seconds allowed for decoding or transcoding",
+    )
 
 
 def limits_from_args(args: argparse.Namespace) -> VideoLimits:
     values = {
-        "max_bytes": args.max_bytes, "max_seconds": args.max_seconds, "max_pixels": args.max_pixels,
-        "max_frames": args.max_frames, "timeout_seconds": args.timeout,
+        "max_bytes": args.max_bytes,
+        "max_seconds": args.max_seconds,
+        "max_pixels": args.max_pixels,
+        "max_frames": args.max_frames,
+        "timeout_seconds": args.timeout,
         "processing_timeout_seconds": args.processing_timeout,
     }
     for name, value in values.items():
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise VideoRefused(f"The limit {name} must be a positive number, not {value!r}.", code="bad_limits")
+            raise VideoRefused(
+                f"The limit {name} must be a positive number, not {value!r}.", code="bad_limits"
+            )
     return VideoLimits(**values)
 
 
@@ -140,8 +152,12 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser, *, follow_model: b
     parser.add_argument("--frame-offset", type=int, default=defaults.frame_offset)
     parser.add_argument("--resize-mode", choices=RESIZE_MODES, default=defaults.resize_mode)
     if follow_model:
-        parser.add_argument("--scaling", choices=(SCALING_AUTO, *SCALINGS), default=SCALING_AUTO,
-                            help="default auto: what the model's input layers suggest")
+        parser.add_argument(
+            "--scaling",
+            choices=(SCALING_AUTO, *SCALINGS),
+            default=SCALING_AUTO,
+            help="default auto: what the model's input layers suggest",
+        )
     else:
         parser.add_argument("--scaling", choices=SCALINGS, default=defaults.scaling)
     parser.add_argument("--mean", help="comma-separated, [0,1] units (scaling mean_std)")
@@ -157,11 +173,17 @@ def preprocess_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         try:
             return [float(part) for part in text.split(",")]
         except ValueError:
-            raise PreprocessParamsRefused(f"Expected comma-separated numbers, not {text!r}.", code="bad_params") from None
+            raise PreprocessParamsRefused(
+                f"Expected comma-separated numbers, not {text!r}.", code="bad_params"
+            ) from None
 
     return {
-        "frame_stride": args.frame_stride, "frame_offset": args.frame_offset, "resize_mode": args.resize_mode,
-        "scaling": args.scaling, "mean": floats(args.mean), "std": floats(args.std),
+        "frame_stride": args.frame_stride,
+        "frame_offset": args.frame_offset,
+        "resize_mode": args.resize_mode,
+        "scaling": args.scaling,
+        "mean": floats(args.mean),
+        "std": floats(args.std),
     }
 
 
@@ -169,7 +191,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise VideoRefused(f"--input-shape must be T,H,W,C integers, not {text!r}.", code="bad_shape") from None
+        raise VideoRefused(
+            f"--input-shape must be T,H,W,C integers, not {text!r}.", code="bad_shape"
+        ) from None
     return validate_input_shape(values)
 
 
@@ -208,7 +232,10 @@ def _add_transcode(subparsers: Any) -> None:
 
 def _transcode_command(args: argparse.Namespace) -> dict[str, Any]:
     return transcode_for_browser(
-        args.video, out_mp4=args.out, poster_jpg=args.poster, limits=limits_from_args(args),
+        args.video,
+        out_mp4=args.out,
+        poster_jpg=args.poster,
+        limits=limits_from_args(args),
         max_height=args.max_height,
     )
 
@@ -225,14 +252,22 @@ def _add_preview(subparsers: Any) -> None:
 
 def _preview_command(args: argparse.Namespace) -> dict[str, Any]:
     clip = preprocess_video(
-        args.video, input_shape=parse_input_shape(args.input_shape),
-        params=PreprocessParams.from_dict(preprocess_options_from_args(args)), limits=limits_from_args(args),
+        args.video,
+        input_shape=parse_input_shape(args.input_shape),
+        params=PreprocessParams.from_dict(preprocess_options_from_args(args)),
+        limits=limits_from_args(args),
     )
     out = write_preview(clip, out_dir=args.out)
     # The scaling and the range of values the model would receive, so the page can say
     # "the model receives values in [0, 255]" next to the frames.
-    return {"clip": str(out), **clip.summary(), "params": clip.params.to_dict(),
-            "input_shape": list(clip.x.shape[1:]), "scaling": clip.params.scaling, "input_range": clip.input_range()}
+    return {
+        "clip": str(out),
+        **clip.summary(),
+        "params": clip.params.to_dict(),
+        "input_shape": list(clip.x.shape[1:]),
+        "scaling": clip.params.scaling,
+        "input_range": clip.input_range(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,21 +281,34 @@ def _add_analyze(subparsers: Any) -> None:
     parser.add_argument("video")
     parser.add_argument("--out", required=True, help="output folder (manifest.json and files)")
     parser.add_argument("--expected-class", type=int, default=defaults.expected_class)
-    parser.add_argument("--layers", nargs="+", default=None, help="full paths of Conv3D layers (default: all)")
+    parser.add_argument(
+        "--layers", nargs="+", default=None, help="full paths of Conv3D layers (default: all)"
+    )
     parser.add_argument("--method", default=defaults.method, choices=list(CAM_METHODS))
-    parser.add_argument("--pooling", default=defaults.pooling, choices=list(POOLINGS),
-                        help="gradient pooling of gradcam and gradcam++; layercam and hirescam have none "
-                             "(global is recorded as none, temporal is refused)")
-    parser.add_argument("--bbox-threshold", type=float, default=None, help="fraction of the maximum (default: Otsu)")
+    parser.add_argument(
+        "--pooling",
+        default=defaults.pooling,
+        choices=list(POOLINGS),
+        help="gradient pooling of gradcam and gradcam++; layercam and hirescam have none "
+        "(global is recorded as none, temporal is refused)",
+    )
+    parser.add_argument(
+        "--bbox-threshold", type=float, default=None, help="fraction of the maximum (default: Otsu)"
+    )
     parser.add_argument("--colormap", default=defaults.colormap)
     parser.add_argument("--alpha", type=float, default=defaults.alpha)
     parser.add_argument("--top-k", type=int, default=defaults.top_k)
-    parser.add_argument("--fps", type=float, default=defaults.video_fps, help="frame rate of the heatmap videos")
+    parser.add_argument(
+        "--fps", type=float, default=defaults.video_fps, help="frame rate of the heatmap videos"
+    )
     parser.add_argument("--image-format", default=defaults.image_format, choices=list(IMAGE_FORMATS))
     parser.add_argument("--all-inference-frames", action="store_true")
-    parser.add_argument("--labels", default=None,
-                        help="class map: 'index: label' lines (also index=label, index,label, index<TAB>label) "
-                             "or one label per line")
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="class map: 'index: label' lines (also index=label, index,label, index<TAB>label) "
+        "or one label per line",
+    )
     parser.add_argument("--progress-json", action="store_true", help="progress as JSON lines on stdout")
     add_preprocess_arguments(parser, follow_model=True)  # --scaling auto by default: the model's suggestion
     add_limit_arguments(parser)
@@ -311,7 +359,9 @@ def _labels_from_file(*, path: str, model_path: str) -> list[str]:
 
 
 def _add_worker(subparsers: Any) -> None:
-    worker = subparsers.add_parser("worker", help="warm engine: import TensorFlow, then run one job from stdin")
+    worker = subparsers.add_parser(
+        "worker", help="warm engine: import TensorFlow, then run one job from stdin"
+    )
     worker.set_defaults(handler=_worker_command)
 
 
@@ -333,7 +383,9 @@ def _read_job(line: str) -> dict[str, Any]:
         job = json.loads(line)
     except ValueError:
         raise Refusal("The worker's job line is not valid JSON.", code="bad_job") from None
-    if not isinstance(job, dict) or not all(isinstance(job.get(key), str) for key in ("model", "video", "out")):
+    if not isinstance(job, dict) or not all(
+        isinstance(job.get(key), str) for key in ("model", "video", "out")
+    ):
         raise Refusal("The worker's job needs 'model', 'video' and 'out' paths.", code="bad_job")
     if not isinstance(job.get("params") or {}, dict):
         raise Refusal("The worker's job 'params' must be an object.", code="bad_job")

@@ -5,6 +5,7 @@
 command line exits with status 2 and the message on one line. Anything else is an internal
 error (status 1).
 """
+
 from __future__ import annotations
 
 

@@ -22,12 +22,14 @@ bit for bit (see max_pool3d_input_gradient). Overlapping pools keep TF's own gra
 `tf.gradients` honours. Note: `tf.GradientTape` ignores `gradient_override_map` (it looks the
 gradient up by op type), so callers must use `tf.gradients` on the traced graph.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from gradcam3d.tf import import_tensorflow
 
@@ -42,7 +44,12 @@ _registered = False
 
 
 def fast_input_gradient_applies(
-    *, strides: Sequence[int], dilations: Sequence[int], kernel_shape: Sequence[int | None], padding: str, data_format: str
+    *,
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    kernel_shape: Sequence[int | None],
+    padding: str,
+    data_format: str,
 ) -> bool:
     """Whether the forward-conv input gradient is exact and used for this Conv3D."""
     if data_format != "NDHWC" or padding not in ("SAME", "VALID"):
@@ -65,7 +72,9 @@ def conv3d_input_gradient(out_gradient: Any, kernel: Any, *, padding: str) -> An
     swapped = tf.transpose(flipped, [0, 1, 2, 4, 3])  # (kd, kh, kw, C_out, C_in)
     if padding == "VALID":
         kd, kh, kw = (int(k) for k in kernel.shape[:3])
-        out_gradient = tf.pad(out_gradient, [[0, 0], [kd - 1, kd - 1], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
+        out_gradient = tf.pad(
+            out_gradient, [[0, 0], [kd - 1, kd - 1], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]
+        )
     return tf.nn.conv3d(out_gradient, swapped, strides=[1, 1, 1, 1, 1], padding=padding)
 
 
@@ -81,8 +90,12 @@ def _default_conv3d_gradients(op: Any, grad: Any) -> list[Any]:
     }
     input_shape, filter_shape = tf.shape_n([op.inputs[0], op.inputs[1]])
     return [
-        tf.raw_ops.Conv3DBackpropInputV2(input_sizes=input_shape, filter=op.inputs[1], out_backprop=grad, **attrs),
-        tf.raw_ops.Conv3DBackpropFilterV2(input=op.inputs[0], filter_sizes=filter_shape, out_backprop=grad, **attrs),
+        tf.raw_ops.Conv3DBackpropInputV2(
+            input_sizes=input_shape, filter=op.inputs[1], out_backprop=grad, **attrs
+        ),
+        tf.raw_ops.Conv3DBackpropFilterV2(
+            input=op.inputs[0], filter_sizes=filter_shape, out_backprop=grad, **attrs
+        ),
     ]
 
 
@@ -101,7 +114,9 @@ def _activation_only_conv3d_gradients(op: Any, grad: Any) -> list[Any]:
     return [conv3d_input_gradient(grad, kernel, padding=padding), None]
 
 
-def fast_max_pool3d_gradient_applies(*, ksize: Sequence[int], strides: Sequence[int], data_format: str, padding: str) -> bool:
+def fast_max_pool3d_gradient_applies(
+    *, ksize: Sequence[int], strides: Sequence[int], data_format: str, padding: str
+) -> bool:
     """Whether the mask MaxPool3D gradient is used: non-overlapping windows only."""
     if data_format != "NDHWC" or padding not in ("SAME", "VALID"):
         return False
@@ -109,7 +124,9 @@ def fast_max_pool3d_gradient_applies(*, ksize: Sequence[int], strides: Sequence[
     return len(ksize) == 5 and ksize == strides and ksize[0] == 1 and ksize[4] == 1
 
 
-def max_pool3d_input_gradient(inputs: Any, pooled: Any, out_gradient: Any, *, window: Sequence[int], padding: str) -> Any:
+def max_pool3d_input_gradient(
+    inputs: Any, pooled: Any, out_gradient: Any, *, window: Sequence[int], padding: str
+) -> Any:
     """Gradient of a MaxPool3D whose windows do not overlap (ksize == strides), NDHWC.
 
     Exactly what TensorFlow's CPU MaxPool3DGrad computes: the output gradient goes to EVERY
@@ -138,11 +155,15 @@ def max_pool3d_input_gradient(inputs: Any, pooled: Any, out_gradient: Any, *, wi
 
     # TF's kernel (pooling_ops_3d.cc) selects |x - max| < 1e-5, not x == max: near-maxima get
     # the gradient too. Reproduced exactly, so the maps equal an eager GradientTape's.
-    near_maximum = tf.abs(cropped - _spread_over_windows(pooled, window=(kd, kh, kw))) < tf.constant(_TF_MAX_POOL_3D_GRAD_TOLERANCE, cropped.dtype)
+    near_maximum = tf.abs(cropped - _spread_over_windows(pooled, window=(kd, kh, kw))) < tf.constant(
+        _TF_MAX_POOL_3D_GRAD_TOLERANCE, cropped.dtype
+    )
     # The incoming gradient has the pooled output's shape; give it that static shape
     # (_spread_over_windows reads it) even where the graph only knows it dynamically.
     out_gradient = tf.reshape(out_gradient, [-1, *pooled.shape.as_list()[1:]])
-    gradient = tf.where(near_maximum, _spread_over_windows(out_gradient, window=(kd, kh, kw)), tf.zeros_like(cropped))
+    gradient = tf.where(
+        near_maximum, _spread_over_windows(out_gradient, window=(kd, kh, kw)), tf.zeros_like(cropped)
+    )
     if needs_padding:
         (bd, _), (bh, _), (bw, _) = before_after
         return gradient[:, bd : bd + depth, bh : bh + height, bw : bw + width, :]
@@ -176,9 +197,9 @@ def _spread_over_windows(tensor: Any, *, window: Sequence[int]) -> Any:
         if k == 1:
             continue
         shape = tensor.shape.as_list()  # static except perhaps the batch
-        inner = math.prod(shape[axis + 1:])
+        inner = math.prod(shape[axis + 1 :])
         tiled = tf.tile(tf.reshape(tensor, [-1, shape[axis], 1, inner]), [1, 1, k, 1])
-        tensor = tf.reshape(tiled, [-1, *shape[1:axis], shape[axis] * k, *shape[axis + 1:]])
+        tensor = tf.reshape(tiled, [-1, *shape[1:axis], shape[axis] * k, *shape[axis + 1 :]])
     return tensor
 
 
@@ -192,14 +213,22 @@ def _fast_max_pool3d_gradient(op: Any, grad: Any) -> Any:
         "padding": op.get_attr("padding").decode(),
         "data_format": op.get_attr("data_format").decode(),
     }
-    static = inputs.shape.rank == 5 and None not in inputs.shape.as_list()[1:] and None not in pooled.shape.as_list()[1:]
+    static = (
+        inputs.shape.rank == 5
+        and None not in inputs.shape.as_list()[1:]
+        and None not in pooled.shape.as_list()[1:]
+    )
     if static and fast_max_pool3d_gradient_applies(**attrs):
-        return max_pool3d_input_gradient(inputs, pooled, grad, window=attrs["ksize"][1:4], padding=attrs["padding"])
+        return max_pool3d_input_gradient(
+            inputs, pooled, grad, window=attrs["ksize"][1:4], padding=attrs["padding"]
+        )
     return tf.raw_ops.MaxPool3DGrad(orig_input=inputs, orig_output=pooled, grad=grad, **attrs)
 
 
-_GRADIENTS = {"Conv3D": (GRADIENT_NAME, _activation_only_conv3d_gradients),
-              "MaxPool3D": (MAX_POOL_GRADIENT_NAME, _fast_max_pool3d_gradient)}
+_GRADIENTS = {
+    "Conv3D": (GRADIENT_NAME, _activation_only_conv3d_gradients),
+    "MaxPool3D": (MAX_POOL_GRADIENT_NAME, _fast_max_pool3d_gradient),
+}
 
 
 def register() -> dict[str, str]:

@@ -11,6 +11,7 @@ gradcam3d.seeking both build on them.
 browser-playable H.264/yuv420p MP4 with `+faststart`; `encode_videos` does that for several
 same-size clips in one FFmpeg process.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +35,27 @@ CANCEL_POLL_SECONDS = 0.1
 # one entry with this list is accepted. Deliberately absent: hls, dash, concat, image2*,
 # tty, lavfi, subfile, *_pipe, data, rawvideo, avisynth, and every device.
 ALLOWED_DEMUXERS: tuple[str, ...] = (
-    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",
-    "matroska", "webm",
-    "avi", "flv", "mpegts", "mpeg", "mpegvideo", "ogg", "asf", "gif",
-    "h264", "hevc", "m4v", "ivf", "obu",
+    "mov",
+    "mp4",
+    "m4a",
+    "3gp",
+    "3g2",
+    "mj2",
+    "matroska",
+    "webm",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",
+    "mpegvideo",
+    "ogg",
+    "asf",
+    "gif",
+    "h264",
+    "hevc",
+    "m4v",
+    "ivf",
+    "obu",
 )
 # Output options that keep the file's own tags and chapters out of FFmpeg's output dump.
 NO_METADATA_ARGS: tuple[str, ...] = ("-map_metadata", "-1", "-map_chapters", "-1")
@@ -44,7 +63,8 @@ STREAM_MAPPING_RE = re.compile(r"^Stream mapping:[ \t]*$", re.MULTILINE)
 # One `showinfo` filter line per frame that reaches it: its number n (from 0) and its pts.
 SHOWINFO_RE = re.compile(
     r"^\[Parsed_showinfo_\d+ @ [^\]\n]*\] n:[ \t]*(?P<n>\d+) pts:[ \t]*(?P<pts>-?\d+|NOPTS) pts_time:(?P<t>\S+)",
-    re.MULTILINE)
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -66,26 +86,28 @@ class VideoLimits:
 def hardened_input_args(*, path: str | os.PathLike[str], limits: VideoLimits) -> list[str]:
     """FFmpeg input options for an untrusted file, ending with `-i file:<absolute path>`."""
     return [
-        "-protocol_whitelist", "file",
-        "-format_whitelist", ",".join(ALLOWED_DEMUXERS),
-        "-max_pixels", str(int(limits.max_pixels)),
-        "-i", "file:" + str(Path(path).resolve()),
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        ",".join(ALLOWED_DEMUXERS),
+        "-max_pixels",
+        str(int(limits.max_pixels)),
+        "-i",
+        "file:" + str(Path(path).resolve()),
     ]
 
 
 def last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     """The last match: FFmpeg prints its statistics after every dump of the file's metadata."""
-    match = None
-    for match in pattern.finditer(text):
-        pass
-    return match
+    matches = list(pattern.finditer(text))
+    return matches[-1] if matches else None
 
 
 def after_input_dump(stderr: str) -> str:
     """The stderr after the real `Stream mapping:` line (the last one: forged copies can only
     sit in the input dump before it), or "" when FFmpeg stopped before mapping streams."""
     mapping = last_match(STREAM_MAPPING_RE, stderr)
-    return stderr[mapping.end():] if mapping else ""
+    return stderr[mapping.end() :] if mapping else ""
 
 
 class FFmpegError(RuntimeError):
@@ -169,7 +191,8 @@ def run_ffmpeg(
             remaining = deadline - time.monotonic()
             try:
                 stdout, stderr = process.communicate(
-                    input=input_bytes, timeout=max(0.0, min(remaining, CANCEL_POLL_SECONDS) if cancel else remaining)
+                    input=input_bytes,
+                    timeout=max(0.0, min(remaining, CANCEL_POLL_SECONDS) if cancel else remaining),
                 )
                 break
             except subprocess.TimeoutExpired:
@@ -249,11 +272,15 @@ def _even_sized_clips(clips: list[np.ndarray]) -> list[np.ndarray]:
     padded = []
     for frames in clips:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
+            raise ValueError(
+                f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}"
+            )
         if frames.shape[0] == 0:
             raise ValueError("cannot encode a video with no frames")
         if frames.shape[1:] != clips[0].shape[1:]:
-            raise ValueError(f"clips encoded together must share a frame size: {frames.shape[1:]} vs {clips[0].shape[1:]}")
+            raise ValueError(
+                f"clips encoded together must share a frame size: {frames.shape[1:]} vs {clips[0].shape[1:]}"
+            )
         pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
         if pad_h or pad_w:
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -276,12 +303,22 @@ def _split_encoder_args(
         if branches is None:
             stream = source
         else:
-            stream = branches[index].trim(start_frame=first_frame, end_frame=first_frame + len(frames)).setpts("PTS-STARTPTS")
+            stream = (
+                branches[index]
+                .trim(start_frame=first_frame, end_frame=first_frame + len(frames))
+                .setpts("PTS-STARTPTS")
+            )
         first_frame += len(frames)
         outputs.append(
             stream.output(
-                str(partial), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset=preset,
-                movflags="+faststart", an=None, **{"fps_mode": "passthrough"},
+                str(partial),
+                vcodec="libx264",
+                pix_fmt="yuv420p",
+                crf=crf,
+                preset=preset,
+                movflags="+faststart",
+                an=None,
+                fps_mode="passthrough",
             )
         )
     return ffmpeg.merge_outputs(*outputs).overwrite_output().get_args()

@@ -17,6 +17,7 @@ instead of switching its activation off.
 
 TensorFlow and Keras are imported inside functions only, so importing this module is cheap.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,9 @@ def load_model_safely(path: str | os.PathLike[str], *, max_bytes: int | None = N
     info = inspect_model(model_path, max_bytes=max_bytes)
     keras = _require_keras_3()
     with tempfile.TemporaryDirectory(prefix="gradcam3d-model-") as scratch:
-        load_path = _keras_load_path(model_path=model_path, model_format=info["format"], scratch=Path(scratch))
+        load_path = _keras_load_path(
+            model_path=model_path, model_format=info["format"], scratch=Path(scratch)
+        )
         try:
             model = keras.saving.load_model(str(load_path), safe_mode=True, compile=False)
         except ModelRefused:
@@ -124,9 +127,10 @@ def _write_keras_copy(*, source: Path, target: Path, config: Any) -> None:
             elif info.is_dir():
                 copy.writestr(info.filename, b"")
             else:
-                with original.open(info) as member, copy.open(
-                    info.filename, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT
-                ) as out:
+                with (
+                    original.open(info) as member,
+                    copy.open(info.filename, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as out,
+                ):
                     shutil.copyfileobj(member, out, 1024**2)
 
 
@@ -226,7 +230,10 @@ def _logit_strategy(final_operation: Any) -> tuple[str, str]:
         quantized = getattr(final_operation, "quantization_mode", None) is not None
         if activation in ("softmax", "sigmoid") and not quantized:
             return LOGITS_FROM_DENSE_PREACTIVATION, activation
-        return LOGITS_FROM_LOG_PROBABILITIES if activation == "softmax" else LOGITS_FROM_MODEL_OUTPUT, activation
+        return (
+            LOGITS_FROM_LOG_PROBABILITIES if activation == "softmax" else LOGITS_FROM_MODEL_OUTPUT,
+            activation,
+        )
     if isinstance(final_operation, keras.layers.Softmax):
         return LOGITS_FROM_ACTIVATION_INPUT, "softmax"
     if isinstance(final_operation, keras.layers.Activation):
@@ -329,7 +336,13 @@ class Probe:
         return container._run_through_graph(inputs, operation_fn=operation_fn)
 
     def _apply(
-        self, operation: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, path: str, recording: _Recording
+        self,
+        operation: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        path: str,
+        recording: _Recording,
     ) -> Any:
         ops = import_keras().ops
 

@@ -5,6 +5,7 @@ past result: every parameter with its default filled in, engine versions, input 
 every file written with its role, size and sha256. It is written last and atomically, so a
 folder with a manifest.json is a complete analysis.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -17,6 +17,7 @@ the host. This module only *reads* the file with h5py / zipfile / json:
 It never imports TensorFlow or Keras, so the web side can run it in a short-lived child process
 that starts fast.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,9 +30,10 @@ import shutil
 import struct
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from gradcam3d.errors import ModelRefused
 
@@ -74,54 +76,198 @@ MODEL_CLASS_NAMES = frozenset({"Functional", "Sequential", "Model"})
 # TorchModuleWrapper (pickles), JaxLayer/FlaxLayer (wrap foreign callables), and the
 # text/lookup preprocessing layers that read vocabulary files from paths in the config.
 ALLOWED_LAYER_CLASS_NAMES = frozenset(
-    """
-    InputLayer Activation ActivityRegularization Add Average Maximum Minimum Multiply Subtract
-    Concatenate Dot Dense EinsumDense Flatten Reshape Permute RepeatVector Identity Masking
-    Dropout AlphaDropout GaussianDropout GaussianNoise SpatialDropout1D SpatialDropout2D
-    SpatialDropout3D BatchNormalization LayerNormalization GroupNormalization UnitNormalization
-    RMSNormalization Normalization Rescaling Resizing CenterCrop
-    ReLU LeakyReLU ELU PReLU Softmax
-    Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D Conv1DTranspose
-    Conv2DTranspose Conv3DTranspose Convolution1DTranspose Convolution2DTranspose
-    Convolution3DTranspose DepthwiseConv1D DepthwiseConv2D SeparableConv1D SeparableConv2D
-    SeparableConvolution1D SeparableConvolution2D
-    ConvLSTM1D ConvLSTM2D ConvLSTM3D LSTM GRU SimpleRNN RNN LSTMCell GRUCell SimpleRNNCell
-    StackedRNNCells Bidirectional TimeDistributed
-    AveragePooling1D AveragePooling2D AveragePooling3D AvgPool1D AvgPool2D AvgPool3D
-    MaxPooling1D MaxPooling2D MaxPooling3D MaxPool1D MaxPool2D MaxPool3D
-    AdaptiveAveragePooling1D AdaptiveAveragePooling2D AdaptiveAveragePooling3D
-    AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-    GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D GlobalAvgPool1D
-    GlobalAvgPool2D GlobalAvgPool3D GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
-    GlobalMaxPool1D GlobalMaxPool2D GlobalMaxPool3D
-    Cropping1D Cropping2D Cropping3D ZeroPadding1D ZeroPadding2D ZeroPadding3D
-    UpSampling1D UpSampling2D UpSampling3D
-    MultiHeadAttention GroupQueryAttention Attention AdditiveAttention Embedding
-    """.split()
+    [
+        "InputLayer",
+        "Activation",
+        "ActivityRegularization",
+        "Add",
+        "Average",
+        "Maximum",
+        "Minimum",
+        "Multiply",
+        "Subtract",
+        "Concatenate",
+        "Dot",
+        "Dense",
+        "EinsumDense",
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "RepeatVector",
+        "Identity",
+        "Masking",
+        "Dropout",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "RMSNormalization",
+        "Normalization",
+        "Rescaling",
+        "Resizing",
+        "CenterCrop",
+        "ReLU",
+        "LeakyReLU",
+        "ELU",
+        "PReLU",
+        "Softmax",
+        "Conv1D",
+        "Conv2D",
+        "Conv3D",
+        "Convolution1D",
+        "Convolution2D",
+        "Convolution3D",
+        "Conv1DTranspose",
+        "Conv2DTranspose",
+        "Conv3DTranspose",
+        "Convolution1DTranspose",
+        "Convolution2DTranspose",
+        "Convolution3DTranspose",
+        "DepthwiseConv1D",
+        "DepthwiseConv2D",
+        "SeparableConv1D",
+        "SeparableConv2D",
+        "SeparableConvolution1D",
+        "SeparableConvolution2D",
+        "ConvLSTM1D",
+        "ConvLSTM2D",
+        "ConvLSTM3D",
+        "LSTM",
+        "GRU",
+        "SimpleRNN",
+        "RNN",
+        "LSTMCell",
+        "GRUCell",
+        "SimpleRNNCell",
+        "StackedRNNCells",
+        "Bidirectional",
+        "TimeDistributed",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "AvgPool1D",
+        "AvgPool2D",
+        "AvgPool3D",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "MaxPool1D",
+        "MaxPool2D",
+        "MaxPool3D",
+        "AdaptiveAveragePooling1D",
+        "AdaptiveAveragePooling2D",
+        "AdaptiveAveragePooling3D",
+        "AdaptiveMaxPooling1D",
+        "AdaptiveMaxPooling2D",
+        "AdaptiveMaxPooling3D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "GlobalAvgPool1D",
+        "GlobalAvgPool2D",
+        "GlobalAvgPool3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "GlobalMaxPool1D",
+        "GlobalMaxPool2D",
+        "GlobalMaxPool3D",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "MultiHeadAttention",
+        "GroupQueryAttention",
+        "Attention",
+        "AdditiveAttention",
+        "Embedding",
+    ]
 )
 
 # Non-layer objects that appear inside layer configs: dtype policies, initializers,
 # regularizers and constraints (all plain data holders in Keras).
 ALLOWED_OBJECT_CLASS_NAMES = frozenset(
-    """
-    DTypePolicy FloatDTypePolicy Policy
-    Constant GlorotNormal GlorotUniform HeNormal HeUniform Identity IdentityInitializer
-    LecunNormal LecunUniform Ones Orthogonal OrthogonalInitializer RandomNormal RandomUniform
-    TruncatedNormal VarianceScaling Zeros
-    L1 L2 L1L2 OrthogonalRegularizer MaxNorm MinMaxNorm NonNeg UnitNorm
-    """.split()
+    [
+        "DTypePolicy",
+        "FloatDTypePolicy",
+        "Policy",
+        "Constant",
+        "GlorotNormal",
+        "GlorotUniform",
+        "HeNormal",
+        "HeUniform",
+        "Identity",
+        "IdentityInitializer",
+        "LecunNormal",
+        "LecunUniform",
+        "Ones",
+        "Orthogonal",
+        "OrthogonalInitializer",
+        "RandomNormal",
+        "RandomUniform",
+        "TruncatedNormal",
+        "VarianceScaling",
+        "Zeros",
+        "L1",
+        "L2",
+        "L1L2",
+        "OrthogonalRegularizer",
+        "MaxNorm",
+        "MinMaxNorm",
+        "NonNeg",
+        "UnitNorm",
+    ]
 )
 
 # Embedded data markers of Keras serialization that carry only data (no code).
 ALLOWED_DATA_MARKERS = frozenset({"__keras_tensor__", "__tensor__", "__numpy__"})
 
 BUILTIN_ACTIVATIONS = frozenset(
-    """
-    celu elu exponential gelu glu hard_shrink hard_sigmoid hard_silu hard_swish hard_tanh
-    leaky_relu linear log_sigmoid log_softmax mish relu relu6 selu sigmoid silu soft_shrink
-    softmax softplus softsign sparse_plus sparse_sigmoid sparsemax squareplus swish tanh
-    tanh_shrink threshold
-    """.split()
+    [
+        "celu",
+        "elu",
+        "exponential",
+        "gelu",
+        "glu",
+        "hard_shrink",
+        "hard_sigmoid",
+        "hard_silu",
+        "hard_swish",
+        "hard_tanh",
+        "leaky_relu",
+        "linear",
+        "log_sigmoid",
+        "log_softmax",
+        "mish",
+        "relu",
+        "relu6",
+        "selu",
+        "sigmoid",
+        "silu",
+        "soft_shrink",
+        "softmax",
+        "softplus",
+        "softsign",
+        "sparse_plus",
+        "sparse_sigmoid",
+        "sparsemax",
+        "squareplus",
+        "swish",
+        "tanh",
+        "tanh_shrink",
+        "threshold",
+    ]
 )
 
 REFUSED_LAYER_REASONS = {
@@ -134,26 +280,50 @@ REFUSED_LAYER_REASONS = {
 
 # Layers that keep the class dimension unchanged, so the class count is found behind them.
 SHAPE_PRESERVING_CLASS_NAMES = frozenset(
-    """
-    Dropout AlphaDropout GaussianDropout GaussianNoise ActivityRegularization Identity
-    BatchNormalization LayerNormalization UnitNormalization RMSNormalization
-    """.split()
+    [
+        "Dropout",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+        "ActivityRegularization",
+        "Identity",
+        "BatchNormalization",
+        "LayerNormalization",
+        "UnitNormalization",
+        "RMSNormalization",
+    ]
 )
 ACTIVATION_LAYER_NAMES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu", "PReLU": "prelu"}
 
 ALLOWED_MODULES = frozenset(
-    {"keras", "keras.layers", "keras.models", "keras.initializers", "keras.regularizers",
-     "keras.constraints", "keras.activations", "keras.dtype_policies", "keras.mixed_precision"}
+    {
+        "keras",
+        "keras.layers",
+        "keras.models",
+        "keras.initializers",
+        "keras.regularizers",
+        "keras.constraints",
+        "keras.activations",
+        "keras.dtype_policies",
+        "keras.mixed_precision",
+    }
 )
 ALLOWED_MODULE_PREFIXES = (
-    "keras.src.layers.", "keras.src.models.", "keras.src.initializers", "keras.src.regularizers",
-    "keras.src.constraints", "keras.src.activations", "keras.src.dtype_policies",
+    "keras.src.layers.",
+    "keras.src.models.",
+    "keras.src.initializers",
+    "keras.src.regularizers",
+    "keras.src.constraints",
+    "keras.src.activations",
+    "keras.src.dtype_policies",
 )
 
 
 # compile_config (training settings) may only hold optimizers, learning-rate schedules,
 # losses and metrics from Keras' own modules, and built-in names for them.
-TRAINING_MODULES = frozenset({"keras.optimizers", "keras.optimizers.schedules", "keras.losses", "keras.metrics"})
+TRAINING_MODULES = frozenset(
+    {"keras.optimizers", "keras.optimizers.schedules", "keras.losses", "keras.metrics"}
+)
 TRAINING_MODULE_PREFIXES = ("keras.src.optimizers.", "keras.src.losses.", "keras.src.metrics.")
 TRAINING_NAME_KEYS = frozenset({"optimizer", "loss", "metrics", "weighted_metrics"})
 BUILTIN_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -163,11 +333,28 @@ OBJECT_IDENTITY_KEYS = ("class_name", "module", "registered_name")
 # Input preprocessing: layers that leave pixel values on the same scale, which the scan for
 # Rescaling/Normalization looks past; any other layer ends the scan.
 INPUT_TRANSPARENT_CLASS_NAMES = frozenset(
-    """
-    InputLayer Resizing CenterCrop Cropping1D Cropping2D Cropping3D ZeroPadding1D ZeroPadding2D
-    ZeroPadding3D Reshape Permute Identity Masking Dropout AlphaDropout GaussianDropout
-    GaussianNoise SpatialDropout1D SpatialDropout2D SpatialDropout3D
-    """.split()
+    [
+        "InputLayer",
+        "Resizing",
+        "CenterCrop",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "Reshape",
+        "Permute",
+        "Identity",
+        "Masking",
+        "Dropout",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+    ]
 )
 INPUT_PREPROCESSING_CLASS_NAMES = frozenset({"Rescaling", "Normalization"})
 # Rescaling by at most 1/64 (1/255, 1/127.5) means the model expects 0-255 input; a larger
@@ -246,8 +433,9 @@ def _open_h5_model(*, stack: contextlib.ExitStack, path: Path) -> _OpenedModel:
     # Everything is checked before any name is looked up: asking whether a name exists can
     # follow an external link, and looking up an attribute in dense storage reads all of it.
     raw_handle = stack.enter_context(open(path, "rb"))
-    _check_h5_container(h5_file, raw=_RawReader(handle=raw_handle, base=h5_file.userblock_size),
-                        label="The model file")
+    _check_h5_container(
+        h5_file, raw=_RawReader(handle=raw_handle, base=h5_file.userblock_size), label="The model file"
+    )
     try:
         raw = _read_root_string_attribute(h5_file, name="model_config")
         keras_version = _read_root_string_attribute(h5_file, name="keras_version")
@@ -262,8 +450,9 @@ def _open_h5_model(*, stack: contextlib.ExitStack, path: Path) -> _OpenedModel:
             code="no_weights",
         )
     config = _decode_json(raw=raw, where="configuration (model_config)")
-    return _OpenedModel(config=config, keras_version=keras_version and keras_version[:MAX_VERSION_BYTES],
-                        container=h5_file)
+    return _OpenedModel(
+        config=config, keras_version=keras_version and keras_version[:MAX_VERSION_BYTES], container=h5_file
+    )
 
 
 def _refuse_h5_without_config(h5_file: Any) -> None:
@@ -421,7 +610,9 @@ class _RawReader:
         return data
 
 
-def _object_attribute_sizes(*, raw: _RawReader, address: int, sizes: tuple[int, int]) -> list[tuple[str, int]]:
+def _object_attribute_sizes(
+    *, raw: _RawReader, address: int, sizes: tuple[int, int]
+) -> list[tuple[str, int]]:
     """(name, bytes libhdf5 allocates to read it) of each attribute of the object at `address`.
 
     An attribute's storage size does not bound its read: a variable-length one stores a
@@ -439,7 +630,9 @@ def _object_attribute_sizes(*, raw: _RawReader, address: int, sizes: tuple[int, 
         if flags & 0x02:
             raise _UncheckableHeader("a shared attribute")
         name, datatype, dataspace, values = _parse_attribute_message(data)
-        found.append((name, _attribute_bytes(datatype=datatype, dataspace=dataspace, values=values, sizes=sizes)))
+        found.append(
+            (name, _attribute_bytes(datatype=datatype, dataspace=dataspace, values=values, sizes=sizes))
+        )
     return found
 
 
@@ -473,8 +666,13 @@ def _object_header_messages(
             chunk = chunk[4:-4]  # signature and checksum
         for message_type, flags, data in _chunk_messages(chunk, version=version, header_flags=header_flags):
             if message_type == 0x10:  # continuation: address and length of the next chunk
-                chunks.append((int.from_bytes(data[:offset_size], "little"),
-                               int.from_bytes(data[offset_size:offset_size + length_size], "little"), True))
+                chunks.append(
+                    (
+                        int.from_bytes(data[:offset_size], "little"),
+                        int.from_bytes(data[offset_size : offset_size + length_size], "little"),
+                        True,
+                    )
+                )
             yield message_type, flags, data
     raise _UncheckableHeader(f"more than {MAX_H5_HEADER_CHUNKS} object header chunks")
 
@@ -484,20 +682,20 @@ def _chunk_messages(chunk: bytes, *, version: int, header_flags: int) -> Iterato
     if version == 1:  # type (2), size (2), flags (1), reserved (3), data
         while position + 8 <= len(chunk):
             message_type, size, flags = struct.unpack_from("<HHB", chunk, position)
-            yield message_type, flags, chunk[position + 8:position + 8 + size]
+            yield message_type, flags, chunk[position + 8 : position + 8 + size]
             position += 8 + size
         return
     head = 6 if header_flags & 0x04 else 4  # type (1), size (2), flags (1), [creation order (2)]
     while position + head <= len(chunk):
         message_type, size, flags = struct.unpack_from("<BHB", chunk, position)
-        yield message_type, flags, chunk[position + head:position + head + size]
+        yield message_type, flags, chunk[position + head : position + head + size]
         position += head + size
 
 
 def _has_dense_attributes(data: bytes, *, offset_size: int) -> bool:
     # Attribute info message: version, flags, [max creation index (2)], fractal heap address.
     position = 2 + (2 if data[1] & 0x01 else 0)
-    heap_address = int.from_bytes(data[position:position + offset_size], "little")
+    heap_address = int.from_bytes(data[position : position + offset_size], "little")
     return heap_address != (1 << (8 * offset_size)) - 1
 
 
@@ -512,7 +710,7 @@ def _parse_attribute_message(data: bytes) -> tuple[str, bytes, bytes, bytes]:
     position = 9 if version == 3 else 8
     fields = []
     for size in (name_size, type_size, space_size):
-        fields.append(data[position:position + size])
+        fields.append(data[position : position + size])
         position += (size + 7) // 8 * 8 if version == 1 else size  # version 1 pads to 8 bytes
     name = fields[0].split(b"\0", 1)[0].decode("utf-8", errors="replace")
     return name, fields[1], fields[2], data[position:]
@@ -548,7 +746,7 @@ def _dataspace_count(space: bytes, *, length_size: int) -> int:
     else:
         raise _UncheckableHeader(f"dataspace version {version}")
     return math.prod(
-        int.from_bytes(space[dims_at + i * length_size:dims_at + (i + 1) * length_size], "little")
+        int.from_bytes(space[dims_at + i * length_size : dims_at + (i + 1) * length_size], "little")
         for i in range(rank)
     )
 
@@ -704,7 +902,9 @@ def _stored_member_start(*, handle: Any, info: zipfile.ZipInfo) -> int:
     handle.seek(info.header_offset)
     header = handle.read(30)
     if len(header) != 30 or header[:4] != ZIP_MAGIC:
-        raise _refuse(f"The .keras file is corrupted: '{info.filename}' has no local header.", code="corrupted")
+        raise _refuse(
+            f"The .keras file is corrupted: '{info.filename}' has no local header.", code="corrupted"
+        )
     name_length, extra_length = struct.unpack_from("<HH", header, 26)
     encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
     if handle.read(name_length).decode(encoding, errors="replace") != info.orig_filename:
@@ -712,9 +912,7 @@ def _stored_member_start(*, handle: Any, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_length + extra_length
 
 
-def _open_keras_weights(
-    *, stack: contextlib.ExitStack, path: Path, archive: zipfile.ZipFile
-) -> Any | None:
+def _open_keras_weights(*, stack: contextlib.ExitStack, path: Path, archive: zipfile.ZipFile) -> Any | None:
     """model.weights.h5 of a .keras zip as a checked h5py.File, or None when HDF5 cannot open it.
 
     Keras reads the weights with the same h5py file-object driver, so weights HDF5 cannot open
@@ -744,9 +942,13 @@ def _open_keras_weights(
     except (OSError, ValueError):
         return None
     stack.callback(weights.close)  # before the handle above: h5py must not outlive its file
-    _check_h5_container(weights, raw=_RawReader(handle=handle, base=start + weights.userblock_size),
-                        label=f"The .keras file's weights ({KERAS_WEIGHTS_H5})")
+    _check_h5_container(
+        weights,
+        raw=_RawReader(handle=handle, base=start + weights.userblock_size),
+        label=f"The .keras file's weights ({KERAS_WEIGHTS_H5})",
+    )
     return weights
+
 
 # ---------------------------------------------------------------------------------------------
 # Allowlist walk
@@ -801,8 +1003,13 @@ def _check_children(obj: dict[str, Any], *, where: str, depth: int, checked: tup
     for child_key, child in obj.items():
         if child_key in checked:
             continue
-        _check_entry(child, name=str(child_key), where=where,
-                     key=None if child_key == "config" else str(child_key), depth=depth + 1)
+        _check_entry(
+            child,
+            name=str(child_key),
+            where=where,
+            key=None if child_key == "config" else str(child_key),
+            depth=depth + 1,
+        )
 
 
 def _is_allowed_module(module: Any) -> bool:
@@ -840,9 +1047,7 @@ def _check_object(obj: dict[str, Any], *, where: str, key: str | None, depth: in
         _check_children(obj, where=where, depth=depth, checked=("class_name",))
         return
     if class_name == "__lambda__":
-        raise _refuse(
-            f"{subject} contains serialized Python lambda code, which is refused.", code="lambda"
-        )
+        raise _refuse(f"{subject} contains serialized Python lambda code, which is refused.", code="lambda")
     if class_name == "function":
         _check_function(obj, subject=subject)
         _check_children(obj, where=where, depth=depth, checked=("class_name", "module"))
@@ -915,7 +1120,9 @@ def _check_compile_config(value: Any, *, where: str, depth: int) -> None:
 
 
 def _is_training_module(module: Any) -> bool:
-    return isinstance(module, str) and (module in TRAINING_MODULES or module.startswith(TRAINING_MODULE_PREFIXES))
+    return isinstance(module, str) and (
+        module in TRAINING_MODULES or module.startswith(TRAINING_MODULE_PREFIXES)
+    )
 
 
 def _check_training_value(value: Any, *, place: str, names: bool, depth: int) -> None:
@@ -927,8 +1134,9 @@ def _check_training_value(value: Any, *, place: str, names: bool, depth: int) ->
             _check_training_object(value, place=place, depth=depth + 1)
             return
         for child_key, child in value.items():
-            _check_training_value(child, place=place, names=names or child_key in TRAINING_NAME_KEYS,
-                                  depth=depth + 1)
+            _check_training_value(
+                child, place=place, names=names or child_key in TRAINING_NAME_KEYS, depth=depth + 1
+            )
     elif isinstance(value, list):
         for child in value:
             _check_training_value(child, place=place, names=names, depth=depth + 1)
@@ -965,8 +1173,7 @@ def _check_training_object(obj: dict[str, Any], *, place: str, depth: int) -> No
         checked = ("class_name", "module")
     elif class_name in REFUSED_LAYER_REASONS:
         raise _refuse(
-            f"{place} holds an object that {REFUSED_LAYER_REASONS[class_name]}; such objects are "
-            "refused.",
+            f"{place} holds an object that {REFUSED_LAYER_REASONS[class_name]}; such objects are refused.",
             code="lambda" if class_name == "Lambda" else "unsafe_layer",
         )
     elif ">" in class_name or (registered_name is not None and registered_name != class_name):
@@ -975,8 +1182,10 @@ def _check_training_object(obj: dict[str, Any], *, place: str, depth: int) -> No
             "is not a built-in Keras class; custom objects are refused.",
             code="custom_object",
         )
-    elif not (_is_training_module(module)
-              or (class_name in ALLOWED_OBJECT_CLASS_NAMES and _is_allowed_module(module))):
+    elif not (
+        _is_training_module(module)
+        or (class_name in ALLOWED_OBJECT_CLASS_NAMES and _is_allowed_module(module))
+    ):
         raise _refuse(
             f"{place} holds '{class_name}' from module '{module}', which is not a Keras optimizer, "
             "loss or metric module (custom objects are refused).",
@@ -1095,14 +1304,15 @@ def _model_input_shape(model_obj: dict[str, Any], *, path: str) -> list[Any]:
     endpoints = _normalise_endpoints(config.get("input_layers"))
     if len(endpoints) != 1:
         raise _refuse(
-            f"The model has {len(endpoints)} inputs; a video classifier must take exactly one "
-            "input clip.",
+            f"The model has {len(endpoints)} inputs; a video classifier must take exactly one input clip.",
             code="bad_input_shape",
         )
     input_layer = _layers_by_name(config).get(str(endpoints[0][0]))
     shape = _input_layer_shape(input_layer) if input_layer else None
     if shape is None:
-        raise _refuse("The model's input shape cannot be read from its configuration.", code="bad_input_shape")
+        raise _refuse(
+            "The model's input shape cannot be read from its configuration.", code="bad_input_shape"
+        )
     return shape
 
 
@@ -1123,7 +1333,9 @@ def _validate_input_shape(shape: list[Any]) -> list[int]:
             code="bad_input_shape",
         )
     if min(frames, height, width, channels) < 1:
-        raise _refuse(f"The model's input shape {rendered} has a zero or negative size.", code="bad_input_shape")
+        raise _refuse(
+            f"The model's input shape {rendered} has a zero or negative size.", code="bad_input_shape"
+        )
     if frames > MAX_FRAMES or height > MAX_SIDE or width > MAX_SIDE:
         raise _refuse(
             f"The model's input shape {rendered} is absurd: at most {MAX_FRAMES} frames and "
@@ -1224,7 +1436,12 @@ def _trace_output(layer: dict[str, Any], *, previous: Any, path: str) -> tuple[l
             rank = len(input_shape) if input_shape is not None else 2
             shape = [None] * (rank - 1) + [config.get("units")]
             return shape, activation or _activation_name(config.get("activation")) or "custom"
-        if class_name in ("GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D"):
+        if class_name in (
+            "GlobalAveragePooling3D",
+            "GlobalMaxPooling3D",
+            "GlobalAvgPool3D",
+            "GlobalMaxPool3D",
+        ):
             input_shape = _layer_input_shape(current)
             if input_shape is not None and not config.get("keepdims"):
                 return [input_shape[0], input_shape[-1]], activation or "linear"
@@ -1335,8 +1552,9 @@ def _input_chain(model_obj: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]
     return chain, False
 
 
-def _scan_model(model_obj: dict[str, Any], *, path: str, group: str, top: str | None,
-                found: list[_Preprocessing]) -> bool:
+def _scan_model(
+    model_obj: dict[str, Any], *, path: str, group: str, top: str | None, found: list[_Preprocessing]
+) -> bool:
     """Record the preprocessing layers met first; True when the scan must stop."""
     chain, complete = _input_chain(model_obj)
     names = _keras_weights_names(model_obj)
@@ -1348,22 +1566,26 @@ def _scan_model(model_obj: dict[str, Any], *, path: str, group: str, top: str | 
     return not complete
 
 
-def _scan_layer(layer: dict[str, Any], *, path: str, group: str, top: str,
-                found: list[_Preprocessing]) -> bool:
+def _scan_layer(
+    layer: dict[str, Any], *, path: str, group: str, top: str, found: list[_Preprocessing]
+) -> bool:
     class_name = layer.get("class_name")
     config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
     if class_name in MODEL_CLASS_NAMES and isinstance(layer.get("config"), dict):
         return _scan_model(layer, path=path, group=f"{group}/", top=top, found=found)
     if class_name == "TimeDistributed" and isinstance(config.get("layer"), dict):
         inner = config["layer"]
-        return _scan_layer(inner, path=f"{path}/{_layer_name(inner, 0)}", group=f"{group}/layer",
-                           top=top, found=found)
+        return _scan_layer(
+            inner, path=f"{path}/{_layer_name(inner, 0)}", group=f"{group}/layer", top=top, found=found
+        )
     if class_name in INPUT_PREPROCESSING_CLASS_NAMES and not config.get("invert"):
-        found.append(_Preprocessing(
-            entry=_describe_preprocessing(class_name, config=config, path=path),
-            keras_weights_group=group,
-            h5_weights_prefix=f"model_weights/{top}/{path.rsplit('/', 1)[-1]}",
-        ))
+        found.append(
+            _Preprocessing(
+                entry=_describe_preprocessing(class_name, config=config, path=path),
+                keras_weights_group=group,
+                h5_weights_prefix=f"model_weights/{top}/{path.rsplit('/', 1)[-1]}",
+            )
+        )
         return False
     return class_name not in INPUT_TRANSPARENT_CLASS_NAMES
 
@@ -1390,11 +1612,18 @@ def _numbers(value: Any) -> list[float] | None:
 def _describe_preprocessing(class_name: str, *, config: dict[str, Any], path: str) -> dict[str, Any]:
     if class_name == "Rescaling":
         scale, offset = config.get("scale", 1.0), config.get("offset", 0.0)
-        return {"layer": path, "class_name": "Rescaling",
-                "scale": scale if isinstance(scale, (int, float)) else _numbers(scale),
-                "offset": offset if isinstance(offset, (int, float)) else _numbers(offset)}
-    return {"layer": path, "class_name": "Normalization",
-            "mean": _numbers(config.get("mean")), "variance": _numbers(config.get("variance"))}
+        return {
+            "layer": path,
+            "class_name": "Rescaling",
+            "scale": scale if isinstance(scale, (int, float)) else _numbers(scale),
+            "offset": offset if isinstance(offset, (int, float)) else _numbers(offset),
+        }
+    return {
+        "layer": path,
+        "class_name": "Normalization",
+        "mean": _numbers(config.get("mean")),
+        "variance": _numbers(config.get("variance")),
+    }
 
 
 def _read_statistic(weights: Any, *, name: str) -> list[float] | None:
@@ -1423,10 +1652,15 @@ def _fill_statistics(found: list[_Preprocessing], *, weights: Any, model_format:
         if model_format == "keras":
             names = [(f"{item.keras_weights_group}/vars/0", f"{item.keras_weights_group}/vars/1")]
         else:  # Keras 3 names them "mean", tf.keras 2 "mean:0"
-            names = [(f"{item.h5_weights_prefix}/mean{tail}", f"{item.h5_weights_prefix}/variance{tail}")
-                     for tail in ("", ":0")]
+            names = [
+                (f"{item.h5_weights_prefix}/mean{tail}", f"{item.h5_weights_prefix}/variance{tail}")
+                for tail in ("", ":0")
+            ]
         for mean_name, variance_name in names:
-            mean, variance = _read_statistic(weights, name=mean_name), _read_statistic(weights, name=variance_name)
+            mean, variance = (
+                _read_statistic(weights, name=mean_name),
+                _read_statistic(weights, name=variance_name),
+            )
             if mean is not None and variance is not None:
                 entry["mean"], entry["variance"] = mean, variance
                 break
@@ -1450,23 +1684,33 @@ def _suggest_scaling(entries: list[dict[str, Any]]) -> tuple[str, str]:
         shown_offset = f", offset={_short(offsets)[1:-1]}" if any(offsets) else ""
         subject = f"The model's input goes first through Rescaling(scale={_short(scales)[1:-1]}{shown_offset}) {layer}"
         if 0 < largest <= RAW_INPUT_MAX_SCALE:
-            return "raw", f"{subject}, which divides by {1 / largest:.4g} itself, so it is given raw 0–255 pixel values."
+            return (
+                "raw",
+                f"{subject}, which divides by {1 / largest:.4g} itself, so it is given raw 0–255 pixel values.",
+            )
         return "unit", f"{subject}, which expects values in [0, 1], so it is given values scaled to [0, 1]."
     subject = f"The model's input goes first through Normalization {layer}"
     mean, variance = first["mean"], first["variance"]
     if mean is None or variance is None:
-        return "raw", (f"{subject} whose statistics cannot be read from the file, so it is assumed to take "
-                       "raw 0–255 pixel values; choose another scaling if its predictions look wrong.")
+        return "raw", (
+            f"{subject} whose statistics cannot be read from the file, so it is assumed to take "
+            "raw 0–255 pixel values; choose another scaling if its predictions look wrong."
+        )
     spread = max([abs(value) for value in mean] + [math.sqrt(max(value, 0.0)) for value in variance])
     if spread > RAW_INPUT_MIN_STATISTIC:
-        return "raw", (f"{subject} whose mean {_short(mean)} was computed on 0–255 pixel values, so it is "
-                       "given raw 0–255 pixel values.")
-    return "unit", (f"{subject} whose mean {_short(mean)} was computed on values in [0, 1], so it is given "
-                    "values scaled to [0, 1].")
+        return "raw", (
+            f"{subject} whose mean {_short(mean)} was computed on 0–255 pixel values, so it is "
+            "given raw 0–255 pixel values."
+        )
+    return "unit", (
+        f"{subject} whose mean {_short(mean)} was computed on values in [0, 1], so it is given "
+        "values scaled to [0, 1]."
+    )
 
 
-def _input_scaling(*, model_obj: dict[str, Any], root_name: str, weights: Any,
-                   model_format: str) -> dict[str, Any]:
+def _input_scaling(
+    *, model_obj: dict[str, Any], root_name: str, weights: Any, model_format: str
+) -> dict[str, Any]:
     found: list[_Preprocessing] = []
     _scan_model(model_obj, path=root_name, group="", top=None, found=found)
     _fill_statistics(found, weights=weights, model_format=model_format)
@@ -1497,9 +1741,16 @@ def _describe_model(*, model_obj: Any, model_format: str, keras_version: str | N
         found = model_obj.get("class_name") if isinstance(model_obj, dict) else None
         if isinstance(found, str):
             # A custom top-level model class is refused as a custom object, with its name.
-            _check_object({"class_name": found, "module": model_obj.get("module"),
-                           "registered_name": model_obj.get("registered_name")},
-                          where=found, key=None, depth=0)
+            _check_object(
+                {
+                    "class_name": found,
+                    "module": model_obj.get("module"),
+                    "registered_name": model_obj.get("registered_name"),
+                },
+                where=found,
+                key=None,
+                depth=0,
+            )
         raise _refuse(
             f"The file is not a Keras model: its configuration describes '{found}', not a "
             "Sequential or Functional model.",
@@ -1513,8 +1764,7 @@ def _describe_model(*, model_obj: Any, model_format: str, keras_version: str | N
     input_shape = _validate_input_shape(_model_input_shape(model_obj, path=root_name))
     if not walk.conv3d_paths:
         raise _refuse(
-            "The model has no Conv3D layer (nested sub-models included); 3D Grad-CAM needs at "
-            "least one.",
+            "The model has no Conv3D layer (nested sub-models included); 3D Grad-CAM needs at least one.",
             code="no_conv3d",
         )
     output_shape, output_activation = _model_output(model_obj, path=root_name)
@@ -1560,16 +1810,27 @@ def inspect_model(
     _check_file_size(model_path=model_path, max_bytes=max_bytes)
     model_format = detect_model_format(path=model_path)
     with contextlib.ExitStack() as stack:
-        opened = _open_model_file(stack=stack, path=model_path, model_format=model_format,
-                                  max_uncompressed_bytes=max_uncompressed_bytes)
-        info = _describe_model(model_obj=opened.config, model_format=model_format,
-                               keras_version=opened.keras_version)
+        opened = _open_model_file(
+            stack=stack,
+            path=model_path,
+            model_format=model_format,
+            max_uncompressed_bytes=max_uncompressed_bytes,
+        )
+        info = _describe_model(
+            model_obj=opened.config, model_format=model_format, keras_version=opened.keras_version
+        )
         if model_format == "keras":
             weights = _open_keras_weights(stack=stack, path=model_path, archive=opened.container)
         else:
             weights = opened.container  # checked as a whole when it was opened
-        info.update(_input_scaling(model_obj=opened.config, root_name=info["model_name"],
-                                   weights=weights, model_format=model_format))
+        info.update(
+            _input_scaling(
+                model_obj=opened.config,
+                root_name=info["model_name"],
+                weights=weights,
+                model_format=model_format,
+            )
+        )
     return info
 
 
@@ -1580,8 +1841,12 @@ def read_model_config(
     model_path = Path(path)
     model_format = detect_model_format(path=model_path)
     with contextlib.ExitStack() as stack:
-        opened = _open_model_file(stack=stack, path=model_path, model_format=model_format,
-                                  max_uncompressed_bytes=max_uncompressed_bytes)
+        opened = _open_model_file(
+            stack=stack,
+            path=model_path,
+            model_format=model_format,
+            max_uncompressed_bytes=max_uncompressed_bytes,
+        )
         return model_format, opened.config
 
 

@@ -9,10 +9,12 @@ Checks that need the model (are the layers its Conv3D layers? does the expected 
 are run_analysis's; the preprocessing scaling may be "auto" until the model's inspection picks
 one (`with_scaling`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from gradcam3d.cam import method_pooling
 from gradcam3d.errors import Refusal
@@ -69,15 +71,20 @@ class AnalysisParams:
         set_field("video_fps", _number("video_fps", self.video_fps, low=0.5, high=60.0))
         set_field("top_k", _number("top_k", self.top_k, low=1, high=1000, integer=True))
         set_field("min_box_area", _number("min_box_area", self.min_box_area, low=1, high=10**6, integer=True))
-        set_field("display_min_height",
-                  _number("display_min_height", self.display_min_height, low=1, high=2160, integer=True))
+        set_field(
+            "display_min_height",
+            _number("display_min_height", self.display_min_height, low=1, high=2160, integer=True),
+        )
         if self.bbox_threshold is not None:
             value = _number("bbox_threshold", self.bbox_threshold, low=0.0, high=1.0)
             if value >= 1.0:
                 _refuse("The box threshold is a fraction of the maximum heat and must be below 1.")
             set_field("bbox_threshold", value)
         if self.expected_class is not None:
-            set_field("expected_class", _number("expected_class", self.expected_class, low=0, high=10**9, integer=True))
+            set_field(
+                "expected_class",
+                _number("expected_class", self.expected_class, low=0, high=10**9, integer=True),
+            )
         set_field("layers", _checked_layers(self.layers))
         set_field("class_labels", _checked_labels(self.class_labels))
         set_field("preprocess", _preprocess_params(self.preprocess))
@@ -97,7 +104,7 @@ class AnalysisParams:
             _refuse("inference_frames must be 'key' (start, middle, end) or 'all'.")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "AnalysisParams":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> AnalysisParams:
         """From the JSON form (a worker job's "params"); missing keys take their defaults.
 
         Unknown keys are refused: a misspelt option silently ignored would give a result the
@@ -123,7 +130,7 @@ class AnalysisParams:
         values["limits"] = self.limits.to_dict()
         return values
 
-    def with_scaling(self, scaling: str) -> "AnalysisParams":
+    def with_scaling(self, scaling: str) -> AnalysisParams:
         """The same parameters with the preprocessing scaling chosen (never "auto")."""
         return replace(self, preprocess=self.preprocess.with_scaling(scaling))
 
@@ -177,4 +184,3 @@ def _video_limits(value: VideoLimits | Mapping[str, Any]) -> VideoLimits:
         return VideoLimits(**value)
     except (TypeError, ValueError) as exc:
         raise Refusal(f"Bad preprocessing options: {exc}.", code="bad_params") from None
-

@@ -6,20 +6,28 @@ atomically).
 
 Importing this module never imports TensorFlow: run_analysis does, through gradcam3d.tf.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 import gradcam3d.render as render
-from gradcam3d.cam import FusedCamResult, FusedGradCam, normalise_for_display, temporal_importance, upsample_trilinear
+from gradcam3d.cam import (
+    FusedCamResult,
+    FusedGradCam,
+    normalise_for_display,
+    temporal_importance,
+    upsample_trilinear,
+)
 from gradcam3d.errors import Refusal
 from gradcam3d.ffmpeg import encode_video, encode_videos, ffmpeg_version
 from gradcam3d.loading import build_probe, load_model_safely
@@ -119,7 +127,9 @@ def run_analysis(
     if (out_root / "manifest.json").exists():
         # Never overwrite a stored analysis piecemeal: a failure half-way would leave its
         # manifest describing files that no longer match.
-        raise Refusal("The output folder already holds a finished analysis; choose a new folder.", code="out_exists")
+        raise Refusal(
+            "The output folder already holds a finished analysis; choose a new folder.", code="out_exists"
+        )
     out_root.mkdir(parents=True, exist_ok=True)
 
     # -- check everything cheap first: the model's config (no TensorFlow), classes, options ----
@@ -133,11 +143,22 @@ def run_analysis(
     cancel = threading.Event()
     try:
         return _run_with_workers(
-            workers, model_path=model_path, video_path=video_path, out_root=out_root, report=report,
-            on_event=on_event, started=started, plan=plan,
+            workers,
+            model_path=model_path,
+            video_path=video_path,
+            out_root=out_root,
+            report=report,
+            on_event=on_event,
+            started=started,
+            plan=plan,
             preprocess=lambda: _timed(
-                lambda: preprocess_video(video_path, input_shape=tuple(plan.input_shape),
-                                         params=plan.params.preprocess, limits=plan.params.limits, cancel=cancel)
+                lambda: preprocess_video(
+                    video_path,
+                    input_shape=tuple(plan.input_shape),
+                    params=plan.params.preprocess,
+                    limits=plan.params.limits,
+                    cancel=cancel,
+                )
             ),
         )
     except BaseException:
@@ -157,8 +178,10 @@ def _plan(*, params: AnalysisParams, info: dict[str, Any]) -> _Plan:
     re-run the same analysis even if a later inspection suggests otherwise.
     """
     num_classes = int(info["num_classes"])
-    selected = _select_layers(available=list(info["conv3d_layers"]),
-                              requested=list(params.layers) if params.layers is not None else None)
+    selected = _select_layers(
+        available=list(info["conv3d_layers"]),
+        requested=list(params.layers) if params.layers is not None else None,
+    )
     expected = params.expected_class
     if expected is not None and not 0 <= expected < num_classes:
         raise Refusal(
@@ -166,8 +189,13 @@ def _plan(*, params: AnalysisParams, info: dict[str, Any]) -> _Plan:
             code="bad_expected_class",
         )
     scaling = choose_scaling(requested=params.preprocess.scaling, inspection=info)
-    return _Plan(info=info, input_shape=[int(d) for d in info["input_shape"]], selected=selected,
-                 params=params.with_scaling(scaling["name"]), scaling=scaling)
+    return _Plan(
+        info=info,
+        input_shape=[int(d) for d in info["input_shape"]],
+        selected=selected,
+        params=params.with_scaling(scaling["name"]),
+        scaling=scaling,
+    )
 
 
 class _Workers:
@@ -202,7 +230,9 @@ class _VideoBatch:
 
     def flush(self) -> None:
         if self.clips:
-            self.pending.append(self.workers.videos.submit(encode_videos, self.clips, fps=self.fps, preset=VIDEO_PRESET))
+            self.pending.append(
+                self.workers.videos.submit(encode_videos, self.clips, fps=self.fps, preset=VIDEO_PRESET)
+            )
         self.clips, self.size = [], 0
 
 
@@ -229,8 +259,9 @@ def _run_with_workers(
     params = plan.params
     timings: dict[str, float] = {}
     clip_future = workers.images.submit(preprocess)
-    probe, fused = _load_and_trace(model_path=model_path, plan=plan, clip_future=clip_future,
-                                   started=started, timings=timings)
+    probe, fused = _load_and_trace(
+        model_path=model_path, plan=plan, clip_future=clip_future, started=started, timings=timings
+    )
 
     report("preprocessing video", 0.1)
     mark = time.perf_counter()
@@ -241,16 +272,23 @@ def _run_with_workers(
     preprocessed_path = out_root / "preprocessed.mp4"
     # Encoded while the Grad-CAM runs; its time is reported as "render_preprocessed_video".
     preprocessed_video = workers.videos.submit(
-        _timed, lambda: encode_video(display_frames, preprocessed_path, fps=params.video_fps, preset=VIDEO_PRESET)
+        _timed,
+        lambda: encode_video(display_frames, preprocessed_path, fps=params.video_fps, preset=VIDEO_PRESET),
     )
 
     report("computing Grad-CAM", 0.25)
     mark = time.perf_counter()
-    result, prediction = _predict_and_explain(fused=fused, clip=clip, plan=plan,
-                                              output_activation=getattr(probe, "output_activation", None))
+    result, prediction = _predict_and_explain(
+        fused=fused, clip=clip, plan=plan, output_activation=getattr(probe, "output_activation", None)
+    )
     if on_event:
-        on_event({"event": "prediction", "predicted_class": result.predicted_class,
-                  "probabilities": prediction["probabilities"]})
+        on_event(
+            {
+                "event": "prediction",
+                "predicted_class": result.predicted_class,
+                "probabilities": prediction["probabilities"],
+            }
+        )
     upsampled = _upsampled(result=result, expected=params.expected_class, size=tuple(plan.input_shape[:3]))
     timings["gradcam"] = time.perf_counter() - mark
 
@@ -259,21 +297,42 @@ def _run_with_workers(
     files = FileRecorder(root=out_root)
     files.add(preprocessed_path, role="preprocessed_video")
     renderer = _LayerRenderer(
-        params=params, out_root=out_root, files=files, workers=workers, pending=[], display_frames=display_frames,
-        scale=scale, result=result, upsampled=upsampled, prediction=prediction,
+        params=params,
+        out_root=out_root,
+        files=files,
+        workers=workers,
+        pending=[],
+        display_frames=display_frames,
+        scale=scale,
+        result=result,
+        upsampled=upsampled,
+        prediction=prediction,
     )
     layer_entries = renderer.render_all(layers=plan.selected, report=report)
     timings["render"] = time.perf_counter() - mark
     timings["render_preprocessed_video"] = preprocessed_video.result()[1]
 
     report("writing manifest", 0.97)
-    manifest = _manifest(model_path=model_path, video_path=video_path, plan=plan, clip=clip,
-                         prediction=prediction, scale=scale, layers=layer_entries, files=files.finalise())
+    manifest = _manifest(
+        model_path=model_path,
+        video_path=video_path,
+        plan=plan,
+        clip=clip,
+        prediction=prediction,
+        scale=scale,
+        layers=layer_entries,
+        files=files.finalise(),
+    )
     return _finish(manifest=manifest, out_root=out_root, timings=timings, started=started, report=report)
 
 
 def _finish(
-    *, manifest: dict[str, Any], out_root: Path, timings: dict[str, float], started: float, report: ProgressCallback,
+    *,
+    manifest: dict[str, Any],
+    out_root: Path,
+    timings: dict[str, float],
+    started: float,
+    report: ProgressCallback,
 ) -> dict[str, Any]:
     """Add the timings and write manifest.json: last, so a folder with one is complete."""
     timings["total"] = time.perf_counter() - started
@@ -284,8 +343,12 @@ def _finish(
 
 
 def _load_and_trace(
-    *, model_path: str | os.PathLike[str], plan: _Plan, clip_future: Future[Any],
-    started: float, timings: dict[str, float],
+    *,
+    model_path: str | os.PathLike[str],
+    plan: _Plan,
+    clip_future: Future[Any],
+    started: float,
+    timings: dict[str, float],
 ) -> tuple[Any, FusedGradCam]:
     """Load the model and trace the fused graph (while the video is preprocessed): (probe, fused)."""
     import_tensorflow()
@@ -302,14 +365,19 @@ def _load_and_trace(
 
 
 def _predict_and_explain(
-    *, fused: FusedGradCam, clip: PreprocessedClip, plan: _Plan, output_activation: str | None,
+    *,
+    fused: FusedGradCam,
+    clip: PreprocessedClip,
+    plan: _Plan,
+    output_activation: str | None,
 ) -> tuple[FusedCamResult, dict[str, Any]]:
     """One fused run, which gives the prediction too: (raw maps result, prediction record)."""
     params = plan.params
     expected = params.expected_class
     result = fused(clip.x, expected_class=expected)
-    probabilities = _probabilities(logits=result.logits,
-                                   output_activation=output_activation or plan.info.get("output_activation"))
+    probabilities = _probabilities(
+        logits=result.logits, output_activation=output_activation or plan.info.get("output_activation")
+    )
     predicted = result.predicted_class
     prediction = {
         "probabilities": [float(p) for p in probabilities],
@@ -324,7 +392,9 @@ def _predict_and_explain(
     return result, prediction
 
 
-def _upsampled(*, result: FusedCamResult, expected: int | None, size: tuple[int, ...]) -> dict[int, list[np.ndarray]]:
+def _upsampled(
+    *, result: FusedCamResult, expected: int | None, size: tuple[int, ...]
+) -> dict[int, list[np.ndarray]]:
     """Per class (the predicted one first), per layer: the raw map upsampled to (T, H, W)."""
     predicted = result.predicted_class
     classes = [predicted] + ([expected] if expected is not None and expected != predicted else [])
@@ -378,8 +448,9 @@ class _LayerRenderer:
 
     def _write_image(self, image: np.ndarray, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.pending.append(self.workers.images.submit(render.write_image, image, path,
-                                                       image_format=self.params.image_format))
+        self.pending.append(
+            self.workers.images.submit(render.write_image, image, path, image_format=self.params.image_format)
+        )
 
     def legend(self) -> None:
         if not self.wrong:
@@ -396,11 +467,17 @@ class _LayerRenderer:
         params, classes = self.params, list(self.upsampled)
         layer_dir = self.out_root / "layers" / f"{position:02d}"
         display_maps = {k: normalise_for_display(self.upsampled[k][position]) for k in classes}
-        regions = {k: map_regions(display_maps[k], threshold=params.bbox_threshold, min_area=params.min_box_area)
-                   for k in classes}
+        regions = {
+            k: map_regions(display_maps[k], threshold=params.bbox_threshold, min_area=params.min_box_area)
+            for k in classes
+        }
         boxes = {k: [frame.boxes for frame in regions[k]] for k in classes}
-        self._heatmaps(layer_dir=layer_dir, layer_name=layer_name, heat=display_maps[self.predicted],
-                       boxes=boxes[self.predicted])
+        self._heatmaps(
+            layer_dir=layer_dir,
+            layer_name=layer_name,
+            heat=display_maps[self.predicted],
+            boxes=boxes[self.predicted],
+        )
         if self.wrong:
             self._inference_maps(layer_dir=layer_dir, layer_name=layer_name, display_maps=display_maps)
         curves = {k: temporal_importance(self.upsampled[k][position]) for k in classes}
@@ -416,15 +493,18 @@ class _LayerRenderer:
             "threshold": {str(k): [float(frame.threshold) for frame in regions[k]] for k in classes},
             "raw_maps": {
                 "path": raw_path.relative_to(self.out_root).as_posix(),
-                "keys": {str(k): {"raw": f"raw_class{k}", "upsampled": f"upsampled_class{k}"} for k in classes},
+                "keys": {
+                    str(k): {"raw": f"raw_class{k}", "upsampled": f"upsampled_class{k}"} for k in classes
+                },
             },
         }
 
     def _heatmaps(self, *, layer_dir: Path, layer_name: str, heat: np.ndarray, boxes: list[Any]) -> None:
         scaled_heat = render.resize_frames(heat, scale=self.scale)
         overlays = render.draw_boxes(
-            render.overlay_heat(self.display_frames, scaled_heat, colormap=self.params.colormap,
-                                alpha=self.params.alpha),
+            render.overlay_heat(
+                self.display_frames, scaled_heat, colormap=self.params.colormap, alpha=self.params.alpha
+            ),
             boxes,
             scale=self.scale,
         )
@@ -434,11 +514,16 @@ class _LayerRenderer:
         for index in range(len(overlays)):
             path = self._image_path(layer_dir / "frames", index)
             self._write_image(overlays[index], path)
-            self.files.add(path, role="heatmap_image", layer=layer_name, frame=index, class_index=self.predicted)
+            self.files.add(
+                path, role="heatmap_image", layer=layer_name, frame=index, class_index=self.predicted
+            )
 
-    def _inference_maps(self, *, layer_dir: Path, layer_name: str, display_maps: dict[int, np.ndarray]) -> None:
-        frames_wanted = _inference_frame_indices(frame_count=len(self.display_frames),
-                                                 mode=self.params.inference_frames)
+    def _inference_maps(
+        self, *, layer_dir: Path, layer_name: str, display_maps: dict[int, np.ndarray]
+    ) -> None:
+        frames_wanted = _inference_frame_indices(
+            frame_count=len(self.display_frames), mode=self.params.inference_frames
+        )
         expected = self.params.expected_class
         difference = display_maps[self.predicted][frames_wanted] - display_maps[expected][frames_wanted]
         inference = render.overlay_difference(
@@ -447,7 +532,9 @@ class _LayerRenderer:
         for row, index in enumerate(frames_wanted):
             path = self._image_path(layer_dir / "inference", index)
             self._write_image(inference[row], path)
-            self.files.add(path, role="inference_map", layer=layer_name, frame=index, class_index=self.predicted)
+            self.files.add(
+                path, role="inference_map", layer=layer_name, frame=index, class_index=self.predicted
+            )
 
     def _curve(self, *, layer_dir: Path, layer_name: str, curves: dict[int, list[float]]) -> None:
         curve_path = layer_dir / "temporal.png"
@@ -470,8 +557,15 @@ class _LayerRenderer:
 
 
 def _manifest(
-    *, model_path: str | os.PathLike[str], video_path: str | os.PathLike[str], plan: _Plan,
-    clip: PreprocessedClip, prediction: dict[str, Any], scale: int, layers: list[dict[str, Any]], files: list[dict[str, Any]],
+    *,
+    model_path: str | os.PathLike[str],
+    video_path: str | os.PathLike[str],
+    plan: _Plan,
+    clip: PreprocessedClip,
+    prediction: dict[str, Any],
+    scale: int,
+    layers: list[dict[str, Any]],
+    files: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The manifest, timings still empty (docs/engine-contract.md)."""
     info = plan.info
@@ -498,7 +592,10 @@ def _manifest(
             "scaling": {**plan.scaling, "input_range": clip.input_range()},
         },
         "prediction": prediction,
-        "display": {"scale": scale, "box_coordinates": "model frame pixels (multiply by display scale for images)"},
+        "display": {
+            "scale": scale,
+            "box_coordinates": "model frame pixels (multiply by display scale for images)",
+        },
         "layers": layers,
         "files": files,
         "timings": {},

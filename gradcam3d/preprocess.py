@@ -17,15 +17,17 @@ the keyframe before each selected frame when that decodes well under half the fr
 selected frames are found by their exact timestamps and verified, and anything unexpected
 falls back to the straight decode (gradcam3d.seeking).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -73,9 +75,17 @@ class PreprocessParams:
         def refuse(message: str) -> None:
             raise PreprocessParamsRefused(message, code="bad_params")
 
-        if not isinstance(self.frame_stride, int) or isinstance(self.frame_stride, bool) or self.frame_stride < 1:
+        if (
+            not isinstance(self.frame_stride, int)
+            or isinstance(self.frame_stride, bool)
+            or self.frame_stride < 1
+        ):
             refuse(f"frame_stride must be an integer >= 1, not {self.frame_stride!r}.")
-        if not isinstance(self.frame_offset, int) or isinstance(self.frame_offset, bool) or self.frame_offset < 0:
+        if (
+            not isinstance(self.frame_offset, int)
+            or isinstance(self.frame_offset, bool)
+            or self.frame_offset < 0
+        ):
             refuse(f"frame_offset must be an integer >= 0, not {self.frame_offset!r}.")
         if self.resize_mode not in RESIZE_MODES:
             refuse(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, not {self.resize_mode!r}.")
@@ -92,11 +102,13 @@ class PreprocessParams:
             object.__setattr__(self, "std", tuple(float(v) for v in self.std or ()))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "PreprocessParams":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PreprocessParams:
         data = dict(data or {})
-        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise PreprocessParamsRefused(f"Unknown preprocessing options: {', '.join(sorted(unknown))}.", code="bad_params")
+            raise PreprocessParamsRefused(
+                f"Unknown preprocessing options: {', '.join(sorted(unknown))}.", code="bad_params"
+            )
         for name in ("mean", "std"):
             if isinstance(data.get(name), (int, float)):
                 data[name] = (data[name],)
@@ -104,7 +116,7 @@ class PreprocessParams:
                 data[name] = tuple(data[name])
         return cls(**data)
 
-    def with_scaling(self, scaling: str) -> "PreprocessParams":
+    def with_scaling(self, scaling: str) -> PreprocessParams:
         return replace(self, scaling=scaling)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +176,9 @@ def choose_scaling(*, requested: str | None, inspection: Mapping[str, Any]) -> d
         raise ValueError(f"the model inspection suggests an unknown scaling {suggested!r}")
     model_reason = str(inspection.get("scaling_reason") or "")
     if requested is None or requested == SCALING_AUTO:
-        reason = model_reason or _default_scaling_reason(suggested=suggested, inspected="suggested_scaling" in inspection)
+        reason = model_reason or _default_scaling_reason(
+            suggested=suggested, inspected="suggested_scaling" in inspection
+        )
         return {"name": suggested, "source": "model", "reason": reason, "suggested": suggested}
     reason = "Chosen by the caller."
     if requested != suggested and model_reason:
@@ -174,13 +188,17 @@ def choose_scaling(*, requested: str | None, inspection: Mapping[str, Any]) -> d
 
 def _default_scaling_reason(*, suggested: str, inspected: bool) -> str:
     if not inspected:
-        return f"The model's inspection makes no scaling suggestion: {_SCALING_RANGES[suggested]}, the default."
+        return (
+            f"The model's inspection makes no scaling suggestion: {_SCALING_RANGES[suggested]}, the default."
+        )
     if suggested == "unit":
         return f"The model's inspection suggests no other scaling: {_SCALING_RANGES[suggested]}, the default."
     return f"The model's inspection suggests {_SCALING_RANGES[suggested]}."
 
 
-def select_source_indices(*, frame_count: int, frames_needed: int, stride: int = 2, offset: int = 1) -> list[int]:
+def select_source_indices(
+    *, frame_count: int, frames_needed: int, stride: int = 2, offset: int = 1
+) -> list[int]:
     """Indices into all decoded frames, as the original tool picked them: kept =
     frames[offset::stride]; T of them at `linspace(0, len(kept) - 1, T)` truncated to int.
     Refuses when fewer frames are kept than the model needs (repeating frames would show
@@ -207,11 +225,15 @@ def resize_filters(*, mode: str, width: int, height: int) -> list[str]:
     if mode == "stretch":
         return [f"scale={width}:{height}:flags=area"]
     if mode == "center_crop":
-        return [f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=area",
-                f"crop={width}:{height}"]
+        return [
+            f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=area",
+            f"crop={width}:{height}",
+        ]
     if mode == "letterbox":
-        return [f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags=area",
-                f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"]
+        return [
+            f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags=area",
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black",
+        ]
     raise ValueError(f"unknown resize mode {mode!r}")
 
 
@@ -231,10 +253,10 @@ def resize_with_cv2(frames: np.ndarray, *, mode: str, width: int, height: int) -
         resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
         if mode == "center_crop":
             top, left = (new_h - height) // 2, (new_w - width) // 2
-            out[index] = resized[top:top + height, left:left + width]
+            out[index] = resized[top : top + height, left : left + width]
         else:
             top, left = (height - new_h) // 2, (width - new_w) // 2
-            out[index, top:top + new_h, left:left + new_w] = resized
+            out[index, top : top + new_h, left : left + new_w] = resized
     return out
 
 
@@ -246,7 +268,10 @@ def scale_frames(frames_rgb: np.ndarray, *, channels: int, params: PreprocessPar
         values = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         values = values[..., None]
     elif channels != 3:
-        raise VideoRefused(f"The model expects {channels} channels per frame; only 1 or 3 are supported.", code="bad_channels")
+        raise VideoRefused(
+            f"The model expects {channels} channels per frame; only 1 or 3 are supported.",
+            code="bad_channels",
+        )
     if params.scaling == "unit":
         return values / np.float32(255.0)
     if params.scaling == "symmetric":
@@ -257,7 +282,8 @@ def scale_frames(frames_rgb: np.ndarray, *, channels: int, params: PreprocessPar
     std = np.asarray(params.std, dtype=np.float32)
     if mean.size not in (1, channels) or std.size not in (1, channels):
         raise PreprocessParamsRefused(
-            f"mean and std need 1 or {channels} values for this model, not {mean.size} and {std.size}.", code="bad_params"
+            f"mean and std need 1 or {channels} values for this model, not {mean.size} and {std.size}.",
+            code="bad_params",
         )
     return ((values / np.float32(255.0)) - mean) / std
 
@@ -282,10 +308,16 @@ def _file_size(path: str | os.PathLike[str]) -> int:
 
 def validate_input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     if len(input_shape) != 4 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in input_shape):
-        raise VideoRefused(f"The model input shape must be (T, H, W, C) with positive sizes, not {input_shape!r}.", code="bad_shape")
+        raise VideoRefused(
+            f"The model input shape must be (T, H, W, C) with positive sizes, not {input_shape!r}.",
+            code="bad_shape",
+        )
     frames, height, width, channels = (int(v) for v in input_shape)
     if channels not in (1, 3):
-        raise VideoRefused(f"The model expects {channels} channels per frame; only 1 or 3 are supported.", code="bad_channels")
+        raise VideoRefused(
+            f"The model expects {channels} channels per frame; only 1 or 3 are supported.",
+            code="bad_channels",
+        )
     return frames, height, width, channels
 
 
@@ -313,12 +345,14 @@ def preprocess_video(
     info, raw_index = _probe_while_indexing(path, limits=limits, index=seeking_allowed, cancel=cancel)
     decoded, decode_strategy = None, "sequential"
     if seeking_allowed and seeking.seeking_applies(info):
-        decoded, decode_strategy = _decode_by_seeking(path, info=info, raw_index=raw_index, selection=selection,
-                                                      limits=limits, cancel=cancel)
+        decoded, decode_strategy = _decode_by_seeking(
+            path, info=info, raw_index=raw_index, selection=selection, limits=limits, cancel=cancel
+        )
     frame_count, indices = info["frame_count"], selection.indices(info["frame_count"])
     if decoded is None:
-        decoded, frame_count, indices = _decode_straight(path, info=info, selection=selection,
-                                                         resize_engine=resize_engine, limits=limits, cancel=cancel)
+        decoded, frame_count, indices = _decode_straight(
+            path, info=info, selection=selection, resize_engine=resize_engine, limits=limits, cancel=cancel
+        )
     if len(decoded.frames) != frames_needed:
         raise VideoRefused(
             f"Only {len(decoded.frames)} of the {frames_needed} selected frames could be decoded; the video may be damaged.",
@@ -352,8 +386,12 @@ class _FrameSelection:
     params: PreprocessParams
 
     def indices(self, frame_count: int) -> list[int]:
-        return select_source_indices(frame_count=frame_count, frames_needed=self.frames_needed,
-                                     stride=self.params.frame_stride, offset=self.params.frame_offset)
+        return select_source_indices(
+            frame_count=frame_count,
+            frames_needed=self.frames_needed,
+            stride=self.params.frame_stride,
+            offset=self.params.frame_offset,
+        )
 
     def filters(self) -> list[str]:
         return resize_filters(mode=self.params.resize_mode, width=self.width, height=self.height)
@@ -368,7 +406,8 @@ def _probe_while_indexing(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam3d-index") as background:
         speculative_index = (
             background.submit(seeking.read_packet_index, path, limits=limits, cancel=index_cancel)
-            if index and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes else None
+            if index and seeking.SPECULATIVE_INDEX_BYTES <= _file_size(path) <= limits.max_bytes
+            else None
         )
         try:
             info = probe_video(path, limits=limits, cancel=cancel)
@@ -379,8 +418,13 @@ def _probe_while_indexing(
 
 
 def _decode_by_seeking(
-    path: str | os.PathLike[str], *, info: dict[str, Any], raw_index: Any, selection: _FrameSelection,
-    limits: VideoLimits, cancel: threading.Event | None,
+    path: str | os.PathLike[str],
+    *,
+    info: dict[str, Any],
+    raw_index: Any,
+    selection: _FrameSelection,
+    limits: VideoLimits,
+    cancel: threading.Event | None,
 ) -> tuple[DecodedFrames | None, str]:
     """(the selected frames decoded from the keyframe before each, "seek"), or None when
     seeking would not be exact or clearly cheaper, or did not verify (the caller then decodes
@@ -396,16 +440,27 @@ def _decode_by_seeking(
     if plan is None:
         return None, "sequential"
     decoded = seeking.decode_by_seeking(
-        path, plan=plan, time_base=index.time_base, start_seconds=float(info.get("start_seconds") or 0.0),
-        size=(selection.width, selection.height), filters=selection.filters(),
-        source_pixels=int(info["width"]) * int(info["height"]), limits=limits, cancel=cancel,
+        path,
+        plan=plan,
+        time_base=index.time_base,
+        start_seconds=float(info.get("start_seconds") or 0.0),
+        size=(selection.width, selection.height),
+        filters=selection.filters(),
+        source_pixels=int(info["width"]) * int(info["height"]),
+        limits=limits,
+        cancel=cancel,
     )
     return decoded, "seek" if decoded is not None else "sequential (seeking did not verify)"
 
 
 def _decode_straight(
-    path: str | os.PathLike[str], *, info: dict[str, Any], selection: _FrameSelection, resize_engine: str,
-    limits: VideoLimits, cancel: threading.Event | None,
+    path: str | os.PathLike[str],
+    *,
+    info: dict[str, Any],
+    selection: _FrameSelection,
+    resize_engine: str,
+    limits: VideoLimits,
+    cancel: threading.Event | None,
 ) -> tuple[DecodedFrames, int, list[int]]:
     """(decoded frames, frame count, their source indices) from one pass over every frame. If
     the decoder produced a different number of frames than the probe counted packets, select
@@ -414,11 +469,22 @@ def _decode_straight(
     for _attempt in range(2):
         indices = selection.indices(frame_count)
         if resize_engine == "ffmpeg":
-            decoded = decode_frames(path, size=(selection.width, selection.height), select=indices, limits=limits,
-                                    filters=selection.filters(), cancel=cancel)
+            decoded = decode_frames(
+                path,
+                size=(selection.width, selection.height),
+                select=indices,
+                limits=limits,
+                filters=selection.filters(),
+                cancel=cancel,
+            )
         else:
-            decoded = decode_frames(path, select=indices, limits=limits, source_size=(info["width"], info["height"]),
-                                    cancel=cancel)
+            decoded = decode_frames(
+                path,
+                select=indices,
+                limits=limits,
+                source_size=(info["width"], info["height"]),
+                cancel=cancel,
+            )
         if decoded.decoded_count is None or decoded.decoded_count == frame_count:
             break
         # The probe counted packets; the decoder produced a different number of frames.
@@ -426,7 +492,9 @@ def _decode_straight(
     return decoded, frame_count, indices
 
 
-def _model_frame_timestamps(*, decoded: DecodedFrames, info: dict[str, Any], indices: list[int]) -> list[float]:
+def _model_frame_timestamps(
+    *, decoded: DecodedFrames, info: dict[str, Any], indices: list[int]
+) -> list[float]:
     """Seconds from the start of the video: each frame's pts, else its index over the frame rate."""
     start = float(info.get("start_seconds") or 0.0)
     fps = info["fps"]

@@ -3,6 +3,7 @@
 Like the original tool: threshold each frame of the display-normalised map (Otsu's threshold by
 default, or a fixed fraction of the map's maximum), then one box per connected component.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ def boxes_from_mask(mask: np.ndarray, *, min_area: int = 1) -> list[Box]:
     return [{"x": b["x"], "y": b["y"], "w": b["w"], "h": b["h"]} for b in boxes]
 
 
-def frame_regions(frame_heat: np.ndarray, *, threshold: float | None = None, min_area: int = 1) -> FrameRegions:
+def frame_regions(
+    frame_heat: np.ndarray, *, threshold: float | None = None, min_area: int = 1
+) -> FrameRegions:
     """Boxes of one [0, 1] frame; `threshold` None means Otsu's."""
     frame_heat = np.asarray(frame_heat, dtype=np.float32)
     value = otsu_threshold(frame_heat) if threshold is None else float(threshold)
@@ -50,7 +53,9 @@ def frame_regions(frame_heat: np.ndarray, *, threshold: float | None = None, min
     return FrameRegions(boxes=boxes_from_mask(mask, min_area=min_area), threshold=value)
 
 
-def map_regions(display_map: np.ndarray, *, threshold: float | None = None, min_area: int = 1) -> list[FrameRegions]:
+def map_regions(
+    display_map: np.ndarray, *, threshold: float | None = None, min_area: int = 1
+) -> list[FrameRegions]:
     """Per-frame regions of a display-normalised (T, H, W) map in [0, 1]."""
     if threshold is not None and not 0.0 <= float(threshold) < 1.0:
         raise ValueError("the box threshold is a fraction of the maximum: 0 <= threshold < 1")

@@ -4,12 +4,13 @@ Frames are uint8 RGB (T, H, W, 3); heat is a display-normalised float map (T, H,
 Colormaps are 256-entry lookup tables applied to all frames at once; blending is one NumPy
 expression; images are written with OpenCV and videos through gradcam3d.ffmpeg.encode_video.
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -47,7 +48,7 @@ _DIVERGING_ANCHORS_RGB = np.array(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap_lut(name: str) -> np.ndarray:
     """(256, 3) uint8 RGB lookup table for a colormap name."""
     if name not in COLORMAPS:
@@ -90,7 +91,9 @@ def to_u8_index(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(values, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def overlay_heat(frames_rgb: np.ndarray, heat: np.ndarray, *, colormap: str = "jet", alpha: float = 0.3) -> np.ndarray:
+def overlay_heat(
+    frames_rgb: np.ndarray, heat: np.ndarray, *, colormap: str = "jet", alpha: float = 0.3
+) -> np.ndarray:
     """Blend colormap(heat) over frames: (1 - alpha) * frame + alpha * colour, rounded.
 
     All frames at once, in OpenCV (a colormap LUT and a saturating weighted sum over the whole
@@ -106,11 +109,15 @@ def overlay_heat(frames_rgb: np.ndarray, heat: np.ndarray, *, colormap: str = "j
     indices = to_u8_index(heat).reshape(-1, width)
     user_lut = np.ascontiguousarray(colormap_lut(colormap)[:, None, :])  # (256, 1, 3): RGB in, RGB out
     colours = cv2.applyColorMap(indices, user_lut)
-    blended = cv2.addWeighted(frames_rgb.reshape(-1, width * 3), 1.0 - alpha, colours.reshape(-1, width * 3), alpha, 0.0)
+    blended = cv2.addWeighted(
+        frames_rgb.reshape(-1, width * 3), 1.0 - alpha, colours.reshape(-1, width * 3), alpha, 0.0
+    )
     return blended.reshape(frames_rgb.shape)
 
 
-def overlay_difference(frames_rgb: np.ndarray, difference: np.ndarray, *, max_alpha: float = 0.7) -> np.ndarray:
+def overlay_difference(
+    frames_rgb: np.ndarray, difference: np.ndarray, *, max_alpha: float = 0.7
+) -> np.ndarray:
     """Blend a diverging colormap of a difference in [-1, 1] over frames.
 
     The opacity follows |difference|, so regions where both classes agree show the frame itself
@@ -157,9 +164,12 @@ def write_image(image_rgb: np.ndarray, path: Path, *, image_format: str = "png")
         # 1.5 ms and 40 kB an image against 2.3 ms and 54 kB for level-1 deflate with
         # adaptive filters (the files are as small as with every filter tried).
         options = [
-            cv2.IMWRITE_PNG_COMPRESSION, 1,
-            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
-            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH,
+            cv2.IMWRITE_PNG_COMPRESSION,
+            1,
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_PAETH,
         ]
     elif image_format == "jpeg":
         options = [cv2.IMWRITE_JPEG_QUALITY, 90]
@@ -186,8 +196,26 @@ def inference_legend(*, predicted_label: str, expected_label: str, width: int = 
     cv2.rectangle(image, (bar_left, bar_top), (bar_right - 1, bar_bottom - 1), (0, 0, 0), 1)
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(image, "Predicted minus expected heat", (bar_left, 25), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, ascii_text(f"blue: {expected_label}"), (bar_left, 82), font, 0.45, (33, 102, 172), 1, cv2.LINE_AA)
-    cv2.putText(image, ascii_text(f"red: {predicted_label}"), (bar_left, 102), font, 0.45, (178, 24, 43), 1, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        ascii_text(f"blue: {expected_label}"),
+        (bar_left, 82),
+        font,
+        0.45,
+        (33, 102, 172),
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        image,
+        ascii_text(f"red: {predicted_label}"),
+        (bar_left, 102),
+        font,
+        0.45,
+        (178, 24, 43),
+        1,
+        cv2.LINE_AA,
+    )
     return image
 
 
@@ -220,6 +248,15 @@ def temporal_curve_image(
         cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA)
         for point in points:
             cv2.circle(image, (int(point[0]), int(point[1])), 2, colour, -1)
-        cv2.putText(image, ascii_text(label)[:40], (left + 5, bottom + 15 + 12 * index), font, 0.35, colour, 1, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            ascii_text(label)[:40],
+            (left + 5, bottom + 15 + 12 * index),
+            font,
+            0.35,
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
     cv2.putText(image, "frame", (right - 40, height - 5), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     return image

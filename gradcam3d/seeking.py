@@ -28,17 +28,19 @@ without re-encoding) refuse the index, since they are packets without frames. Pi
 tests/engine/test_seeking.py: byte-identical clips to the straight decode for H.264 MP4 and
 Matroska (B-frames, start 0 and 30 s) and VP8 WebM.
 """
+
 from __future__ import annotations
 
 import math
 import re
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -157,8 +159,22 @@ def read_packet_index(
     limit allows); None when unreadable."""
     try:
         result = run_ffmpeg(
-            ["-v", "error", "-copyts", *hardened_input_args(path=path, limits=limits), "-map", "0:V:0",
-             *NO_METADATA_ARGS, "-c", "copy", "-frames:v", str(int(limits.max_frames) + 1), "-f", "framecrc", "pipe:1"],
+            [
+                "-v",
+                "error",
+                "-copyts",
+                *hardened_input_args(path=path, limits=limits),
+                "-map",
+                "0:V:0",
+                *NO_METADATA_ARGS,
+                "-c",
+                "copy",
+                "-frames:v",
+                str(int(limits.max_frames) + 1),
+                "-f",
+                "framecrc",
+                "pipe:1",
+            ],
             timeout=limits.timeout_seconds,
             check=True,
             cancel=cancel,
@@ -174,7 +190,9 @@ def read_packet_index(
     packets: list[tuple[int, int, int]] = []
     for match in _PACKET_RE.finditer(text):
         flags = _FLAGS_RE.search(match["rest"])
-        packets.append((int(match["pts"]), int(match["dts"]), int(flags["flags"], 16) if flags else _FLAG_KEY))
+        packets.append(
+            (int(match["pts"]), int(match["dts"]), int(flags["flags"], 16) if flags else _FLAG_KEY)
+        )
     return RawPacketIndex(time_base=Fraction(int(time_base["num"]), int(time_base["den"])), packets=packets)
 
 
@@ -187,8 +205,9 @@ def checked_packet_index(raw: RawPacketIndex | None, *, frame_count: int) -> Pac
     if raw is None:
         return None
     packets = raw.packets
-    if len(packets) != frame_count or any(pts == _NOPTS or dts == _NOPTS or flags & _FLAG_DISCARD
-                                          for pts, dts, flags in packets):
+    if len(packets) != frame_count or any(
+        pts == _NOPTS or dts == _NOPTS or flags & _FLAG_DISCARD for pts, dts, flags in packets
+    ):
         return None
     if len({pts for pts, _, _ in packets}) != len(packets):
         return None
@@ -209,7 +228,9 @@ def checked_packet_index(raw: RawPacketIndex | None, *, frame_count: int) -> Pac
     )
 
 
-def packet_index(path: str | Path, *, frame_count: int, limits: VideoLimits = VideoLimits()) -> PacketIndex | None:
+def packet_index(
+    path: str | Path, *, frame_count: int, limits: VideoLimits = VideoLimits()
+) -> PacketIndex | None:
     """`read_packet_index` checked against the probe's `frame_count`."""
     return checked_packet_index(read_packet_index(path, limits=limits), frame_count=frame_count)
 
@@ -225,7 +246,7 @@ def plan_seeks(index: PacketIndex, *, positions: Sequence[int], seeks_by_pts: bo
         return None
     keys = np.asarray(index.keyframe_positions)
     groups: dict[int, list[int]] = {}
-    for position in sorted(set(int(p) for p in positions)):
+    for position in sorted({int(p) for p in positions}):
         if not 0 <= position < len(index.pts):
             return None
         before = int(np.searchsorted(keys, position, side="right")) - 1
@@ -254,10 +275,14 @@ def plan_seeks(index: PacketIndex, *, positions: Sequence[int], seeks_by_pts: bo
         seek_time = key_time + max(step, 0)
         landing_number = max(int(np.searchsorted(key_times, seek_time - heuristic, side="right")) - 1, 0)
         landing_position = int(keys[min(landing_number, key_number)])
-        segments.append(SeekSegment(
-            key_pts=index.pts[int(keys[key_number])], target_pts=[index.pts[p] for p in members],
-            seek_pts=seek_time, landing_pts=index.pts[landing_position],
-        ))
+        segments.append(
+            SeekSegment(
+                key_pts=index.pts[int(keys[key_number])],
+                target_pts=[index.pts[p] for p in members],
+                seek_pts=seek_time,
+                landing_pts=index.pts[landing_position],
+            )
+        )
         estimated += max(members) - landing_position + 1 + SEGMENT_OVERHEAD_FRAMES
     straight = len(index.pts)
     if estimated > MAX_DECODED_SHARE * straight:
@@ -285,11 +310,27 @@ def decode_by_seeking(
     holds a decoder with its reference frames, so a process gets at most as many inputs as
     DECODER_MEMORY_BYTES allows at the source frame size (`source_pixels`)."""
     segments = plan.segments
-    per_process = max(1, min(MAX_INPUTS_PER_PROCESS, DECODER_MEMORY_BYTES // max(1, source_pixels * _BYTES_PER_PIXEL_OF_DECODER)))
+    per_process = max(
+        1,
+        min(
+            MAX_INPUTS_PER_PROCESS,
+            DECODER_MEMORY_BYTES // max(1, source_pixels * _BYTES_PER_PIXEL_OF_DECODER),
+        ),
+    )
     count = max(-(-len(segments) // per_process), PROCESSES if len(segments) >= 2 * PROCESSES else 1)
-    chunks = [segments[len(segments) * part // count: len(segments) * (part + 1) // count] for part in range(count)]
-    decode = partial(_decode_segments, path=path, time_base=time_base, start_seconds=start_seconds, size=size,
-                     filters=filters, limits=limits, cancel=cancel)
+    chunks = [
+        segments[len(segments) * part // count : len(segments) * (part + 1) // count] for part in range(count)
+    ]
+    decode = partial(
+        _decode_segments,
+        path=path,
+        time_base=time_base,
+        start_seconds=start_seconds,
+        size=size,
+        filters=filters,
+        limits=limits,
+        cancel=cancel,
+    )
     if len(chunks) == 1:
         results = [decode(chunks[0])]
     else:
@@ -299,7 +340,9 @@ def decode_by_seeking(
         return None
     frames = np.concatenate([result[0] for result in results if result is not None])
     times = [time for result in results if result is not None for time in result[1]]
-    return DecodedFrames(frames=frames, pts_seconds=times, decoded_count=None, output_size=(int(size[0]), int(size[1])))
+    return DecodedFrames(
+        frames=frames, pts_seconds=times, decoded_count=None, output_size=(int(size[0]), int(size[1]))
+    )
 
 
 def _decode_segments(
@@ -323,14 +366,39 @@ def _decode_segments(
         # lands one keyframe early when asked for the keyframe itself).
         seek_to = max(0.0, float(segment.seek_pts * time_base) - float(start_seconds))
         read_for = float((segment.target_pts[-1] - segment.landing_pts) * time_base) + READ_MARGIN_SECONDS
-        args += ["-threads", "1", "-noaccurate_seek", "-ss", f"{seek_to:.6f}", "-t", f"{read_for:.6f}",
-                 *hardened_input_args(path=path, limits=limits)]
+        args += [
+            "-threads",
+            "1",
+            "-noaccurate_seek",
+            "-ss",
+            f"{seek_to:.6f}",
+            "-t",
+            f"{read_for:.6f}",
+            *hardened_input_args(path=path, limits=limits),
+        ]
         keep = "+".join(f"eq(pts,{pts})" for pts in segment.target_pts)
         chains.append(f"[{number}:V:0]select='{keep}',showinfo,{','.join(filters)}[s{number}]")
     labels = "".join(f"[s{number}]" for number in range(len(segments)))
     graph = ";".join(chains) + f";{labels}concat=n={len(segments)}:v=1:a=0[out]"
-    args += ["-filter_threads", "1", "-filter_complex", graph, "-map", "[out]", "-an", "-sn", "-dn",
-             *NO_METADATA_ARGS, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    args += [
+        "-filter_threads",
+        "1",
+        "-filter_complex",
+        graph,
+        "-map",
+        "[out]",
+        "-an",
+        "-sn",
+        "-dn",
+        *NO_METADATA_ARGS,
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
     try:
         result = run_ffmpeg(args, timeout=limits.processing_timeout_seconds, check=True, cancel=cancel)
     except FFmpegCancelled:

@@ -5,6 +5,7 @@ instead of `import tensorflow`: TensorFlow reads these variables once, when it i
 imported, so they must be set immediately before that and nowhere else. Importing this module
 sets nothing; only the calls do.
 """
+
 from __future__ import annotations
 
 import os

@@ -19,6 +19,7 @@ frame count and duration from `-progress pipe:1` on stdout, which metadata canno
 container name, the header duration (checked against the measured one) and the start time come
 from the input dump.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,16 +51,24 @@ from gradcam3d.ffmpeg import (
 # Parsing FFmpeg's stderr
 # ---------------------------------------------------------------------------------------------
 _INPUT_RE = re.compile(r"^Input #0, (?P<container>[\w,]+), from ", re.MULTILINE)
-_DURATION_RE = re.compile(r"^\s*Duration: (?P<duration>N/A|\d+:\d+:\d+(?:\.\d+)?)(?:, start: (?P<start>-?[\d.]+))?", re.MULTILINE)
-_STREAM_RE = re.compile(r"^\s*Stream #0:(?P<index>\d+)\S*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$", re.MULTILINE)
+_DURATION_RE = re.compile(
+    r"^\s*Duration: (?P<duration>N/A|\d+:\d+:\d+(?:\.\d+)?)(?:, start: (?P<start>-?[\d.]+))?", re.MULTILINE
+)
+_STREAM_RE = re.compile(
+    r"^\s*Stream #0:(?P<index>\d+)\S*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$",
+    re.MULTILINE,
+)
 _SIZE_RE = re.compile(r"^(?P<w>\d+)x(?P<h>\d+)(?:\s|$)")
 _INVALID_SIZE_RE = re.compile(r"Picture size (?P<w>\d+)x(?P<h>\d+) is invalid")
 # Statistics lines FFmpeg prints at exit, "[in#0/mov,... @ 0x...]   Input stream #0:0 (video): ...".
 _PACKETS_READ_RE = re.compile(
-    r"^(?:\[in#0/[^\]\n]*\])?[ \t]*Input stream #0:\d+ \(video\): (?P<packets>\d+) packets read", re.MULTILINE)
+    r"^(?:\[in#0/[^\]\n]*\])?[ \t]*Input stream #0:\d+ \(video\): (?P<packets>\d+) packets read", re.MULTILINE
+)
 _FRAMES_DECODED_RE = re.compile(
     r"^(?:\[in#0/[^\]\n]*\])?[ \t]*Input stream #0:\d+ \(video\): \d+ packets read \(\d+ bytes\); "
-    r"(?P<frames>\d+) frames decoded", re.MULTILINE)
+    r"(?P<frames>\d+) frames decoded",
+    re.MULTILINE,
+)
 _PROGRESS_FRAME_RE = re.compile(r"^frame=(?P<frames>\d+)[ \t]*$", re.MULTILINE)
 _PROGRESS_TIME_RE = re.compile(r"^out_time_us=(?P<us>-?\d+)[ \t]*$", re.MULTILINE)
 
@@ -110,7 +119,7 @@ def parse_input_header(stderr: str, *, streams_from: str | None = None) -> dict[
     container_match = _INPUT_RE.search(stderr)
     if container_match is None:
         return None
-    header = stderr[container_match.start():]
+    header = stderr[container_match.start() :]
     duration_match = _DURATION_RE.search(header)
     duration = None
     start = 0.0
@@ -180,7 +189,10 @@ def _check_file(*, path: Path, limits: VideoLimits) -> int:
 
 
 def probe_video(
-    path: str | os.PathLike[str], *, limits: VideoLimits = VideoLimits(), cancel: threading.Event | None = None
+    path: str | os.PathLike[str],
+    *,
+    limits: VideoLimits = VideoLimits(),
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Describe a video: container, codec, width, height, fps, duration_seconds, frame_count
     (real packets of the first video stream), has_audio, pix_fmt, plus bytes and
@@ -229,8 +241,21 @@ def _run_probe(*, source: Path, limits: VideoLimits, cancel: threading.Event | N
     try:
         return run_ffmpeg(
             # 0:V = video that is not cover art. Measured counts go to stdout (-progress).
-            ["-v", "verbose", "-progress", "pipe:1", *hardened_input_args(path=source, limits=limits),
-             "-map", "0:V:0?", *NO_METADATA_ARGS, "-c", "copy", "-f", "null", "-"],
+            [
+                "-v",
+                "verbose",
+                "-progress",
+                "pipe:1",
+                *hardened_input_args(path=source, limits=limits),
+                "-map",
+                "0:V:0?",
+                *NO_METADATA_ARGS,
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ],
             timeout=limits.timeout_seconds,
             check=False,
             cancel=cancel,
@@ -245,8 +270,7 @@ def _run_probe(*, source: Path, limits: VideoLimits, cancel: threading.Event | N
 def _video_stream_or_refuse(*, header: dict[str, Any] | None, stderr: str) -> dict[str, Any]:
     if header is None:
         raise VideoRefused(
-            "The file is not a video FFmpeg can read in an allowed format "
-            f"({_ffmpeg_reason(stderr)}).",
+            f"The file is not a video FFmpeg can read in an allowed format ({_ffmpeg_reason(stderr)}).",
             code="video_unreadable",
         )
     video = header["video"]
@@ -260,8 +284,13 @@ def _measured_duration(*, header: dict[str, Any], measured_seconds: float | None
     """The duration to enforce: the header's, unless what was really read says otherwise."""
     duration = header["duration_seconds"]
     start = float(header["start_seconds"] or 0.0)
-    if (duration is not None and measured_seconds is not None and start > 0 and duration > measured_seconds
-            and abs(duration - start - measured_seconds) <= max(1.0, 0.05 * measured_seconds)):
+    if (
+        duration is not None
+        and measured_seconds is not None
+        and start > 0
+        and duration > measured_seconds
+        and abs(duration - start - measured_seconds) <= max(1.0, 0.05 * measured_seconds)
+    ):
         # The header counted from time 0, not from the first frame (FFmpeg's Matroska muxer
         # does, for a stream starting at 1234.6 s): what is read is what will be decoded.
         duration = measured_seconds
@@ -295,13 +324,16 @@ def _check_frame_size(*, video: dict[str, Any], stderr: str, limits: VideoLimits
         )
 
 
-def _checked_frame_count(*, packets: re.Match[str] | None, measured_frames: int | None, limits: VideoLimits) -> int:
+def _checked_frame_count(
+    *, packets: re.Match[str] | None, measured_frames: int | None, limits: VideoLimits
+) -> int:
     frame_count = max(int(packets["packets"]) if packets else 0, measured_frames or 0)
     if frame_count == 0:
         raise VideoRefused("The video has zero frames (it may be truncated).", code="video_no_frames")
     if frame_count > limits.max_frames:
         raise VideoRefused(
-            f"The video has {frame_count} frames; the limit is {limits.max_frames}.", code="video_too_many_frames"
+            f"The video has {frame_count} frames; the limit is {limits.max_frames}.",
+            code="video_too_many_frames",
         )
     return frame_count
 
@@ -359,7 +391,9 @@ def decode_frames(
     result = _run_decode(path=path, chain=chain, limits=limits, cancel=cancel)
     frame_bytes = width * height * 3
     count = len(result.stdout) // frame_bytes
-    frames = np.frombuffer(result.stdout, dtype=np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)
+    frames = np.frombuffer(result.stdout, dtype=np.uint8, count=count * frame_bytes).reshape(
+        count, height, width, 3
+    )
     # Only after the real "Stream mapping:" line: a forged showinfo line in the file's tags
     # would otherwise shift every timestamp. Each n is kept once (its last line).
     after_dump = after_input_dump(result.stderr)
@@ -402,9 +436,31 @@ def _run_decode(
             # save (measured: 339 vs 365 ms for 150 frames of 720p, 95 vs 135 ms for 300 of 320x240).
             # -copyts: showinfo reports container time (FFmpeg otherwise shifts it by the start
             # time, which made MPEG-TS timestamps negative once the caller subtracted it too).
-            ["-v", "verbose", "-copyts", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
-             "-map", "0:V:0", "-an", "-sn", "-dn", *NO_METADATA_ARGS, "-vf", ",".join(chain),
-             "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+            [
+                "-v",
+                "verbose",
+                "-copyts",
+                "-threads",
+                "2",
+                "-filter_threads",
+                "1",
+                *hardened_input_args(path=path, limits=limits),
+                "-map",
+                "0:V:0",
+                "-an",
+                "-sn",
+                "-dn",
+                *NO_METADATA_ARGS,
+                "-vf",
+                ",".join(chain),
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "pipe:1",
+            ],
             timeout=limits.processing_timeout_seconds,
             check=True,
             cancel=cancel,
@@ -413,10 +469,13 @@ def _run_decode(
         raise
     except FFmpegTimeout:
         raise VideoRefused(
-            f"Decoding the video took longer than {limits.processing_timeout_seconds:g} s.", code="video_timeout"
+            f"Decoding the video took longer than {limits.processing_timeout_seconds:g} s.",
+            code="video_timeout",
         ) from None
     except FFmpegError as exc:
-        raise VideoRefused(f"The video cannot be decoded ({_ffmpeg_reason(exc.stderr)}).", code="video_undecodable") from None
+        raise VideoRefused(
+            f"The video cannot be decoded ({_ffmpeg_reason(exc.stderr)}).", code="video_undecodable"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,11 +516,49 @@ def transcode_for_browser(
         run_ffmpeg(
             # At most two decoder and two encoder threads and one filter thread (a 2-core
             # target): one upload must not take every core of the machine.
-            ["-v", "error", "-threads", "2", "-filter_threads", "1", *hardened_input_args(path=path, limits=limits),
-             "-map", "0:V:0", "-map", "0:a:0?", "-vf", scale, "-fps_mode", "passthrough",
-             "-c:v", "libx264", "-threads", "2", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-             "-profile:v", "high", "-c:a", "aac", "-b:a", "128k", "-ac", "2",
-             "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4", "-y", str(partial_mp4)],
+            [
+                "-v",
+                "error",
+                "-threads",
+                "2",
+                "-filter_threads",
+                "1",
+                *hardened_input_args(path=path, limits=limits),
+                "-map",
+                "0:V:0",
+                "-map",
+                "0:a:0?",
+                "-vf",
+                scale,
+                "-fps_mode",
+                "passthrough",
+                "-c:v",
+                "libx264",
+                "-threads",
+                "2",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "23",
+                "-pix_fmt",
+                "yuv420p",
+                "-profile:v",
+                "high",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-ac",
+                "2",
+                "-map_metadata",
+                "-1",
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+                "-y",
+                str(partial_mp4),
+            ],
             timeout=limits.processing_timeout_seconds,
         )
         _write_poster(rendition=partial_mp4, poster=partial_jpg, at_seconds=poster_at, limits=limits)
@@ -469,10 +566,13 @@ def transcode_for_browser(
         os.replace(partial_jpg, poster)
     except FFmpegTimeout:
         raise VideoRefused(
-            f"Converting the video took longer than {limits.processing_timeout_seconds:g} s.", code="video_timeout"
+            f"Converting the video took longer than {limits.processing_timeout_seconds:g} s.",
+            code="video_timeout",
         ) from None
     except FFmpegError as exc:
-        raise VideoRefused(f"The video cannot be converted ({_ffmpeg_reason(exc.stderr)}).", code="video_undecodable") from None
+        raise VideoRefused(
+            f"The video cannot be converted ({_ffmpeg_reason(exc.stderr)}).", code="video_undecodable"
+        ) from None
     finally:
         for leftover in (partial_mp4, partial_jpg):
             if leftover.exists():
@@ -489,9 +589,30 @@ def transcode_for_browser(
 def _write_poster(*, rendition: Path, poster: Path, at_seconds: float, limits: VideoLimits) -> None:
     """A JPEG of the frame at `at_seconds` (else the first) of the rendition just made: a
     known-good H.264 MP4, so it is no untrusted input."""
-    poster_args = ["-v", "error", "-threads", "2", "-protocol_whitelist", "file", "-ss", f"{at_seconds:.3f}",
-                   "-i", "file:" + str(rendition.resolve()), "-map", "0:v:0", "-frames:v", "1",
-                   "-q:v", "3", "-update", "1", "-f", "image2", "-y", str(poster)]
+    poster_args = [
+        "-v",
+        "error",
+        "-threads",
+        "2",
+        "-protocol_whitelist",
+        "file",
+        "-ss",
+        f"{at_seconds:.3f}",
+        "-i",
+        "file:" + str(rendition.resolve()),
+        "-map",
+        "0:v:0",
+        "-frames:v",
+        "1",
+        "-q:v",
+        "3",
+        "-update",
+        "1",
+        "-f",
+        "image2",
+        "-y",
+        str(poster),
+    ]
     run_ffmpeg(poster_args, timeout=limits.timeout_seconds)
     if not poster.exists() or poster.stat().st_size == 0:
         poster_args[poster_args.index("-ss") + 1] = "0"

@@ -1,4 +1,5 @@
 """Read settings from the environment and fail loudly on bad values (after healthchecks' envbool)."""
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,9 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use one of: 1/0, true/false, yes/no, on/off)")
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean (use one of: 1/0, true/false, yes/no, on/off)"
+    )
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
@@ -69,7 +72,9 @@ def ensure_dir(name: str, path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImproperlyConfigured(f"{name}: cannot create the folder {str(path)!r} ({exc.strerror or exc})") from None
+        raise ImproperlyConfigured(
+            f"{name}: cannot create the folder {str(path)!r} ({exc.strerror or exc})"
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ImproperlyConfigured(f"{name}: the folder {str(path)!r} is not writable by this user")
     return path
@@ -88,7 +93,9 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 def _header_meta_key(name: str, raw: str, header: str) -> str:
     header = header.strip()
     if not _HEADER_NAME.fullmatch(header):
-        raise ImproperlyConfigured(f"{name}={raw!r}: {header!r} is not an HTTP header name (e.g. X-Forwarded-For)")
+        raise ImproperlyConfigured(
+            f"{name}={raw!r}: {header!r} is not an HTTP header name (e.g. X-Forwarded-For)"
+        )
     return "HTTP_" + header.upper().replace("-", "_")
 
 
@@ -102,12 +109,14 @@ def env_header(name: str) -> str | None:
 
 
 def env_header_value(name: str) -> tuple[str, str] | None:
-    """"Header-Name: value" from the environment as (request.META key, value), the form of
+    """ "Header-Name: value" from the environment as (request.META key, value), the form of
     SECURE_PROXY_SSL_HEADER; None when unset or empty."""
     raw = os.environ.get(name, "")
     if not raw.strip():
         return None
     header, colon, value = raw.partition(":")
     if not colon or not value.strip():
-        raise ImproperlyConfigured(f"{name}={raw!r} is not of the form 'Header-Name: value' (e.g. 'X-Forwarded-Proto: https')")
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not of the form 'Header-Name: value' (e.g. 'X-Forwarded-Proto: https')"
+        )
     return _header_meta_key(name, raw, header), value.strip()

@@ -10,6 +10,7 @@
 - `ContentSecurityPolicyMiddleware` sets the Content-Security-Policy header.
 - `client_ip` is the client's address, trusting a proxy header only when configured to.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -61,7 +62,7 @@ def _refusal(request: HttpRequest, *, status: int, title: str, message: str) -> 
     accept = request.headers.get("Accept", "")
     if "application/json" in accept and "text/html" not in accept:
         return HttpResponse(json.dumps({"error": message}), status=status, content_type="application/json")
-    page = f"<!doctype html><html lang=\"en\"><title>{escape(title)}</title><h1>{escape(title)}</h1><p>{escape(message)}</p></html>"
+    page = f'<!doctype html><html lang="en"><title>{escape(title)}</title><h1>{escape(title)}</h1><p>{escape(message)}</p></html>'
     return HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
 
 
@@ -75,14 +76,20 @@ def body_refusal(request: HttpRequest, *, limit: int) -> HttpResponse | None:
         # A body of unknown length (chunked) cannot be judged before it is read, and Django
         # would ignore it anyway: say so instead of answering as if nothing had been sent.
         return _refusal(
-            request, status=411, title="Length required",
+            request,
+            status=411,
+            title="Length required",
             message=f"This request sends a body without a Content-Length. Send its size; this page accepts at most {shown_limit}.",
         )
     if length < 0:
-        return _refusal(request, status=400, title="Bad request", message="The Content-Length header is not a number.")
+        return _refusal(
+            request, status=400, title="Bad request", message="The Content-Length header is not a number."
+        )
     if length > limit:
         return _refusal(
-            request, status=413, title="Request too large",
+            request,
+            status=413,
+            title="Request too large",
             message=f"This request is {filesizeformat(length)}; this page accepts at most {shown_limit}. "
             "Models and videos are uploaded on the Classifiers and Videos pages.",
         )

@@ -5,6 +5,7 @@ Everything that differs between machines comes from environment variables, read 
 silently falling back. Defaults give a working single-machine set-up: SQLite, the django-q2
 ORM broker and media on the local disk.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -17,7 +18,15 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from gradcam_site.env import (
-    ensure_dir, env_bool, env_dir, env_float, env_header, env_header_value, env_int, env_list, env_str,
+    ensure_dir,
+    env_bool,
+    env_dir,
+    env_float,
+    env_header,
+    env_header_value,
+    env_int,
+    env_list,
+    env_str,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -111,7 +120,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # several test runs may share this checkout.
     DATABASES["default"]["TEST"] = {
         "NAME": env_str(
-            "GRADCAM_TEST_DATABASE", os.path.join(tempfile.gettempdir(), f"gradcam-test-{os.getpid()}.sqlite3")
+            "GRADCAM_TEST_DATABASE",
+            os.path.join(tempfile.gettempdir(), f"gradcam-test-{os.getpid()}.sqlite3"),
         ),
     }
 
@@ -298,7 +308,9 @@ def _sandbox_user_ids(value: str) -> tuple[int, int]:
             raise ImproperlyConfigured(f"GRADCAM_SANDBOX_USER={value!r}: the group must be a number")
         gid = int(group)
     if uid == 0 or gid == 0:
-        raise ImproperlyConfigured(f"GRADCAM_SANDBOX_USER={value!r} is root: engine children need an unprivileged user")
+        raise ImproperlyConfigured(
+            f"GRADCAM_SANDBOX_USER={value!r} is root: engine children need an unprivileged user"
+        )
     return uid, gid
 
 

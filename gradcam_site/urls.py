@@ -1,4 +1,5 @@
 """Root URLs: admin, accounts, and the library/analyses pages (mounted at the site root)."""
+
 from django.contrib import admin
 from django.urls import include, path
 

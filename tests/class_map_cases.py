@@ -7,6 +7,7 @@ labels, so both are tested with these cases. Plain data, importing nothing.
 Each case is (text, num_classes, expected): `expected` is the list of labels (one per class,
 "" where a class has none) or, for a refused map, a str that the error message contains.
 """
+
 from __future__ import annotations
 
 CLASS_MAP_CASES: list[tuple[str, int, list[str] | str]] = [

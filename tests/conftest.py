@@ -15,6 +15,7 @@ live server (`page.goto("/accounts/login/")`). Helpers: `browser_login(page, use
 `screenshot(page, name)`; they are importable (`from tests.conftest import browser_login`) and
 also available as fixtures of the same names returning the function.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,10 @@ def _engine_sandbox() -> None:
         return
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"the engine sandbox is unavailable: {problem} (apt-get install bubblewrap)")
-    warnings.warn(f"engine sandbox unavailable ({problem}): engine children run unsandboxed in this test run")
+    warnings.warn(
+        f"engine sandbox unavailable ({problem}): engine children run unsandboxed in this test run",
+        stacklevel=2,
+    )
     settings.GRADCAM_SANDBOX = "off"
 
 
@@ -138,7 +142,7 @@ def stranger(db: None) -> Any:
 
 @pytest.fixture
 def team(db: None, owner: Any, member: Any) -> Any:
-    """"Vision Lab": `owner` with role owner, `member` with role member.
+    """ "Vision Lab": `owner` with role owner, `member` with role member.
 
     Built directly with the ORM (not the service) so fixtures do not depend on the code
     under test and write no audit events that tests might count.
@@ -161,7 +165,7 @@ class WebClient:
         self.user = user
 
     def url(self, path: str) -> str:
-        if path.startswith("http://") or path.startswith("https://"):
+        if path.startswith(("http://", "https://")):
             return path
         return self.base_url + ("" if path.startswith("/") else "/") + path
 
@@ -200,13 +204,9 @@ class WebClient:
         return self.session.post(self.url(path), data=payload, files=files, headers=headers, **kwargs)
 
     def login(self, *, user: Any, password: str = PASSWORD) -> None:
-        response = self.post(
-            "/accounts/login/", data={"username": user.get_username(), "password": password}
-        )
+        response = self.post("/accounts/login/", data={"username": user.get_username(), "password": password})
         if response.status_code != 302 or "/accounts/login" in response.headers.get("Location", ""):
-            raise AssertionError(
-                f"Login as {user.get_username()} failed: HTTP {response.status_code}"
-            )
+            raise AssertionError(f"Login as {user.get_username()} failed: HTTP {response.status_code}")
         self.user = user
 
 
@@ -224,8 +224,7 @@ def web(live_server: Any) -> Callable[..., WebClient]:
 # --------------------------------------------------------------------------- browser
 def _chromium_missing() -> None:
     message = (
-        f"{CHROMIUM_PATH} is missing: install it with `apt-get install chromium` "
-        "to run the browser tests"
+        f"{CHROMIUM_PATH} is missing: install it with `apt-get install chromium` to run the browser tests"
     )
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(message)
@@ -258,9 +257,7 @@ def _chromium() -> Iterator[Any]:
 
 @pytest.fixture
 def browser(_chromium: Any, live_server: Any) -> Iterator[Any]:
-    context = _chromium.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 860}
-    )
+    context = _chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
     context.set_default_timeout(30_000)
     page = context.new_page()
     try:

@@ -5,6 +5,7 @@ generator and demo source code: any change to either file gives a fresh build, a
 tree reuses it (training takes a minute or two on this CPU). A file lock stops two concurrent
 sessions from building into the same folder. Override the folder with GRADCAM_TEST_DEMO_DIR.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -46,5 +47,7 @@ def build_demo(*, out_dir: Path, seed: int = 0) -> dict[str, Any]:
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         )
     if completed.returncode != 0:
-        raise AssertionError(f"python -m demo failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}")
+        raise AssertionError(
+            f"python -m demo failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
     return json.loads(completed.stdout.strip().splitlines()[-1])

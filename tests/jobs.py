@@ -6,6 +6,7 @@ function (which starts the real sandboxed engine child) and acknowledges it — 
 django-q2 worker does, minus the cluster. Tests can therefore look at the page while the job
 waits, then run it, then look again.
 """
+
 from __future__ import annotations
 
 from typing import Any

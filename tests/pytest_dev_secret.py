@@ -8,6 +8,7 @@ the HTTPS-only defaults (redirect to https://, Secure cookies, HSTS) are switche
 name, rather than weakened in the settings. tests/test_settings.py checks those defaults in a
 fresh process without these variables.
 """
+
 import os
 
 TEST_ENVIRONMENT = {

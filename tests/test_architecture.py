@@ -1,6 +1,7 @@
 """The project's import rules, read from the source with `.ci/architecture.py` (ast, so imports
 inside functions count): no cycles, the engine and the web side never import each other,
 accounts never imports analyses, audit is a leaf, and web functions stay short."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Migrations match the models and apply to an empty database."""
+
 from __future__ import annotations
 
 import os
@@ -48,19 +49,24 @@ def test_migration_0002_keeps_usernames_and_makes_the_audit_trail_append_only(tm
         db.execute(
             "INSERT INTO accounts_user (id, password, is_superuser, username, first_name, last_name, email, "
             "is_staff, is_active, date_joined, code) VALUES (7, '!', 0, 'alice', '', '', '', 0, 1, "
-            "'2024-01-01 00:00:00', ?)", [uuid.uuid4().hex],
+            "'2024-01-01 00:00:00', ?)",
+            [uuid.uuid4().hex],
         )
         for actor in (7, None):
             db.execute(
                 "INSERT INTO analyses_auditevent (code, created_at, action, target_type, data, actor_id) "
-                "VALUES (?, '2024-01-02 00:00:00', 'team.created', '', '{}', ?)", [uuid.uuid4().hex, actor],
+                "VALUES (?, '2024-01-02 00:00:00', 'team.created', '', '{}', ?)",
+                [uuid.uuid4().hex, actor],
             )
     applied = _manage("migrate", "analyses", "0002_audit_append_only", "--noinput", env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     with sqlite3.connect(database) as db:
         rows = db.execute("SELECT actor_id, actor_username FROM analyses_auditevent ORDER BY id").fetchall()
         assert rows == [(7, "alice"), (None, "")]
-        for statement in ("UPDATE analyses_auditevent SET actor_username = 'mallory'", "DELETE FROM analyses_auditevent"):
+        for statement in (
+            "UPDATE analyses_auditevent SET actor_username = 'mallory'",
+            "DELETE FROM analyses_auditevent",
+        ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 db.execute(statement)
     reverted = _manage("migrate", "analyses", "0001_initial", "--noinput", env=env)
@@ -83,7 +89,8 @@ def test_moving_the_audit_trail_to_its_own_app_keeps_its_rows_triggers_and_permi
         db.execute(
             "INSERT INTO accounts_user (id, password, is_superuser, username, first_name, last_name, email, "
             "is_staff, is_active, date_joined, code) VALUES (7, '!', 0, 'alice', '', '', '', 0, 1, "
-            "'2024-01-01 00:00:00', ?)", [uuid.uuid4().hex],
+            "'2024-01-01 00:00:00', ?)",
+            [uuid.uuid4().hex],
         )
         for code, actor in zip(codes, (7, None)):
             db.execute(
@@ -99,15 +106,26 @@ def test_moving_the_audit_trail_to_its_own_app_keeps_its_rows_triggers_and_permi
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert "Applying audit.0001_initial" in moved.stdout and "Applying analyses.0004" in moved.stdout
     with sqlite3.connect(database) as db:
-        rows = db.execute("SELECT code, actor_id, actor_username FROM analyses_auditevent ORDER BY id").fetchall()
+        rows = db.execute(
+            "SELECT code, actor_id, actor_username FROM analyses_auditevent ORDER BY id"
+        ).fetchall()
         assert rows == [(codes[0], 7, "alice"), (codes[1], None, "")]
-        for statement in ("UPDATE analyses_auditevent SET action = 'team.forged'", "DELETE FROM analyses_auditevent"):
+        for statement in (
+            "UPDATE analyses_auditevent SET action = 'team.forged'",
+            "DELETE FROM analyses_auditevent",
+        ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 db.execute(statement)
-        content_types = db.execute("SELECT id, app_label FROM django_content_type WHERE model = 'auditevent'").fetchall()
+        content_types = db.execute(
+            "SELECT id, app_label FROM django_content_type WHERE model = 'auditevent'"
+        ).fetchall()
         assert content_types == [(content_type_id, "audit")]
     read = _manage(
-        "shell", "-c", "from audit.models import AuditEvent; print(sorted(AuditEvent.objects.values_list('actor_username', flat=True)))",
+        "shell",
+        "-c",
+        "from audit.models import AuditEvent; print(sorted(AuditEvent.objects.values_list('actor_username', flat=True)))",
         env=env,
     )
-    assert read.returncode == 0 and read.stdout.strip().splitlines()[-1] == "['', 'alice']", read.stdout + read.stderr
+    assert read.returncode == 0 and read.stdout.strip().splitlines()[-1] == "['', 'alice']", (
+        read.stdout + read.stderr
+    )

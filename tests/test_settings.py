@@ -1,4 +1,5 @@
 """Settings come from the environment and refuse bad values loudly."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_env_bool_accepts_the_usual_spellings(monkeypatch):
-    for raw, expected in [("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False), ("", False)]:
+    for raw, expected in [
+        ("1", True),
+        ("yes", True),
+        ("ON", True),
+        ("0", False),
+        ("off", False),
+        ("", False),
+    ]:
         monkeypatch.setenv("X_FLAG", raw)
         assert env_bool("X_FLAG", not expected) is expected
 
@@ -69,13 +77,25 @@ def test_header_settings_become_request_meta_keys(monkeypatch):
 
 
 def _settings_in_fresh_process(*, preamble: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", *TEST_ENVIRONMENT}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", *TEST_ENVIRONMENT}
+    }
     clean.update(env)
     clean["DJANGO_SETTINGS_MODULE"] = "gradcam_site.settings"
     return subprocess.run(
-        [sys.executable, "-c", preamble + "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"],
-        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            preamble
+            + "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])",
+        ],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -129,9 +149,15 @@ def _documented_production_environment() -> dict[str, str]:
 
 def _in_production(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     """Run in a process that sees only the documented variables (and what Python needs)."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-           **_documented_production_environment(), **extra}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        **_documented_production_environment(),
+        **extra,
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_check_deploy_passes_with_no_warning_under_the_documented_production_settings():
@@ -149,7 +175,11 @@ _SHOW_SECURITY = (
 
 
 def test_production_defaults_are_https_only_and_each_is_overridable():
-    env = {"DJANGO_SETTINGS_MODULE": "gradcam_site.settings", "SECURE_PROXY_SSL_HEADER": "", "GRADCAM_CLIENT_IP_HEADER": ""}
+    env = {
+        "DJANGO_SETTINGS_MODULE": "gradcam_site.settings",
+        "SECURE_PROXY_SSL_HEADER": "",
+        "GRADCAM_CLIENT_IP_HEADER": "",
+    }
     result = _in_production("-c", _SHOW_SECURITY, **env)
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout.strip().splitlines()[-1])
@@ -163,8 +193,12 @@ def test_production_defaults_are_https_only_and_each_is_overridable():
     assert "'unsafe-inline'" not in values["CONTENT_SECURITY_POLICY"]
     assert "script-src 'self'" in values["CONTENT_SECURITY_POLICY"]
 
-    overrides = {"SECURE_SSL_REDIRECT": "0", "SECURE_HSTS_SECONDS": "3600", "SESSION_COOKIE_SECURE": "off",
-                 "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https"}
+    overrides = {
+        "SECURE_SSL_REDIRECT": "0",
+        "SECURE_HSTS_SECONDS": "3600",
+        "SESSION_COOKIE_SECURE": "off",
+        "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+    }
     overridden = _in_production("-c", _SHOW_SECURITY, **{**env, **overrides})
     assert overridden.returncode == 0, overridden.stderr
     values = json.loads(overridden.stdout.strip().splitlines()[-1])
@@ -175,9 +209,17 @@ def test_production_defaults_are_https_only_and_each_is_overridable():
 
 def test_debug_mode_keeps_plain_http_for_local_development():
     debug = subprocess.run(
-        [sys.executable, "-c", _SHOW_SECURITY], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "DEBUG": "1",
-             "DJANGO_SETTINGS_MODULE": "gradcam_site.settings"},
+        [sys.executable, "-c", _SHOW_SECURITY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "DEBUG": "1",
+            "DJANGO_SETTINGS_MODULE": "gradcam_site.settings",
+        },
     )
     assert debug.returncode == 0, debug.stderr
     values = json.loads(debug.stdout.strip().splitlines()[-1])
@@ -186,7 +228,8 @@ def test_debug_mode_keeps_plain_http_for_local_development():
 
 
 def test_a_bad_proxy_header_stops_start_up_with_a_clear_message():
-    result = _in_production("-c", _SHOW_SECURITY, DJANGO_SETTINGS_MODULE="gradcam_site.settings",
-                            SECURE_PROXY_SSL_HEADER="https")
+    result = _in_production(
+        "-c", _SHOW_SECURITY, DJANGO_SETTINGS_MODULE="gradcam_site.settings", SECURE_PROXY_SSL_HEADER="https"
+    )
     assert result.returncode != 0
     assert "SECURE_PROXY_SSL_HEADER='https' is not of the form 'Header-Name: value'" in result.stderr

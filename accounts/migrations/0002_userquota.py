@@ -6,20 +6,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UserQuota',
+            name="UserQuota",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('storage_mb', models.PositiveIntegerField(blank=True, help_text='Storage for uploads and results, in MB (empty: the site default)', null=True)),
-                ('active_analyses', models.PositiveIntegerField(blank=True, help_text='Analyses queued or running at once (empty: the site default)', null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='quota', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "storage_mb",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Storage for uploads and results, in MB (empty: the site default)",
+                        null=True,
+                    ),
+                ),
+                (
+                    "active_analyses",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Analyses queued or running at once (empty: the site default)",
+                        null=True,
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

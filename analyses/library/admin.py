@@ -1,4 +1,5 @@
 """Admin for classifiers and videos (see analyses.admin_support for what it may and may not do)."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -11,8 +12,17 @@ from analyses.library.models import Classifier, Video
 @admin.register(Classifier)
 class ClassifierAdmin(ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
-        "name", "owner", "team", "status", "file_format", "shape", "num_classes", "conv3d_count",
-        "size", "archived", "created_at",
+        "name",
+        "owner",
+        "team",
+        "status",
+        "file_format",
+        "shape",
+        "num_classes",
+        "conv3d_count",
+        "size",
+        "archived",
+        "created_at",
     )
     list_filter = ("status", "file_format", "team", "archived_at", "created_at")
     search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
@@ -20,8 +30,21 @@ class ClassifierAdmin(ServicesOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     # Class labels are validated against the model by the service (edit them on the page).
     readonly_fields = (
-        "code", "owner", "status", "status_message", "stored_file", "original_filename", "file_format", "sha256", "size_bytes",
-        "input_shape", "num_classes", "conv3d_layers", "class_labels", "inspection", "created_at",
+        "code",
+        "owner",
+        "status",
+        "status_message",
+        "stored_file",
+        "original_filename",
+        "file_format",
+        "sha256",
+        "size_bytes",
+        "input_shape",
+        "num_classes",
+        "conv3d_layers",
+        "class_labels",
+        "inspection",
+        "created_at",
     )
     fields = ("name", "description", "team", "archived_at", *readonly_fields)
 
@@ -49,17 +72,44 @@ class ClassifierAdmin(ServicesOnlyMixin, admin.ModelAdmin):
 @admin.register(Video)
 class VideoAdmin(ServicesOnlyMixin, admin.ModelAdmin):
     list_display = (
-        "name", "owner", "team", "status", "resolution", "fps", "duration_seconds", "frame_count", "codec",
-        "size", "expected_class", "archived", "created_at",
+        "name",
+        "owner",
+        "team",
+        "status",
+        "resolution",
+        "fps",
+        "duration_seconds",
+        "frame_count",
+        "codec",
+        "size",
+        "expected_class",
+        "archived",
+        "created_at",
     )
     list_filter = ("status", "codec", "container", "team", "archived_at", "created_at")
     search_fields = ("name", "description", "original_filename", "sha256", "owner__username", "code")
     list_select_related = ("owner", "team")
     date_hierarchy = "created_at"
     readonly_fields = (
-        "code", "owner", "status", "status_message", "stored_file", "stored_rendition", "stored_poster", "original_filename", "sha256",
-        "size_bytes", "container", "codec", "width", "height", "fps", "duration_seconds",
-        "frame_count", "probe", "created_at",
+        "code",
+        "owner",
+        "status",
+        "status_message",
+        "stored_file",
+        "stored_rendition",
+        "stored_poster",
+        "original_filename",
+        "sha256",
+        "size_bytes",
+        "container",
+        "codec",
+        "width",
+        "height",
+        "fps",
+        "duration_seconds",
+        "frame_count",
+        "probe",
+        "created_at",
     )
     fields = ("name", "description", "team", "expected_class", "archived_at", *readonly_fields)
 

@@ -1,4 +1,5 @@
 """Forms of the library pages. They only parse input; the services decide and store."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,7 @@ from accounts.models import Team
 from accounts.selectors import teams_of
 
 _CLASS_MAP_HELP = (
-    "“index: label” lines as in ClassMap.txt (e.g. “0: Basketball”), "
-    "or one label per line in class order."
+    "“index: label” lines as in ClassMap.txt (e.g. “0: Basketball”), or one label per line in class order."
 )
 # Enforced while the upload streams in (views.library.UploadLimitHandler) and again here.
 CLASS_MAP_MAX_BYTES = 256 * 1024
@@ -71,11 +71,14 @@ class ClassifierUploadForm(_LibraryUploadForm):
         widget=forms.ClearableFileInput(attrs={"accept": ".h5,.hdf5,.keras"}),
     )
     class_map_file = forms.FileField(
-        required=False, label="Class map file", help_text=_CLASS_MAP_HELP,
+        required=False,
+        label="Class map file",
+        help_text=_CLASS_MAP_HELP,
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
     )
     class_map_text = forms.CharField(
-        required=False, label="…or type the labels",
+        required=False,
+        label="…or type the labels",
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "0: Basketball\n1: Biking"}),
     )
 
@@ -100,7 +103,9 @@ class ClassifierUploadForm(_LibraryUploadForm):
 
 class ClassifierEditForm(_LibraryEditForm):
     class_map_text = forms.CharField(
-        required=False, label="Class labels", help_text=_CLASS_MAP_HELP,
+        required=False,
+        label="Class labels",
+        help_text=_CLASS_MAP_HELP,
         widget=forms.Textarea(attrs={"rows": 6}),
     )
 
@@ -111,7 +116,9 @@ class VideoUploadForm(_LibraryUploadForm):
         widget=forms.ClearableFileInput(attrs={"accept": "video/*,.mp4,.avi,.mkv,.mov,.webm"}),
     )
     expected_class = forms.IntegerField(
-        required=False, min_value=0, label="True class",
+        required=False,
+        min_value=0,
+        label="True class",
         help_text="The class index this clip shows; analyses use it to show why a prediction was wrong.",
     )
 

@@ -10,6 +10,7 @@ a compare-and-set on the row, as for analyses:
 The reaper (`processing_reap`, run with the analyses' reaper every minute) gives a job whose
 worker died one more attempt, and re-enqueues a queued job whose task the broker lost.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,9 +45,13 @@ class JobKind:
 
 
 JOB_KINDS: dict[type[Model], JobKind] = {
-    Classifier: JobKind(Classifier, "analyses.tasks.process_classifier_task", "GRADCAM_INSPECT_TIMEOUT", "the model"),
+    Classifier: JobKind(
+        Classifier, "analyses.tasks.process_classifier_task", "GRADCAM_INSPECT_TIMEOUT", "the model"
+    ),
     Video: JobKind(Video, "analyses.tasks.process_video_task", "GRADCAM_TRANSCODE_TIMEOUT", "the video"),
-    Preview: JobKind(Preview, "analyses.tasks.build_preview_task", "GRADCAM_TRANSCODE_TIMEOUT", "the preview"),
+    Preview: JobKind(
+        Preview, "analyses.tasks.build_preview_task", "GRADCAM_TRANSCODE_TIMEOUT", "the preview"
+    ),
 }
 
 
@@ -57,7 +62,9 @@ def _task_name(obj_or_model: Any, pk: int) -> str:
 
 def _enqueue_now(model: type[Model], pk: int) -> bool:
     """Queue the job (called on commit); a broker failure leaves the row for the reaper."""
-    task_id = task_enqueue(function=JOB_KINDS[model].task, argument=pk, task_name=_task_name(model, pk), group="uploads")
+    task_id = task_enqueue(
+        function=JOB_KINDS[model].task, argument=pk, task_name=_task_name(model, pk), group="uploads"
+    )
     if task_id is None:
         return False
     model.objects.filter(pk=pk).update(processing_task_id=task_id)
@@ -74,7 +81,8 @@ def processing_claim(*, model: type[Model], pk: int) -> str | None:
     """Claim a queued job for this worker process; returns the lease, or None if it is not ours."""
     lease = current_worker_lease()
     won = model.objects.filter(pk=pk, status=ProcessingStatus.PROCESSING, processing_lease="").update(
-        processing_lease=lease, processing_started_at=timezone.now(),
+        processing_lease=lease,
+        processing_started_at=timezone.now(),
         processing_attempts=F("processing_attempts") + 1,
     )
     return lease if won else None
@@ -83,9 +91,14 @@ def processing_claim(*, model: type[Model], pk: int) -> str | None:
 def processing_finish(*, obj: Model, lease: str, fields: dict[str, Any]) -> bool:
     """processing -> ready with `fields`, if the job is still ours (not deleted, not reaped)."""
     return bool(
-        type(obj).objects.filter(pk=obj.pk, status=ProcessingStatus.PROCESSING, processing_lease=lease).update(
-            status=ProcessingStatus.READY, status_message="", processing_lease="",
-            processing_finished_at=timezone.now(), **fields,
+        type(obj)
+        .objects.filter(pk=obj.pk, status=ProcessingStatus.PROCESSING, processing_lease=lease)
+        .update(
+            status=ProcessingStatus.READY,
+            status_message="",
+            processing_lease="",
+            processing_finished_at=timezone.now(),
+            **fields,
         )
     )
 
@@ -93,9 +106,14 @@ def processing_finish(*, obj: Model, lease: str, fields: dict[str, Any]) -> bool
 def processing_fail(*, obj: Model, lease: str, message: str, fields: dict[str, Any] | None = None) -> bool:
     """processing -> failed (refused) with a sentence for the owner, if the job is still ours."""
     return bool(
-        type(obj).objects.filter(pk=obj.pk, status=ProcessingStatus.PROCESSING, processing_lease=lease).update(
-            status=ProcessingStatus.FAILED, status_message=message, processing_lease="",
-            processing_finished_at=timezone.now(), **(fields or {}),
+        type(obj)
+        .objects.filter(pk=obj.pk, status=ProcessingStatus.PROCESSING, processing_lease=lease)
+        .update(
+            status=ProcessingStatus.FAILED,
+            status_message=message,
+            processing_lease="",
+            processing_finished_at=timezone.now(),
+            **(fields or {}),
         )
     )
 
@@ -106,7 +124,9 @@ def _claim_is_dead(row: Any, *, kind: JobKind, now: datetime) -> bool:
     return too_old or worker_lease_is_dead(row.processing_lease)
 
 
-def _reap_claimed(kind: JobKind, *, now: datetime, on_given_up: Callable[[Any], None], counts: dict[str, int]) -> None:
+def _reap_claimed(
+    kind: JobKind, *, now: datetime, on_given_up: Callable[[Any], None], counts: dict[str, int]
+) -> None:
     claimed = kind.model.objects.filter(status=ProcessingStatus.PROCESSING).exclude(processing_lease="")
     for row in claimed.only("pk", "processing_lease", "processing_started_at", "processing_attempts"):
         if not _claim_is_dead(row, kind=kind, now=now):
@@ -124,8 +144,12 @@ def _reap_claimed(kind: JobKind, *, now: datetime, on_given_up: Callable[[Any], 
             f"The worker processing {kind.what} stopped (attempt {row.processing_attempts} of "
             f"{MAX_PROCESSING_ATTEMPTS}), so it was given up. Upload it again to retry."
         )
-        if guard.update(status=ProcessingStatus.FAILED, status_message=message, processing_lease="",
-                        processing_finished_at=now):
+        if guard.update(
+            status=ProcessingStatus.FAILED,
+            status_message=message,
+            processing_lease="",
+            processing_finished_at=now,
+        ):
             counts["failed"] += 1
             on_given_up(row)
 
@@ -136,13 +160,21 @@ def _reap_lost(kind: JobKind, *, now: datetime, pending: Any, counts: dict[str, 
         status=ProcessingStatus.PROCESSING, processing_lease="", created_at__lt=lost_before
     ).only("pk", "processing_task_id")
     for row in queued:
-        if not task_is_pending(task_id=row.processing_task_id, task_name=_task_name(kind.model, row.pk), pending=pending):
+        if not task_is_pending(
+            task_id=row.processing_task_id, task_name=_task_name(kind.model, row.pk), pending=pending
+        ):
             if _enqueue_now(kind.model, row.pk):
-                logger.warning("%s %s was processing without a pending task: queued again", kind.model._meta.model_name, row.pk)
+                logger.warning(
+                    "%s %s was processing without a pending task: queued again",
+                    kind.model._meta.model_name,
+                    row.pk,
+                )
                 counts["enqueued_again"] += 1
 
 
-def processing_reap(*, now: datetime | None = None, on_given_up: Callable[[Any], None] = lambda row: None) -> dict[str, int]:
+def processing_reap(
+    *, now: datetime | None = None, on_given_up: Callable[[Any], None] = lambda row: None
+) -> dict[str, int]:
     """Retry or give up jobs whose worker died; re-enqueue queued jobs whose task was lost."""
     now = now or timezone.now()
     counts = {"requeued": 0, "failed": 0, "enqueued_again": 0}

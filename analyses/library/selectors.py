@@ -3,6 +3,7 @@
 An upload still being processed, or refused, is visible to its owner only (see analyses.access
 for the rules every context shares).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,11 +26,15 @@ def _uploads_visible(queryset: QuerySet, *, user: Any, include_archived: bool) -
 
 
 def classifiers_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Classifier]:
-    return _uploads_visible(Classifier.objects.select_related("owner", "team"), user=user, include_archived=include_archived)
+    return _uploads_visible(
+        Classifier.objects.select_related("owner", "team"), user=user, include_archived=include_archived
+    )
 
 
 def videos_visible_to(*, user: Any, include_archived: bool = False) -> QuerySet[Video]:
-    return _uploads_visible(Video.objects.select_related("owner", "team"), user=user, include_archived=include_archived)
+    return _uploads_visible(
+        Video.objects.select_related("owner", "team"), user=user, include_archived=include_archived
+    )
 
 
 def classifiers_usable_by(*, user: Any) -> QuerySet[Classifier]:
@@ -48,7 +53,9 @@ def classifier_get_for_user(
     # Archived classifiers stay reachable by code: past analyses link to them.
     return get_for_user(
         classifiers_visible_to(user=user, include_archived=include_archived),
-        code=code, user=user, for_write=for_write,
+        code=code,
+        user=user,
+        for_write=for_write,
     )
 
 
@@ -57,7 +64,9 @@ def video_get_for_user(
 ) -> Video:
     return get_for_user(
         videos_visible_to(user=user, include_archived=include_archived),
-        code=code, user=user, for_write=for_write,
+        code=code,
+        user=user,
+        for_write=for_write,
     )
 
 

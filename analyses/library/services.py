@@ -8,6 +8,7 @@ sandboxed child process (`classifier_process`, `video_process`), renames it to i
 (`classifiers/<uuid hex>.h5`, `videos/<uuid hex>.mp4`) and marks the row ready, or refused with
 the reason, removing the file. No failure path leaves a file behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,11 +31,16 @@ from django.utils import timezone
 
 from accounts.models import Team
 from accounts.selectors import user_is_team_member
+from analyses.library.models import Classifier, ProcessingStatus, Video
+from analyses.library.processing import (
+    processing_claim,
+    processing_enqueue,
+    processing_fail,
+    processing_finish,
+)
+from analyses.quota import storage_use
 from analyses.worker import engine_client
 from audit.log import audit_log
-from analyses.library.models import Classifier, ProcessingStatus, Video
-from analyses.library.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
-from analyses.quota import storage_use
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +127,9 @@ def _iter_chunks(uploaded_file: Any) -> Iterable[bytes]:
         yield chunk
 
 
-def stage_upload(*, uploaded_file: Any, max_bytes: int, kind: str, quota_left_bytes: int | None = None) -> StagedUpload:
+def stage_upload(
+    *, uploaded_file: Any, max_bytes: int, kind: str, quota_left_bytes: int | None = None
+) -> StagedUpload:
     """Copy the upload to MEDIA_ROOT/tmp, hashing it and refusing it past `max_bytes` or past
     what is left of the owner's storage quota (whichever comes first)."""
     target = _tmp_dir() / f"{uuid.uuid4().hex}.upload"
@@ -211,7 +219,9 @@ def class_map_entries(*, text: str) -> dict[int, str]:
     lines = [line.strip() for line in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lines = [line for line in lines if line and not line.startswith("#")]
     if len(lines) > MAX_CLASS_MAP_LINES:
-        raise InvalidClassMap(f"The class map has {len(lines):,} lines; at most {MAX_CLASS_MAP_LINES:,} classes are supported.")
+        raise InvalidClassMap(
+            f"The class map has {len(lines):,} lines; at most {MAX_CLASS_MAP_LINES:,} classes are supported."
+        )
     indexed = [_INDEXED_LINE.match(line) for line in lines]
     if indexed and all(indexed):
         return _indexed_entries([match for match in indexed if match is not None])
@@ -294,7 +304,9 @@ def _stage_unless_duplicate(
     An archived copy is restored first, so the refusal leads the user to a live object.
     """
     quota_left = _quota_left_or_refuse(owner=owner, kind=kind)
-    staged = stage_upload(uploaded_file=uploaded_file, max_bytes=max_bytes, kind=kind, quota_left_bytes=quota_left)
+    staged = stage_upload(
+        uploaded_file=uploaded_file, max_bytes=max_bytes, kind=kind, quota_left_bytes=quota_left
+    )
     try:
         existing = _live_copies(model, owner=owner, sha256=staged.sha256).first()
         if existing is not None:
@@ -327,9 +339,15 @@ def _record_upload(
         with transaction.atomic():
             obj = model.objects.create(**fields, status=ProcessingStatus.PROCESSING)
             audit_log(
-                actor=obj.owner, action=f"{obj._meta.model_name}.uploaded", target=obj,
-                data={"name": obj.name, "sha256": obj.sha256, "size_bytes": obj.size_bytes,
-                      "original_filename": obj.original_filename},
+                actor=obj.owner,
+                action=f"{obj._meta.model_name}.uploaded",
+                target=obj,
+                data={
+                    "name": obj.name,
+                    "sha256": obj.sha256,
+                    "size_bytes": obj.size_bytes,
+                    "original_filename": obj.original_filename,
+                },
             )
             processing_enqueue(obj)
         return obj
@@ -345,7 +363,14 @@ def _record_upload(
 
 
 def _uploaded_file_fields(
-    *, owner: Any, team: Team | None, name: str, description: str, staged: StagedUpload, file: str, fallback_name: str
+    *,
+    owner: Any,
+    team: Team | None,
+    name: str,
+    description: str,
+    staged: StagedUpload,
+    file: str,
+    fallback_name: str,
 ) -> dict[str, Any]:
     """The model fields every library object takes from its upload form and its staged file."""
     return {
@@ -427,30 +452,47 @@ def classifier_create(
     # indices are checked against the model's class count once the model is inspected.
     class_map_entries(text=class_map_text)
     staged = _stage_unless_duplicate(
-        model=Classifier, owner=owner, uploaded_file=uploaded_file,
-        max_bytes=settings.GRADCAM_MAX_MODEL_BYTES, kind="model",
+        model=Classifier,
+        owner=owner,
+        uploaded_file=uploaded_file,
+        max_bytes=settings.GRADCAM_MAX_MODEL_BYTES,
+        kind="model",
     )
     fields = _uploaded_file_fields(
-        owner=owner, team=team, name=name, description=description, staged=staged,
-        file=f"classifiers/{uuid.uuid4().hex}{PENDING_SUFFIX}", fallback_name="Model",
+        owner=owner,
+        team=team,
+        name=name,
+        description=description,
+        staged=staged,
+        file=f"classifiers/{uuid.uuid4().hex}{PENDING_SUFFIX}",
+        fallback_name="Model",
     )
     return _record_upload(
-        model=Classifier, staged=staged, relative_name=fields["file"],
-        fields={**fields, "pending_class_map": class_map_text or "",
-                "status_message": "Waiting for a worker to inspect the model."},
+        model=Classifier,
+        staged=staged,
+        relative_name=fields["file"],
+        fields={
+            **fields,
+            "pending_class_map": class_map_text or "",
+            "status_message": "Waiting for a worker to inspect the model.",
+        },
     )
 
 
 def _refuse_processing(obj: Classifier | Video, *, lease: str, message: str) -> str:
     """processing -> refused: the uploaded file (and anything made from it) is removed."""
     if processing_fail(obj=obj, lease=lease, message=message, fields={"file": ""}):
-        audit_log(actor=obj.owner, action=f"{obj._meta.model_name}.refused", target=obj, data={"reason": message})
+        audit_log(
+            actor=obj.owner, action=f"{obj._meta.model_name}.refused", target=obj, data={"reason": message}
+        )
         _delete_media_file(obj.file.name)
         return ProcessingStatus.FAILED
     return "gone"  # deleted (or taken over) while it was being processed
 
 
-def _finish_processing(obj: Classifier | Video, *, lease: str, renames: list[tuple[Path, str]], fields: dict[str, Any]) -> str:
+def _finish_processing(
+    obj: Classifier | Video, *, lease: str, renames: list[tuple[Path, str]], fields: dict[str, Any]
+) -> str:
     """Rename the processed files to their final names and mark the row ready, or undo the renames
     when the row is no longer this job's (deleted meanwhile)."""
     moved: list[Path] = []
@@ -462,7 +504,9 @@ def _finish_processing(obj: Classifier | Video, *, lease: str, renames: list[tup
         if not type(obj).objects.filter(pk=obj.pk, processing_lease=lease).exists():
             return "gone"  # deleted while it was processed: the delete removed the upload
         logger.error("%s %s: the processed files could not be stored: %s", obj._meta.model_name, obj.pk, exc)
-        return _refuse_processing(obj, lease=lease, message="The upload could not be stored on the server; upload it again.")
+        return _refuse_processing(
+            obj, lease=lease, message="The upload could not be stored on the server; upload it again."
+        )
     try:
         with transaction.atomic():
             won = processing_finish(obj=obj, lease=lease, fields=fields)
@@ -505,12 +549,18 @@ def classifier_process(*, classifier_id: int) -> str:
         return _refuse_processing(classifier, lease=lease, message=exc.message)
     final_name = classifier.file.name.removesuffix(PENDING_SUFFIX) + extension
     return _finish_processing(
-        classifier, lease=lease, renames=[(pending, final_name)],
+        classifier,
+        lease=lease,
+        renames=[(pending, final_name)],
         fields={
-            "file": final_name, "file_format": str(inspection["format"]),
-            "input_shape": [int(size) for size in inspection["input_shape"]], "num_classes": num_classes,
-            "conv3d_layers": list(inspection.get("conv3d_layers") or []), "class_labels": labels,
-            "inspection": inspection, "pending_class_map": "",
+            "file": final_name,
+            "file_format": str(inspection["format"]),
+            "input_shape": [int(size) for size in inspection["input_shape"]],
+            "num_classes": num_classes,
+            "conv3d_layers": list(inspection.get("conv3d_layers") or []),
+            "class_labels": labels,
+            "inspection": inspection,
+            "pending_class_map": "",
         },
     )
 
@@ -560,7 +610,9 @@ def _delete_or_archive(
             try:
                 with transaction.atomic():  # a savepoint: the audit event goes with the delete
                     audit_log(
-                        actor=actor, action=f"{kind}.deleted", target=locked,
+                        actor=actor,
+                        action=f"{kind}.deleted",
+                        target=locked,
                         data={"name": locked.name, "sha256": locked.sha256},
                     )
                     locked.delete()
@@ -575,7 +627,9 @@ def _delete_or_archive(
             locked.save(update_fields=["archived_at"])
         obj.archived_at = locked.archived_at
         audit_log(
-            actor=actor, action=f"{kind}.archived", target=locked,
+            actor=actor,
+            action=f"{kind}.archived",
+            target=locked,
             data={"name": locked.name, "analyses": locked.analyses.count()},
         )
     return "archived"
@@ -592,10 +646,26 @@ def classifier_delete(*, classifier: Classifier, actor: Any) -> str:
 # --------------------------------------------------------------------------- videos
 # FFmpeg demuxer names -> the extension we store the original under.
 _CONTAINER_EXTENSIONS = {
-    "mp4": ".mp4", "mov": ".mov", "m4a": ".mp4", "3gp": ".3gp", "matroska": ".mkv",
-    "webm": ".webm", "avi": ".avi", "flv": ".flv", "mpegts": ".ts", "mpeg": ".mpg",
-    "ogg": ".ogv", "asf": ".wmv", "gif": ".gif", "mjpeg": ".mjpeg", "h264": ".h264",
-    "hevc": ".hevc", "rawvideo": ".raw", "image2": ".img", "y4m": ".y4m", "yuv4mpegpipe": ".y4m",
+    "mp4": ".mp4",
+    "mov": ".mov",
+    "m4a": ".mp4",
+    "3gp": ".3gp",
+    "matroska": ".mkv",
+    "webm": ".webm",
+    "avi": ".avi",
+    "flv": ".flv",
+    "mpegts": ".ts",
+    "mpeg": ".mpg",
+    "ogg": ".ogv",
+    "asf": ".wmv",
+    "gif": ".gif",
+    "mjpeg": ".mjpeg",
+    "h264": ".h264",
+    "hevc": ".hevc",
+    "rawvideo": ".raw",
+    "image2": ".img",
+    "y4m": ".y4m",
+    "yuv4mpegpipe": ".y4m",
 }
 
 
@@ -639,17 +709,30 @@ def video_create(
     team = _check_team(team=team, user=owner)
     expected_class = _check_expected_class(expected_class)
     staged = _stage_unless_duplicate(
-        model=Video, owner=owner, uploaded_file=uploaded_file,
-        max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES, kind="video",
+        model=Video,
+        owner=owner,
+        uploaded_file=uploaded_file,
+        max_bytes=settings.GRADCAM_MAX_VIDEO_BYTES,
+        kind="video",
     )
     fields = _uploaded_file_fields(
-        owner=owner, team=team, name=name, description=description, staged=staged,
-        file=f"videos/{uuid.uuid4().hex}{PENDING_SUFFIX}", fallback_name="Video",
+        owner=owner,
+        team=team,
+        name=name,
+        description=description,
+        staged=staged,
+        file=f"videos/{uuid.uuid4().hex}{PENDING_SUFFIX}",
+        fallback_name="Video",
     )
     return _record_upload(
-        model=Video, staged=staged, relative_name=fields["file"],
-        fields={**fields, "expected_class": expected_class,
-                "status_message": "Waiting for a worker to read the video and make a browser copy."},
+        model=Video,
+        staged=staged,
+        relative_name=fields["file"],
+        fields={
+            **fields,
+            "expected_class": expected_class,
+            "status_message": "Waiting for a worker to read the video and make a browser copy.",
+        },
     )
 
 
@@ -707,10 +790,14 @@ def video_process(*, video_id: int) -> str:
             "poster": f"videos/{stem}.poster.jpg",
         }
         return _finish_processing(
-            video, lease=lease,
+            video,
+            lease=lease,
             renames=[(pending, names["file"]), (rendition, names["rendition"]), (poster, names["poster"])],
-            fields={**names, **_probe_fields(probe),
-                    "derived_bytes": rendition.stat().st_size + poster.stat().st_size},
+            fields={
+                **names,
+                **_probe_fields(probe),
+                "derived_bytes": rendition.stat().st_size + poster.stat().st_size,
+            },
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -728,7 +815,11 @@ def video_update(
     team = _check_team_change(obj=video, actor=actor, team=team)
     expected_class = _check_expected_class(expected_class)
     _save_edits(
-        video, actor=actor, name=name, description=description, team=team,
+        video,
+        actor=actor,
+        name=name,
+        description=description,
+        team=team,
         own_fields={"expected_class": expected_class},
     )
     return video

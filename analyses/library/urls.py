@@ -1,4 +1,5 @@
 """URLs of the home page and the classifier and video libraries (UUID codes, never pks)."""
+
 from django.urls import path
 
 from analyses.library import views as library

@@ -4,6 +4,7 @@ Views only parse, call a service or selector, and render. Every object is looked
 the selectors, so an outsider gets 404 and a read-only team member 403 on writes; file URLs
 check the same permission as the page.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from analyses.access import can_write
-from analyses.library import selectors
 from analyses.files import private_file_response
+from analyses.library import selectors
+from analyses.library import services as library_services
 from analyses.library.forms import (
     CLASS_MAP_MAX_BYTES,
     ClassifierEditForm,
@@ -31,7 +33,6 @@ from analyses.library.forms import (
     VideoEditForm,
     VideoUploadForm,
 )
-from analyses.library import services as library_services
 from analyses.library.services import DuplicateUpload, LibraryError, class_map_text
 from analyses.quota import storage_use
 from gradcam_site.middleware import large_upload_view
@@ -55,9 +56,7 @@ class UploadLimitHandler(FileUploadHandler):
     connection. `refusal` / `refusal_field` say why and where.
     """
 
-    def __init__(
-        self, request: HttpRequest | None = None, *, file_limits: dict[str, int], kind: str
-    ) -> None:
+    def __init__(self, request: HttpRequest | None = None, *, file_limits: dict[str, int], kind: str) -> None:
         super().__init__(request)
         self.file_limits = dict(file_limits)
         self.total_limit = sum(self.file_limits.values())
@@ -199,7 +198,11 @@ def _upload_response(
         return redirect(detail_route, code=duplicate.existing.code)
     except LibraryError as exc:
         field = next(
-            (name for error_type, name in (*error_fields, (library_services.InvalidTeam, "team")) if isinstance(exc, error_type)),
+            (
+                name
+                for error_type, name in (*error_fields, (library_services.InvalidTeam, "team"))
+                if isinstance(exc, error_type)
+            ),
             "file",
         )
         form.add_error(field, exc.message)
@@ -271,7 +274,9 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 # --------------------------------------------------------------------------- classifiers
-def _classifier_list_page(request: HttpRequest, *, form: ClassifierUploadForm, status: int = 200) -> HttpResponse:
+def _classifier_list_page(
+    request: HttpRequest, *, form: ClassifierUploadForm, status: int = 200
+) -> HttpResponse:
     return render(
         request,
         "analyses/library/classifier_list.html",
@@ -338,7 +343,8 @@ def _classifier_detail_page(
     classes = [
         {"index": index, "label": classifier.label_for(index), "named": bool(label)}
         for index, label in enumerate(
-            (classifier.class_labels or []) + [""] * (classifier.num_classes - len(classifier.class_labels or []))
+            (classifier.class_labels or [])
+            + [""] * (classifier.num_classes - len(classifier.class_labels or []))
         )
     ]
     return render(
@@ -456,7 +462,8 @@ def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm,
             "video": video,
             "form": form,
             "download_view": "library:video_original"
-            if video.archived_at is None or video.owner_id == request.user.pk else "",
+            if video.archived_at is None or video.owner_id == request.user.pk
+            else "",
             "can_write": can_write(user=request.user, obj=video),
             "analysis_count": video.analyses.count(),
             "megapixels": round(video.width * video.height / 1e6, 2),
@@ -513,13 +520,15 @@ def video_original(request: HttpRequest, code: str) -> HttpResponse:
 
 
 def _processing_status(obj: Any, *, detail_route: str) -> JsonResponse:
-    response = JsonResponse({
-        "code": str(obj.code),
-        "status": obj.status,
-        "status_label": obj.get_status_display(),
-        "message": obj.status_message,
-        "url": reverse(detail_route, kwargs={"code": obj.code}),
-    })
+    response = JsonResponse(
+        {
+            "code": str(obj.code),
+            "status": obj.status,
+            "status_label": obj.get_status_display(),
+            "message": obj.status_message,
+            "url": reverse(detail_route, kwargs={"code": obj.code}),
+        }
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -550,4 +559,3 @@ def video_rendition(request: HttpRequest, code: str) -> HttpResponse:
 def video_poster(request: HttpRequest, code: str) -> HttpResponse:
     video = selectors.video_get_for_user(code=code, user=request.user)
     return private_file_response(request, storage_path=video.poster.name, content_type="image/jpeg")
-

@@ -5,6 +5,7 @@
 - Triggers refuse UPDATE and DELETE of audit rows (and TRUNCATE on PostgreSQL); their SQL
   lives in audit.triggers. They are created last: the backfill above is an UPDATE.
 """
+
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
@@ -40,14 +41,20 @@ class Migration(migrations.Migration):
             model_name="auditevent",
             name="actor_username",
             field=models.CharField(
-                blank=True, editable=False, help_text="The actor's username when the event was recorded", max_length=150
+                blank=True,
+                editable=False,
+                help_text="The actor's username when the event was recorded",
+                max_length=150,
             ),
         ),
         migrations.AlterField(
             model_name="auditevent",
             name="actor",
             field=models.ForeignKey(
-                blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+",
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
                 to=settings.AUTH_USER_MODEL,
             ),
         ),
@@ -55,7 +62,10 @@ class Migration(migrations.Migration):
             model_name="auditevent",
             name="team",
             field=models.ForeignKey(
-                blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+",
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
                 to="accounts.team",
             ),
         ),

@@ -2,6 +2,7 @@
 
 The table `analyses_auditevent`, its rows and its append-only triggers stay as they are.
 """
+
 from django.db import migrations
 
 

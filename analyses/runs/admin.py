@@ -1,4 +1,5 @@
 """Admin for analyses: only the title and the team are editable (the rest is the run's record)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,7 +23,9 @@ class AnalysisAdminForm(forms.ModelForm):
     def clean_team(self) -> Any:
         team = self.cleaned_data.get("team")
         if team is not None and self.instance.pk is not None:
-            problem = analysis_share_problem(classifier=self.instance.classifier, video=self.instance.video, team=team)
+            problem = analysis_share_problem(
+                classifier=self.instance.classifier, video=self.instance.video, team=team
+            )
             if problem:
                 raise forms.ValidationError(problem)
         return team
@@ -32,12 +35,27 @@ class AnalysisAdminForm(forms.ModelForm):
 class AnalysisAdmin(ServicesOnlyMixin, admin.ModelAdmin):
     form = AnalysisAdminForm
     list_display = (
-        "__str__", "status", "progress_percent", "owner", "team", "classifier", "video",
-        "predicted_class", "expected_class", "attempts", "created_at", "finished_at",
+        "__str__",
+        "status",
+        "progress_percent",
+        "owner",
+        "team",
+        "classifier",
+        "video",
+        "predicted_class",
+        "expected_class",
+        "attempts",
+        "created_at",
+        "finished_at",
     )
     list_filter = ("status", "team", "created_at", "cancel_requested")
     search_fields = (
-        "title", "code", "owner__username", "classifier__name", "video__name", "error_message",
+        "title",
+        "code",
+        "owner__username",
+        "classifier__name",
+        "video__name",
+        "error_message",
         "task_id",
     )
     list_select_related = ("owner", "team", "classifier", "video")

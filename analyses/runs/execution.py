@@ -7,6 +7,7 @@ row still being THIS attempt. Results are written by the engine into the run's w
 and renamed into MEDIA_ROOT/analyses/<code hex>/attempt-<n>/ only when complete, so a partial
 result is never visible; a worker only ever deletes the results folder of its own attempt.
 """
+
 from __future__ import annotations
 
 import json
@@ -134,7 +135,9 @@ def _result_fields(*, manifest: dict[str, Any], outcome: runner.EngineOutcome) -
         "predictions": prediction,
         "timings": {**(manifest.get("timings") or {}), "peak_rss_mb": round(outcome.peak_rss_mb, 1)},
         "versions": manifest.get("engine") or {},
-        "input_hashes": {name: (record or {}).get("sha256") for name, record in (manifest.get("inputs") or {}).items()},
+        "input_hashes": {
+            name: (record or {}).get("sha256") for name, record in (manifest.get("inputs") or {}).items()
+        },
         "manifest": manifest,
     }
     if not _all_finite(fields):
@@ -153,8 +156,14 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def _publish(*, attempt: Attempt, analysis: Analysis, out_dir: Path, manifest: dict[str, Any],
-             outcome: runner.EngineOutcome) -> bool:
+def _publish(
+    *,
+    attempt: Attempt,
+    analysis: Analysis,
+    out_dir: Path,
+    manifest: dict[str, Any],
+    outcome: runner.EngineOutcome,
+) -> bool:
     """Rename the finished folder into this attempt's own results folder, then CAS running -> succeeded.
 
     The CAS requires the row to still be this attempt's and not cancel-requested. When it loses
@@ -216,7 +225,9 @@ def _run(attempt: Attempt) -> str:
     video_path = Path(analysis.video.file.path)
     for path, what in ((model_path, "model"), (video_path, "video")):
         if not path.is_file():
-            state.analysis_fail(attempt=attempt, message=f"The {what} file of this analysis is missing from the server.")
+            state.analysis_fail(
+                attempt=attempt, message=f"The {what} file of this analysis is missing from the server."
+            )
             return state.analysis_status_now(analysis_id=analysis_id)
     work_dir = runner.work_root() / f"{analysis.code.hex}-{attempt.number}"
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -229,8 +240,12 @@ def _run(attempt: Attempt) -> str:
         reporter.save({"stage": "loading the model"})
         outcome = runner.run_engine_job(
             engine=engine,
-            job={"model": str(model_path), "video": str(video_path), "out": str(out_dir),
-                 "params": engine_job_params(analysis)},
+            job={
+                "model": str(model_path),
+                "video": str(video_path),
+                "out": str(out_dir),
+                "params": engine_job_params(analysis),
+            },
             timeout_seconds=float(settings.GRADCAM_ANALYSIS_TIMEOUT),
             memory_limit_mb=float(settings.GRADCAM_ANALYSIS_MEMORY_MB),
             on_event=reporter.on_event,
@@ -248,17 +263,25 @@ def _run(attempt: Attempt) -> str:
             manifest = _load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
         except (OSError, ValueError) as exc:
             logger.error("analysis %s: unusable manifest: %s", analysis_id, exc)
-            state.analysis_fail(attempt=attempt, message="The analysis engine finished without a readable result; nothing was saved.")
+            state.analysis_fail(
+                attempt=attempt,
+                message="The analysis engine finished without a readable result; nothing was saved.",
+            )
             return state.analysis_status_now(analysis_id=analysis_id)
         try:
-            won = _publish(attempt=attempt, analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome)
+            won = _publish(
+                attempt=attempt, analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome
+            )
         except NotANumberError as exc:
             logger.error("analysis %s: %s", analysis_id, exc)
             state.analysis_fail(attempt=attempt, message=NOT_A_NUMBER_MESSAGE)
             return state.analysis_status_now(analysis_id=analysis_id)
         except OSError as exc:
             logger.error("analysis %s: the results could not be moved into place: %s", analysis_id, exc)
-            state.analysis_fail(attempt=attempt, message="The analysis finished but its results could not be saved on the server; nothing was kept.")
+            state.analysis_fail(
+                attempt=attempt,
+                message="The analysis finished but its results could not be saved on the server; nothing was kept.",
+            )
             return state.analysis_status_now(analysis_id=analysis_id)
         if won:
             return AnalysisStatus.SUCCEEDED

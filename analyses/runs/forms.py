@@ -4,6 +4,7 @@ Which layers and classes are valid depends on the chosen classifier, so those tw
 any value of any visible classifier here and the service checks them against the classifier
 (its refusals come back as field errors in words).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,10 +12,10 @@ from typing import Any
 from django import forms
 
 from accounts.models import Team
-from analyses.library.models import Classifier, Video
-from analyses.runs.models import Analysis
 from accounts.selectors import teams_of
+from analyses.library.models import Classifier, Video
 from analyses.library.selectors import classifiers_usable_by, videos_usable_by
+from analyses.runs.models import Analysis
 from analyses.runs.params import (
     AUTO_SCALING,
     COLORMAPS,
@@ -32,12 +33,28 @@ BBOX_OTSU = "otsu"
 BBOX_THRESHOLD = "threshold"
 DEFAULT_FIXED_THRESHOLD = 0.5
 
-_METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "hirescam": "HiResCAM"}
-_POOLING_LABELS = {"global": "Global (one weight per channel, as the original tool)",
-                   "temporal": "Temporal (weights per frame)"}
-_RESIZE_LABELS = {"stretch": "Stretch to the model size", "center_crop": "Centre crop", "letterbox": "Letterbox"}
-_SCALING_LABELS = {AUTO_SCALING: "As the model expects (read from its input layers)", "unit": "[0, 1]",
-                   "symmetric": "[-1, 1]", "raw": "0–255 (raw)", "mean_std": "(x − mean) / std"}
+_METHOD_LABELS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+}
+_POOLING_LABELS = {
+    "global": "Global (one weight per channel, as the original tool)",
+    "temporal": "Temporal (weights per frame)",
+}
+_RESIZE_LABELS = {
+    "stretch": "Stretch to the model size",
+    "center_crop": "Centre crop",
+    "letterbox": "Letterbox",
+}
+_SCALING_LABELS = {
+    AUTO_SCALING: "As the model expects (read from its input layers)",
+    "unit": "[0, 1]",
+    "symmetric": "[-1, 1]",
+    "raw": "0–255 (raw)",
+    "mean_std": "(x − mean) / std",
+}
 
 
 def _choices(values: tuple[str, ...], labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -55,40 +72,88 @@ def _numbers(text: str) -> list[float] | None:
 
 
 class AnalysisForm(forms.Form):
-    classifier = forms.ModelChoiceField(queryset=Classifier.objects.none(), to_field_name="code",
-                                        empty_label="Choose a classifier…", label="Classifier")
-    video = forms.ModelChoiceField(queryset=Video.objects.none(), to_field_name="code",
-                                   empty_label="Choose a video…", label="Video")
-    expected_class = forms.CharField(required=False, max_length=12, label="Expected (true) class",
-                                     help_text="Leave empty if unknown: no inference maps then.")
-    layers = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                       label="Conv3D layers", help_text="None ticked means all of them.")
-    method = forms.ChoiceField(choices=_choices(METHODS, _METHOD_LABELS), initial=DEFAULT_PARAMS["method"])
-    pooling = forms.ChoiceField(choices=_choices(POOLINGS, _POOLING_LABELS), initial=DEFAULT_PARAMS["pooling"],
-                                label="Gradient pooling", required=False,
-                                help_text="Grad-CAM and Grad-CAM++ only: LayerCAM and HiResCAM weight each position by its own gradient.")
-    bbox_mode = forms.ChoiceField(
-        choices=[(BBOX_OTSU, "Otsu's threshold per frame"), (BBOX_THRESHOLD, "Fixed fraction of the maximum")],
-        initial=BBOX_OTSU, widget=forms.RadioSelect, label="Bounding boxes",
+    classifier = forms.ModelChoiceField(
+        queryset=Classifier.objects.none(),
+        to_field_name="code",
+        empty_label="Choose a classifier…",
+        label="Classifier",
     )
-    bbox_threshold = forms.FloatField(required=False, min_value=0.01, max_value=0.99, initial=DEFAULT_FIXED_THRESHOLD,
-                                      label="Fixed threshold", help_text="0.01–0.99 of each frame's maximum.",
-                                      widget=forms.NumberInput(attrs={"step": "0.01"}))
+    video = forms.ModelChoiceField(
+        queryset=Video.objects.none(), to_field_name="code", empty_label="Choose a video…", label="Video"
+    )
+    expected_class = forms.CharField(
+        required=False,
+        max_length=12,
+        label="Expected (true) class",
+        help_text="Leave empty if unknown: no inference maps then.",
+    )
+    layers = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Conv3D layers",
+        help_text="None ticked means all of them.",
+    )
+    method = forms.ChoiceField(choices=_choices(METHODS, _METHOD_LABELS), initial=DEFAULT_PARAMS["method"])
+    pooling = forms.ChoiceField(
+        choices=_choices(POOLINGS, _POOLING_LABELS),
+        initial=DEFAULT_PARAMS["pooling"],
+        label="Gradient pooling",
+        required=False,
+        help_text="Grad-CAM and Grad-CAM++ only: LayerCAM and HiResCAM weight each position by its own gradient.",
+    )
+    bbox_mode = forms.ChoiceField(
+        choices=[
+            (BBOX_OTSU, "Otsu's threshold per frame"),
+            (BBOX_THRESHOLD, "Fixed fraction of the maximum"),
+        ],
+        initial=BBOX_OTSU,
+        widget=forms.RadioSelect,
+        label="Bounding boxes",
+    )
+    bbox_threshold = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=0.99,
+        initial=DEFAULT_FIXED_THRESHOLD,
+        label="Fixed threshold",
+        help_text="0.01–0.99 of each frame's maximum.",
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
     colormap = forms.ChoiceField(choices=_choices(COLORMAPS), initial=DEFAULT_PARAMS["colormap"])
-    alpha = forms.FloatField(min_value=0.0, max_value=1.0, initial=DEFAULT_PARAMS["alpha"], label="Overlay alpha",
-                             widget=forms.NumberInput(attrs={"step": "0.05"}))
-    frame_stride = forms.IntegerField(min_value=1, max_value=MAX_FRAME_STRIDE, initial=DEFAULT_PREPROCESS["frame_stride"],
-                                      help_text="Keep every n-th decoded frame.")
-    frame_offset = forms.IntegerField(min_value=0, max_value=MAX_FRAME_STRIDE, initial=DEFAULT_PREPROCESS["frame_offset"],
-                                      help_text="First kept frame (0-based); 1 = the 2nd frame, as the original tool.")
-    resize_mode = forms.ChoiceField(choices=_choices(RESIZE_MODES, _RESIZE_LABELS), initial=DEFAULT_PREPROCESS["resize_mode"])
-    scaling = forms.ChoiceField(choices=_choices((AUTO_SCALING, *SCALINGS), _SCALING_LABELS),
-                                initial=DEFAULT_PREPROCESS["scaling"], label="Pixel scaling")
-    mean = forms.CharField(required=False, max_length=200,
-                           help_text="Only for (x − mean) / std: one value or one per channel.")
+    alpha = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        initial=DEFAULT_PARAMS["alpha"],
+        label="Overlay alpha",
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+    )
+    frame_stride = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_FRAME_STRIDE,
+        initial=DEFAULT_PREPROCESS["frame_stride"],
+        help_text="Keep every n-th decoded frame.",
+    )
+    frame_offset = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_FRAME_STRIDE,
+        initial=DEFAULT_PREPROCESS["frame_offset"],
+        help_text="First kept frame (0-based); 1 = the 2nd frame, as the original tool.",
+    )
+    resize_mode = forms.ChoiceField(
+        choices=_choices(RESIZE_MODES, _RESIZE_LABELS), initial=DEFAULT_PREPROCESS["resize_mode"]
+    )
+    scaling = forms.ChoiceField(
+        choices=_choices((AUTO_SCALING, *SCALINGS), _SCALING_LABELS),
+        initial=DEFAULT_PREPROCESS["scaling"],
+        label="Pixel scaling",
+    )
+    mean = forms.CharField(
+        required=False, max_length=200, help_text="Only for (x − mean) / std: one value or one per channel."
+    )
     std = forms.CharField(required=False, max_length=200, help_text="Only for (x − mean) / std.")
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Share with team",
-                                  empty_label="Only me (private)")
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.none(), required=False, label="Share with team", empty_label="Only me (private)"
+    )
     title = forms.CharField(required=False, max_length=200, help_text="Optional name shown in the list.")
 
     def __init__(self, *args: Any, user: Any, fixed_analysis: Analysis | None = None, **kwargs: Any) -> None:
@@ -119,8 +184,11 @@ class AnalysisForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("bbox_mode") == BBOX_THRESHOLD and cleaned.get("bbox_threshold") is None \
-                and "bbox_threshold" not in self.errors:
+        if (
+            cleaned.get("bbox_mode") == BBOX_THRESHOLD
+            and cleaned.get("bbox_threshold") is None
+            and "bbox_threshold" not in self.errors
+        ):
             self.add_error("bbox_threshold", "Give the fixed threshold (0.01–0.99), or choose Otsu.")
         return cleaned
 

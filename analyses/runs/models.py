@@ -1,4 +1,5 @@
 """Analyses: one run of a classifier on a video, with its run state and its results."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -21,7 +22,11 @@ class Analysis(OwnedModel):
     classifier = models.ForeignKey(Classifier, on_delete=models.PROTECT, related_name="analyses")
     video = models.ForeignKey(Video, on_delete=models.PROTECT, related_name="analyses")
     parent = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="reruns",
         help_text="The analysis this one re-runs with changed parameters",
     )
     title = models.CharField(max_length=200, blank=True)

@@ -4,6 +4,7 @@ Parameter choices are in the engine's own parameter schema (gradcam3d.manifest.D
 gradcam3d.preprocess.PreprocessParams). They mirror the engine's lists; the web side may not
 import gradcam3d, and the engine refuses anything it does not know anyway.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,6 @@ from typing import Any
 
 from analyses.library.models import Classifier
 from analyses.library.selectors import SCALINGS, suggested_scaling
-
 
 METHODS = ("gradcam", "gradcam++", "layercam", "hirescam")
 # LayerCAM and HiResCAM weight every position by its own gradient: gradient pooling does not
@@ -72,7 +72,8 @@ def _choice(*, value: Any, name: str, choices: tuple[str, ...]) -> str:
     text = str(value).strip().lower()
     if text not in choices:
         raise AnalysisError(
-            f"“{_shown(value)}” is not a valid {_label(name)}; choose one of: {', '.join(choices)}.", field=name
+            f"“{_shown(value)}” is not a valid {_label(name)}; choose one of: {', '.join(choices)}.",
+            field=name,
         )
     return text
 
@@ -81,9 +82,13 @@ def _number(*, value: Any, name: str, low: float, high: float, integer: bool = F
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise AnalysisError(f"The {_label(name)} must be a number, not “{_shown(value)}”.", field=name) from None
+        raise AnalysisError(
+            f"The {_label(name)} must be a number, not “{_shown(value)}”.", field=name
+        ) from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise AnalysisError(f"The {_label(name)} must be between {low:g} and {high:g} (got {number:g}).", field=name)
+        raise AnalysisError(
+            f"The {_label(name)} must be between {low:g} and {high:g} (got {number:g}).", field=name
+        )
     if integer:
         if number != int(number):
             raise AnalysisError(f"The {_label(name)} must be a whole number.", field=name)
@@ -114,15 +119,21 @@ def _preprocess_normalised(*, classifier: Classifier, value: Any) -> dict[str, A
     merged = {**DEFAULT_PREPROCESS, **value}
     channels = int(classifier.input_shape[-1]) if classifier.input_shape else 3
     normalised = {
-        "frame_stride": _number(value=merged["frame_stride"], name="frame_stride", low=1, high=MAX_FRAME_STRIDE, integer=True),
-        "frame_offset": _number(value=merged["frame_offset"], name="frame_offset", low=0, high=MAX_FRAME_STRIDE, integer=True),
+        "frame_stride": _number(
+            value=merged["frame_stride"], name="frame_stride", low=1, high=MAX_FRAME_STRIDE, integer=True
+        ),
+        "frame_offset": _number(
+            value=merged["frame_offset"], name="frame_offset", low=0, high=MAX_FRAME_STRIDE, integer=True
+        ),
         "resize_mode": _choice(value=merged["resize_mode"], name="resize_mode", choices=RESIZE_MODES),
         "scaling": _scaling(classifier=classifier, value=merged["scaling"]),
         "mean": _channel_values(value=merged["mean"], name="mean", channels=channels, positive=False),
         "std": _channel_values(value=merged["std"], name="std", channels=channels, positive=True),
     }
     if normalised["scaling"] == "mean_std" and (normalised["mean"] is None or normalised["std"] is None):
-        raise AnalysisError("Scaling by mean and standard deviation needs both the mean and the std.", field="scaling")
+        raise AnalysisError(
+            "Scaling by mean and standard deviation needs both the mean and the std.", field="scaling"
+        )
     return normalised
 
 
@@ -132,8 +143,11 @@ def preprocess_params_normalise(*, classifier: Classifier, value: Any) -> dict[s
 
 
 def _scaling(*, classifier: Classifier, value: Any) -> str:
-    chosen = _choice(value=value if value not in (None, "") else AUTO_SCALING, name="scaling",
-                     choices=(AUTO_SCALING, *SCALINGS))
+    chosen = _choice(
+        value=value if value not in (None, "") else AUTO_SCALING,
+        name="scaling",
+        choices=(AUTO_SCALING, *SCALINGS),
+    )
     return suggested_scaling(classifier=classifier)[0] if chosen == AUTO_SCALING else chosen
 
 
@@ -191,9 +205,14 @@ def analysis_params_normalise(*, classifier: Classifier, params: dict[str, Any] 
         "bbox_threshold": threshold,
         "colormap": _choice(value=merged["colormap"], name="colormap", choices=COLORMAPS),
         "alpha": _number(value=merged["alpha"], name="alpha", low=0.0, high=1.0),
-        "top_k": _number(value=merged["top_k"], name="top_k", low=1, high=max(1, classifier.num_classes), integer=True)
-        if merged["top_k"] != DEFAULT_PARAMS["top_k"] else min(DEFAULT_PARAMS["top_k"], max(1, classifier.num_classes)),
-        "inference_frames": _choice(value=merged["inference_frames"], name="inference_frames", choices=INFERENCE_FRAMES),
+        "top_k": _number(
+            value=merged["top_k"], name="top_k", low=1, high=max(1, classifier.num_classes), integer=True
+        )
+        if merged["top_k"] != DEFAULT_PARAMS["top_k"]
+        else min(DEFAULT_PARAMS["top_k"], max(1, classifier.num_classes)),
+        "inference_frames": _choice(
+            value=merged["inference_frames"], name="inference_frames", choices=INFERENCE_FRAMES
+        ),
         "preprocess": _preprocess_normalised(classifier=classifier, value=merged.get("preprocess")),
     }
 
@@ -213,8 +232,10 @@ def expected_class_checked(*, classifier: Classifier, expected_class: Any) -> in
                 f"{classifier.num_classes} classes, numbered 0 to {classifier.num_classes - 1}.",
                 field="expected_class",
             ) from None
-        raise AnalysisError(f"The expected class must be a class number, not “{_shown(expected_class)}”.",
-                            field="expected_class") from None
+        raise AnalysisError(
+            f"The expected class must be a class number, not “{_shown(expected_class)}”.",
+            field="expected_class",
+        ) from None
     if not 0 <= value < classifier.num_classes:
         raise AnalysisError(
             f"The expected class {value} is out of range: this model has {classifier.num_classes} "

@@ -3,6 +3,7 @@
 Pure functions of an analysis row (no request, no database writes), kept out of the views so
 that the views only parse, call and render.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,6 @@ from typing import Any
 from django.urls import reverse
 
 from analyses.runs.models import Analysis
-
 
 _TIMING_LABELS = {
     "load": "Load and check the model",
@@ -28,22 +28,34 @@ _TIMING_LABELS = {
 def _timing_rows(timings: dict[str, Any]) -> list[tuple[str, Any]]:
     """Known stages with their labels, then any other measured key; never "predict", which
     older engines wrote as 0.0 although nothing was measured."""
+
     def shown(key: str, value: Any) -> str:
         if not isinstance(value, (int, float)):
             return str(value)
         return f"{float(value):.1f} MB" if key.endswith("_mb") else f"{float(value):.3f} s"
 
     known = [(label, shown(key, timings[key])) for key, label in _TIMING_LABELS.items() if key in timings]
-    others = [(key, shown(key, value)) for key, value in timings.items() if key not in _TIMING_LABELS and key != "predict"]
+    others = [
+        (key, shown(key, value))
+        for key, value in timings.items()
+        if key not in _TIMING_LABELS and key != "predict"
+    ]
     return known + others
 
 
 CURVE_COLOURS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#5c7cfa")
 CURVE_WIDTH, CURVE_HEIGHT, CURVE_PAD = 640, 200, 28
 _PARAM_LABELS = {
-    "method": "Method", "pooling": "Gradient pooling", "bbox_threshold": "Bounding boxes", "colormap": "Colormap",
-    "alpha": "Overlay alpha", "top_k": "Top-k", "video_fps": "Heatmap video fps", "image_format": "Image format",
-    "inference_frames": "Inference frames", "layers": "Layers",
+    "method": "Method",
+    "pooling": "Gradient pooling",
+    "bbox_threshold": "Bounding boxes",
+    "colormap": "Colormap",
+    "alpha": "Overlay alpha",
+    "top_k": "Top-k",
+    "video_fps": "Heatmap video fps",
+    "image_format": "Image format",
+    "inference_frames": "Inference frames",
+    "layers": "Layers",
 }
 
 
@@ -71,23 +83,38 @@ def _temporal_chart(manifest: dict[str, Any], *, predicted: int | None) -> dict[
     frames = len((manifest.get("preprocess") or {}).get("source_frame_indices") or [])
     curves = []
     for position, layer in enumerate(manifest.get("layers") or []):
-        values = ((layer.get("temporal_importance") or {}).get(str(predicted)) or []) if predicted is not None else []
+        values = (
+            ((layer.get("temporal_importance") or {}).get(str(predicted)) or [])
+            if predicted is not None
+            else []
+        )
         if not values:
             continue
-        curves.append({
-            "layer": layer.get("name", ""), "short": _short_layer_name(str(layer.get("name", ""))),
-            "colour": CURVE_COLOURS[position % len(CURVE_COLOURS)],
-            "points": _curve_points(values, frames=frames or len(values)),
-        })
+        curves.append(
+            {
+                "layer": layer.get("name", ""),
+                "short": _short_layer_name(str(layer.get("name", ""))),
+                "colour": CURVE_COLOURS[position % len(CURVE_COLOURS)],
+                "points": _curve_points(values, frames=frames or len(values)),
+            }
+        )
     if not curves:
         return None
     frames = frames or 1
     step = (CURVE_WIDTH - 2 * CURVE_PAD) / max(frames - 1, 1)
     every = max(1, frames // 8)
     ticks = [{"x": round(CURVE_PAD + index * step, 1), "label": index} for index in range(0, frames, every)]
-    return {"curves": curves, "width": CURVE_WIDTH, "height": CURVE_HEIGHT, "pad": CURVE_PAD, "ticks": ticks,
-            "baseline": CURVE_HEIGHT - CURVE_PAD, "top": CURVE_PAD, "right": CURVE_WIDTH - CURVE_PAD,
-            "label_y": CURVE_HEIGHT - 8}
+    return {
+        "curves": curves,
+        "width": CURVE_WIDTH,
+        "height": CURVE_HEIGHT,
+        "pad": CURVE_PAD,
+        "ticks": ticks,
+        "baseline": CURVE_HEIGHT - CURVE_PAD,
+        "top": CURVE_PAD,
+        "right": CURVE_WIDTH - CURVE_PAD,
+        "label_y": CURVE_HEIGHT - 8,
+    }
 
 
 def _param_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -97,7 +124,9 @@ def _param_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         value = params[key]
         if key == "bbox_threshold":
-            value = "Otsu's threshold per frame" if value is None else f"fixed, {float(value):g} of the maximum"
+            value = (
+                "Otsu's threshold per frame" if value is None else f"fixed, {float(value):g} of the maximum"
+            )
         elif key == "pooling" and value is None:
             value = "not used by this method (element-wise weights)"
         elif key == "layers":
@@ -105,39 +134,69 @@ def _param_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((label, str(value)))
     for key, value in (params.get("preprocess") or {}).items():
         if value is not None:
-            rows.append((f"Preprocess: {key.replace('_', ' ')}", ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+            rows.append(
+                (
+                    f"Preprocess: {key.replace('_', ' ')}",
+                    ", ".join(map(str, value)) if isinstance(value, list) else str(value),
+                )
+            )
     return rows
 
 
-def _top_k_rows(prediction: dict[str, Any], *, classifier: Any, predicted: int | None, expected: int | None) -> list[dict[str, Any]]:
+def _top_k_rows(
+    prediction: dict[str, Any], *, classifier: Any, predicted: int | None, expected: int | None
+) -> list[dict[str, Any]]:
     rows = []
     for entry in prediction.get("top_k") or []:
         index = int(entry.get("class", -1))
         probability = float(entry.get("probability") or 0.0)
-        rows.append({
-            "class": index, "label": entry.get("label") or classifier.label_for(index),
-            "probability": probability, "percent": round(probability * 100, 2),
-            "width": max(0.5, round(probability * 100, 2)),
-            "is_predicted": index == predicted, "is_expected": index == expected,
-        })
+        rows.append(
+            {
+                "class": index,
+                "label": entry.get("label") or classifier.label_for(index),
+                "probability": probability,
+                "percent": round(probability * 100, 2),
+                "width": max(0.5, round(probability * 100, 2)),
+                "is_predicted": index == predicted,
+                "is_expected": index == expected,
+            }
+        )
     return rows
 
 
 def _empty_layer(name: str, *, index: int) -> dict[str, Any]:
-    return {"name": name, "short": _short_layer_name(name), "index": index,
-            "video_url": "", "images": [], "inference": [], "curve_url": "", "raw_url": ""}
+    return {
+        "name": name,
+        "short": _short_layer_name(name),
+        "index": index,
+        "video_url": "",
+        "images": [],
+        "inference": [],
+        "curve_url": "",
+        "raw_url": "",
+    }
 
 
-def _add_layer_file(layer: dict[str, Any], *, role: Any, frame: Any, url: str,
-                    timestamps: list[float], source_indices: list[int]) -> None:
+def _add_layer_file(
+    layer: dict[str, Any],
+    *,
+    role: Any,
+    frame: Any,
+    url: str,
+    timestamps: list[float],
+    source_indices: list[int],
+) -> None:
     if role == "heatmap_video":
         layer["video_url"] = url
     elif role == "heatmap_image" and frame is not None:
-        layer["images"].append({
-            "frame": int(frame), "url": url,
-            "timestamp": timestamps[int(frame)] if int(frame) < len(timestamps) else None,
-            "source_frame": source_indices[int(frame)] if int(frame) < len(source_indices) else None,
-        })
+        layer["images"].append(
+            {
+                "frame": int(frame),
+                "url": url,
+                "timestamp": timestamps[int(frame)] if int(frame) < len(timestamps) else None,
+                "source_frame": source_indices[int(frame)] if int(frame) < len(source_indices) else None,
+            }
+        )
     elif role == "inference_map" and frame is not None:
         layer["inference"].append({"frame": int(frame), "url": url})
     elif role == "temporal_curve":
@@ -146,8 +205,9 @@ def _add_layer_file(layer: dict[str, Any], *, role: Any, frame: Any, url: str,
         layer["raw_url"] = url
 
 
-def _result_files(analysis: Analysis, manifest: dict[str, Any], *, timestamps: list[float],
-                  source_indices: list[int]) -> tuple[list[dict[str, Any]], str, str]:
+def _result_files(
+    analysis: Analysis, manifest: dict[str, Any], *, timestamps: list[float], source_indices: list[int]
+) -> tuple[list[dict[str, Any]], str, str]:
     """(layers in the model's order with their files, preprocessed clip URL, legend URL)."""
     layers: dict[str, dict[str, Any]] = {}
     for position, name in enumerate((manifest.get("model") or {}).get("selected_layers") or []):
@@ -162,28 +222,47 @@ def _result_files(analysis: Analysis, manifest: dict[str, Any], *, timestamps: l
             legend_url = url
         elif layer_name:
             layer = layers.setdefault(str(layer_name), _empty_layer(str(layer_name), index=len(layers)))
-            _add_layer_file(layer, role=role, frame=record.get("frame"), url=url,
-                            timestamps=timestamps, source_indices=source_indices)
+            _add_layer_file(
+                layer,
+                role=role,
+                frame=record.get("frame"),
+                url=url,
+                timestamps=timestamps,
+                source_indices=source_indices,
+            )
     layer_list = sorted(layers.values(), key=lambda layer: layer["index"])
     for layer in layer_list:
         layer["images"].sort(key=lambda image: image["frame"])
         layer["inference"].sort(key=lambda image: image["frame"])
         count = len(layer["inference"])
         for position, image in enumerate(layer["inference"]):
-            image["position"] = ("start", "middle", "end")[position] if count == 3 else f"frame {image['frame']}"
+            image["position"] = (
+                ("start", "middle", "end")[position] if count == 3 else f"frame {image['frame']}"
+            )
     return layer_list, preprocessed_url, legend_url
 
 
-def _player(manifest: dict[str, Any], layer_list: list[dict[str, Any]], *, timestamps: list[float],
-            source_indices: list[int]) -> dict[str, Any]:
+def _player(
+    manifest: dict[str, Any],
+    layer_list: list[dict[str, Any]],
+    *,
+    timestamps: list[float],
+    source_indices: list[int],
+) -> dict[str, Any]:
     """What the synchronized frame player (static/js) needs."""
     return {
         "fps": float((manifest.get("params") or {}).get("video_fps") or 4.0),
         "frames": len(source_indices) or max((len(layer["images"]) for layer in layer_list), default=0),
         "timestamps": timestamps,
         "source_frames": source_indices,
-        "layers": [{"name": layer["name"], "short": layer["short"],
-                    "images": [image["url"] for image in layer["images"]]} for layer in layer_list],
+        "layers": [
+            {
+                "name": layer["name"],
+                "short": layer["short"],
+                "images": [image["url"] for image in layer["images"]],
+            }
+            for layer in layer_list
+        ],
     }
 
 
@@ -222,8 +301,13 @@ def result_context(analysis: Analysis) -> dict[str, Any]:
         "player": _player(manifest, layer_list, timestamps=timestamps, source_indices=source_indices),
         "param_rows": _param_rows(manifest.get("params") or analysis.params or {}),
         "timings": _timing_rows({**(manifest.get("timings") or {}), **(analysis.timings or {})}),
-        "versions": [(key, value) for key, value in (manifest.get("engine") or analysis.versions or {}).items()],
-        "hashes": [(name, (record or {}).get("sha256"), (record or {}).get("bytes")) for name, record in inputs.items()],
+        "versions": [
+            (key, value) for key, value in (manifest.get("engine") or analysis.versions or {}).items()
+        ],
+        "hashes": [
+            (name, (record or {}).get("sha256"), (record or {}).get("bytes"))
+            for name, record in inputs.items()
+        ],
         "file_count": len(manifest.get("files") or []) + 1,
         "manifest_url": _file_url(analysis, "manifest.json"),
         "zip_url": reverse("analyses_run:zip", kwargs={"code": analysis.code}),

@@ -5,6 +5,7 @@ queues a worker job; `preview_build` (the worker) has the engine decode the vide
 child into MEDIA_ROOT/previews/<owner pk>/<code hex>/ and stores the frame list on the row. A
 preview is private to its owner, and only the latest few per user are kept.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,11 +17,16 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from analyses.worker import engine_client
 from analyses.library.models import Classifier, Preview, ProcessingStatus, Video
+from analyses.library.processing import (
+    processing_claim,
+    processing_enqueue,
+    processing_fail,
+    processing_finish,
+)
 from analyses.library.selectors import classifiers_visible_to, videos_visible_to
 from analyses.runs.params import AnalysisError, preprocess_params_normalise
-from analyses.library.processing import processing_claim, processing_enqueue, processing_fail, processing_finish
+from analyses.worker import engine_client
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +60,26 @@ def _remove_older_previews(*, user: Any) -> None:
     transaction.on_commit(lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
 
 
-def preview_create(*, user: Any, classifier: Classifier, video: Video, preprocess: dict[str, Any] | None) -> Preview:
+def preview_create(
+    *, user: Any, classifier: Classifier, video: Video, preprocess: dict[str, Any] | None
+) -> Preview:
     """Queue a preview of `video` as `classifier` would see it with the `preprocess` options.
 
     The user must be able to see both inputs now (archived ones included: a re-run previews
     the original's inputs): a preview returns frames of the video, so it is never a way around
     the video's own sharing.
     """
-    if not classifiers_visible_to(user=user, include_archived=True).filter(pk=classifier.pk, status=ProcessingStatus.READY).exists():
+    if (
+        not classifiers_visible_to(user=user, include_archived=True)
+        .filter(pk=classifier.pk, status=ProcessingStatus.READY)
+        .exists()
+    ):
         raise PreviewError("That model does not exist or is not available to you.")
-    if not videos_visible_to(user=user, include_archived=True).filter(pk=video.pk, status=ProcessingStatus.READY).exists():
+    if (
+        not videos_visible_to(user=user, include_archived=True)
+        .filter(pk=video.pk, status=ProcessingStatus.READY)
+        .exists()
+    ):
         raise PreviewError("That video does not exist or is not available to you.")
     try:
         preprocess = preprocess_params_normalise(classifier=classifier, value=preprocess)
@@ -71,7 +87,10 @@ def preview_create(*, user: Any, classifier: Classifier, video: Video, preproces
         raise PreviewError(exc.message) from None
     with transaction.atomic():
         preview = Preview.objects.create(
-            owner=user, classifier=classifier, video=video, status=ProcessingStatus.PROCESSING,
+            owner=user,
+            classifier=classifier,
+            video=video,
+            status=ProcessingStatus.PROCESSING,
             params={"input_shape": list(classifier.input_shape), "preprocess": dict(preprocess)},
             status_message="Waiting for a worker to decode the video.",
         )
@@ -81,7 +100,9 @@ def preview_create(*, user: Any, classifier: Classifier, video: Video, preproces
 
 
 def _engine_options(preview: Preview) -> dict[str, Any]:
-    options = {key: value for key, value in (preview.params.get("preprocess") or {}).items() if value is not None}
+    options = {
+        key: value for key, value in (preview.params.get("preprocess") or {}).items() if value is not None
+    }
     options.update(engine_client.video_limits())
     return options
 
@@ -101,7 +122,8 @@ def _result_from_engine(raw: dict[str, Any], *, frame_limit: int) -> dict[str, A
         "source_frame_count": int(raw.get("source_frame_count") or 0),
         "scaling": str(raw.get("scaling") or "")[:20],
         "input_range": [float(input_range[0]), float(input_range[1])]
-        if isinstance(input_range, list) and len(input_range) == 2 else None,
+        if isinstance(input_range, list) and len(input_range) == 2
+        else None,
     }
 
 
@@ -116,16 +138,24 @@ def preview_build(*, preview_id: int) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     input_shape = [int(size) for size in preview.params.get("input_shape") or []]
     try:
-        raw = engine_client.preview_clip(preview.video.file.path, input_shape, _engine_options(preview), folder)
+        raw = engine_client.preview_clip(
+            preview.video.file.path, input_shape, _engine_options(preview), folder
+        )
         result = _result_from_engine(raw, frame_limit=input_shape[0] if input_shape else 0)
     except engine_client.EngineError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        return ProcessingStatus.FAILED if processing_fail(obj=preview, lease=lease, message=exc.message) else "gone"
+        return (
+            ProcessingStatus.FAILED
+            if processing_fail(obj=preview, lease=lease, message=exc.message)
+            else "gone"
+        )
     except (TypeError, ValueError, IndexError) as exc:
         logger.error("preview %s: unusable engine output: %s", preview_id, exc)
         shutil.rmtree(folder, ignore_errors=True)
         message = "The preview could not be read back from the engine; try again."
-        return ProcessingStatus.FAILED if processing_fail(obj=preview, lease=lease, message=message) else "gone"
+        return (
+            ProcessingStatus.FAILED if processing_fail(obj=preview, lease=lease, message=message) else "gone"
+        )
     if processing_finish(obj=preview, lease=lease, fields={"result": result}):
         return ProcessingStatus.READY
     shutil.rmtree(folder, ignore_errors=True)  # replaced by a newer preview meanwhile

@@ -4,6 +4,7 @@ An analysis is visible only to someone who can also see both its inputs (its res
 video's frames): when a video or model stops being shared with a team, its analyses stop being
 visible there too.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +17,7 @@ from analyses.runs.models import Analysis
 
 
 def analyses_visible_to(*, user: Any) -> QuerySet[Analysis]:
-    return visible(
-        Analysis.objects.select_related("owner", "team", "classifier", "video"), user=user
-    ).filter(
+    return visible(Analysis.objects.select_related("owner", "team", "classifier", "video"), user=user).filter(
         classifier__in=classifiers_visible_to(user=user, include_archived=True).values("pk"),
         video__in=videos_visible_to(user=user, include_archived=True).values("pk"),
     )

@@ -1,6 +1,7 @@
 """Analyses: create and queue, re-run, cancel, delete. The run state itself is changed only by
 `analyses.runs.state`; the parameters are checked by `analyses.runs.params`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -12,6 +13,7 @@ from django.db import transaction
 
 from accounts.models import Team
 from accounts.selectors import user_is_team_member
+from analyses.access import can_write
 from analyses.library.models import Classifier, Video
 from analyses.library.selectors import classifiers_usable_by, videos_usable_by
 from analyses.quota import active_analyses_count, active_analyses_limit
@@ -19,7 +21,6 @@ from analyses.runs import state
 from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.params import AnalysisError, analysis_params_normalise, expected_class_checked
 from analyses.runs.selectors import analyses_visible_to
-from analyses.access import can_write
 from audit.log import audit_log
 
 RESULTS_FOLDER = "analyses"
@@ -180,12 +181,20 @@ def analysis_delete(*, user: Any, analysis: Analysis) -> None:
     if analysis.status == AnalysisStatus.RUNNING:
         raise AnalysisError("This analysis is running: cancel it and wait until it stops before deleting it.")
     with transaction.atomic():
-        if analysis.status == AnalysisStatus.QUEUED and not state.analysis_withdraw_queued(analysis_id=analysis.pk):
+        if analysis.status == AnalysisStatus.QUEUED and not state.analysis_withdraw_queued(
+            analysis_id=analysis.pk
+        ):
             raise AnalysisError("This analysis has just started: cancel it and wait until it stops.")
         audit_log(
-            actor=user, action="analysis.deleted", target=analysis,
-            data={"status": analysis.status, "results_dir": analysis.results_dir,
-                  "classifier": str(analysis.classifier.code), "video": str(analysis.video.code)},
+            actor=user,
+            action="analysis.deleted",
+            target=analysis,
+            data={
+                "status": analysis.status,
+                "results_dir": analysis.results_dir,
+                "classifier": str(analysis.classifier.code),
+                "video": str(analysis.video.code),
+            },
         )
         results = analysis_results_path(analysis)
         analysis.delete()

@@ -12,6 +12,7 @@ attempt while it was in fact still alive can no longer heartbeat, fail, cancel o
 The django-q2 task (`analyses.tasks.run_analysis_task`, named by its dotted path) is enqueued on
 `transaction.on_commit`, so a worker never looks for a row that is not committed yet.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,7 +60,9 @@ def analysis_transition(
     it can only move the row while the row is still its own attempt); `fields` are written.
     """
     return bool(
-        Analysis.objects.filter(pk=analysis_id, status=from_status, **(where or {})).update(status=to_status, **fields)
+        Analysis.objects.filter(pk=analysis_id, status=from_status, **(where or {})).update(
+            status=to_status, **fields
+        )
     )
 
 
@@ -72,7 +75,9 @@ def _enqueue(analysis_id: int) -> bool:
     """Queue the task (called on commit). A broker failure is logged and leaves the row queued:
     the reaper queues it again later (`analysis_reap_stale`)."""
     task_id = task_enqueue(
-        function=TASK_FUNCTION, argument=analysis_id, task_name=analysis_task_name(analysis_id=analysis_id),
+        function=TASK_FUNCTION,
+        argument=analysis_id,
+        task_name=analysis_task_name(analysis_id=analysis_id),
         group="analyses",
     )
     if task_id is None:
@@ -92,16 +97,26 @@ def analysis_claim(*, analysis_id: int) -> Attempt | None:
     heavy work; None when the row is not queued (cancelled, taken by another worker, gone)."""
     now = timezone.now()
     lease = current_worker_lease()
-    won = Analysis.objects.filter(pk=analysis_id, status=AnalysisStatus.QUEUED, cancel_requested=False).update(
-        status=AnalysisStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-        finished_at=None, stage="starting the engine", progress=0.0, worker_lease=lease, error_message="",
+    won = Analysis.objects.filter(
+        pk=analysis_id, status=AnalysisStatus.QUEUED, cancel_requested=False
+    ).update(
+        status=AnalysisStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=None,
+        stage="starting the engine",
+        progress=0.0,
+        worker_lease=lease,
+        error_message="",
     )
     if not won:
         return None
     # This process runs one task at a time, so a running row with its lease is the one just claimed.
     number = (
         Analysis.objects.filter(pk=analysis_id, status=AnalysisStatus.RUNNING, worker_lease=lease)
-        .values_list("attempts", flat=True).first()
+        .values_list("attempts", flat=True)
+        .first()
     )
     return None if number is None else Attempt(analysis_id=analysis_id, lease=lease, number=number)
 
@@ -116,17 +131,26 @@ def analysis_heartbeat(*, attempt: Attempt, fields: dict[str, Any]) -> bool:
 
 def analysis_fail(*, attempt: Attempt, message: str, stage: str = "failed") -> bool:
     return analysis_transition(
-        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.FAILED,
-        where=attempt.where, finished_at=timezone.now(), stage=stage, error_message=message,
+        analysis_id=attempt.analysis_id,
+        from_status=AnalysisStatus.RUNNING,
+        to_status=AnalysisStatus.FAILED,
+        where=attempt.where,
+        finished_at=timezone.now(),
+        stage=stage,
+        error_message=message,
     )
 
 
 def analysis_finish_cancelled(*, attempt: Attempt) -> bool:
     """running -> cancelled, when a cancel was requested of this attempt."""
     return analysis_transition(
-        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.CANCELLED,
+        analysis_id=attempt.analysis_id,
+        from_status=AnalysisStatus.RUNNING,
+        to_status=AnalysisStatus.CANCELLED,
         where={**attempt.where, "cancel_requested": True},
-        finished_at=timezone.now(), stage="cancelled", error_message=CANCELLED_MESSAGE,
+        finished_at=timezone.now(),
+        stage="cancelled",
+        error_message=CANCELLED_MESSAGE,
     )
 
 
@@ -134,10 +158,17 @@ def analysis_publish(*, attempt: Attempt, results_dir: str, fields: dict[str, An
     """running -> succeeded with the results, unless cancelled or no longer this attempt's."""
     now = timezone.now()
     return analysis_transition(
-        analysis_id=attempt.analysis_id, from_status=AnalysisStatus.RUNNING, to_status=AnalysisStatus.SUCCEEDED,
+        analysis_id=attempt.analysis_id,
+        from_status=AnalysisStatus.RUNNING,
+        to_status=AnalysisStatus.SUCCEEDED,
         where={**attempt.where, "cancel_requested": False},
-        finished_at=now, heartbeat_at=now, stage="done", progress=1.0,
-        results_dir=results_dir, error_message="", **fields,
+        finished_at=now,
+        heartbeat_at=now,
+        stage="done",
+        progress=1.0,
+        results_dir=results_dir,
+        error_message="",
+        **fields,
     )
 
 
@@ -157,8 +188,13 @@ def analysis_cancel_request(*, analysis_id: int) -> str:
     """Queued: cancelled now ("queued"). Running: flagged; the worker kills the engine and
     marks it cancelled ("running"). Otherwise nothing changes ("")."""
     if analysis_transition(
-        analysis_id=analysis_id, from_status=AnalysisStatus.QUEUED, to_status=AnalysisStatus.CANCELLED,
-        cancel_requested=True, finished_at=timezone.now(), stage="cancelled", error_message=CANCELLED_MESSAGE,
+        analysis_id=analysis_id,
+        from_status=AnalysisStatus.QUEUED,
+        to_status=AnalysisStatus.CANCELLED,
+        cancel_requested=True,
+        finished_at=timezone.now(),
+        stage="cancelled",
+        error_message=CANCELLED_MESSAGE,
     ):
         return "queued"
     if Analysis.objects.filter(pk=analysis_id, status=AnalysisStatus.RUNNING).update(cancel_requested=True):
@@ -169,8 +205,11 @@ def analysis_cancel_request(*, analysis_id: int) -> str:
 def analysis_withdraw_queued(*, analysis_id: int) -> bool:
     """queued -> cancelled before a delete, so no worker starts the run being deleted."""
     return analysis_transition(
-        analysis_id=analysis_id, from_status=AnalysisStatus.QUEUED, to_status=AnalysisStatus.CANCELLED,
-        cancel_requested=True, finished_at=timezone.now(),
+        analysis_id=analysis_id,
+        from_status=AnalysisStatus.QUEUED,
+        to_status=AnalysisStatus.CANCELLED,
+        cancel_requested=True,
+        finished_at=timezone.now(),
     )
 
 
@@ -184,20 +223,28 @@ def _reap_running(analysis: Analysis, *, now: datetime) -> str:
     )
     if analysis.cancel_requested:
         won = still_dead.update(
-            status=AnalysisStatus.CANCELLED, finished_at=now, stage="cancelled", error_message=CANCELLED_MESSAGE,
+            status=AnalysisStatus.CANCELLED,
+            finished_at=now,
+            stage="cancelled",
+            error_message=CANCELLED_MESSAGE,
         )
         return "cancelled" if won else ""
     if analysis.attempts < analysis.max_attempts:
         with transaction.atomic():
             won = still_dead.update(
-                status=AnalysisStatus.QUEUED, stage="queued again: the worker running it stopped",
-                progress=0.0, worker_lease="", heartbeat_at=None,
+                status=AnalysisStatus.QUEUED,
+                stage="queued again: the worker running it stopped",
+                progress=0.0,
+                worker_lease="",
+                heartbeat_at=None,
             )
             if won:
                 analysis_enqueue_on_commit(analysis_id=analysis.pk)
         return "requeued" if won else ""
     won = still_dead.update(
-        status=AnalysisStatus.FAILED, finished_at=now, stage="failed",
+        status=AnalysisStatus.FAILED,
+        finished_at=now,
+        stage="failed",
         error_message=(
             f"The worker running this analysis stopped responding (attempt {analysis.attempts} of "
             f"{analysis.max_attempts}), so it was stopped. Re-run it to try again."
@@ -211,7 +258,9 @@ def _reap_lost_queued(*, now: datetime, counts: dict[str, int]) -> None:
     again, or fail them in words when no attempt is left."""
     lost_before = now - timedelta(seconds=settings.GRADCAM_HEARTBEAT_STALE_SECONDS)
     candidates = list(
-        Analysis.objects.filter(status=AnalysisStatus.QUEUED, cancel_requested=False, created_at__lt=lost_before)
+        Analysis.objects.filter(
+            status=AnalysisStatus.QUEUED, cancel_requested=False, created_at__lt=lost_before
+        )
         .exclude(started_at__gte=lost_before)
         .only("pk", "task_id", "attempts", "max_attempts")
     )
@@ -223,8 +272,12 @@ def _reap_lost_queued(*, now: datetime, counts: dict[str, int]) -> None:
         if task_is_pending(task_id=analysis.task_id, task_name=task_name, pending=pending):
             continue
         if analysis.attempts >= analysis.max_attempts:
-            won = Analysis.objects.filter(pk=analysis.pk, status=AnalysisStatus.QUEUED, cancel_requested=False).update(
-                status=AnalysisStatus.FAILED, finished_at=now, stage="failed",
+            won = Analysis.objects.filter(
+                pk=analysis.pk, status=AnalysisStatus.QUEUED, cancel_requested=False
+            ).update(
+                status=AnalysisStatus.FAILED,
+                finished_at=now,
+                stage="failed",
                 error_message=(
                     f"This analysis was queued but never started: its task was lost after attempt "
                     f"{analysis.attempts} of {analysis.max_attempts}. Re-run it to try again."
@@ -249,8 +302,9 @@ def analysis_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
     stale_before = now - timedelta(seconds=settings.GRADCAM_HEARTBEAT_STALE_SECONDS)
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "enqueued_again": 0}
     running = Analysis.objects.filter(status=AnalysisStatus.RUNNING)
-    for analysis in running.only("pk", "heartbeat_at", "started_at", "worker_lease", "attempts",
-                                 "max_attempts", "cancel_requested"):
+    for analysis in running.only(
+        "pk", "heartbeat_at", "started_at", "worker_lease", "attempts", "max_attempts", "cancel_requested"
+    ):
         last_sign_of_life = analysis.heartbeat_at or analysis.started_at
         stale = last_sign_of_life is None or last_sign_of_life < stale_before
         if not stale and not (analysis.worker_lease and worker_lease_is_dead(analysis.worker_lease)):

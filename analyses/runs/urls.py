@@ -1,4 +1,5 @@
 """URLs of analyses (new, progress, result pages, result files). UUID codes, never pks."""
+
 from django.urls import path
 
 from analyses.runs import views as analysis

@@ -6,6 +6,7 @@ Views only parse, call a service or selector, and render. Every analysis is look
 result files are served only when listed in the analysis's manifest, after the same check as
 the page, with HTTP Range support (video seeking).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -22,21 +23,21 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from analyses.access import can_write
-from analyses.library import selectors as library_selectors
-from analyses.runs import selectors
 from analyses.files import clean_result_name, private_file_response, resolve_result_path, result_media_type
-from analyses.runs.forms import AnalysisForm, initial_from_analysis
+from analyses.library import selectors as library_selectors
 from analyses.library.models import Classifier, Preview, ProcessingStatus
+from analyses.runs import selectors
+from analyses.runs.forms import AnalysisForm, initial_from_analysis
 from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.params import ELEMENTWISE_METHODS, AnalysisError
+from analyses.runs.presentation import result_context
+from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
 from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
     analysis_delete,
     analysis_rerun,
 )
-from analyses.runs.presentation import result_context
-from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
 
 LIST_LIMIT = 200
 ZIP_CHUNK_BYTES = 256 * 1024
@@ -64,9 +65,13 @@ def status_payload(analysis: Analysis) -> dict[str, Any]:
         "progress": _percent(analysis.progress),
         "active": analysis.is_active,
         "predicted_class": analysis.predicted_class,
-        "predicted_label": classifier.label_for(analysis.predicted_class) if analysis.predicted_class is not None else "",
+        "predicted_label": classifier.label_for(analysis.predicted_class)
+        if analysis.predicted_class is not None
+        else "",
         "expected_class": analysis.expected_class,
-        "expected_label": classifier.label_for(analysis.expected_class) if analysis.expected_class is not None else "",
+        "expected_label": classifier.label_for(analysis.expected_class)
+        if analysis.expected_class is not None
+        else "",
         "error_message": analysis.error_message if analysis.status == AnalysisStatus.FAILED else "",
         "url": reverse("analyses_run:detail", kwargs={"code": analysis.code}),
     }
@@ -129,8 +134,12 @@ def _scaling_hint(form: AnalysisForm, classifier: Classifier | None) -> str:
 
 
 def _render_form(
-    request: HttpRequest, *, form: AnalysisForm, fixed: Analysis | None = None,
-    preview_error: str = "", status: int = 200,
+    request: HttpRequest,
+    *,
+    form: AnalysisForm,
+    fixed: Analysis | None = None,
+    preview_error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     classifier = _selected_classifier(form, fixed=fixed)
     expected_values = _field_values(form, "expected_class")
@@ -144,8 +153,11 @@ def _render_form(
     class_options = []
     if classifier is not None:
         class_options = [
-            {"value": str(index), "label": f"{index}: {classifier.label_for(index)}",
-             "selected": str(index) in expected_values}
+            {
+                "value": str(index),
+                "label": f"{index}: {classifier.label_for(index)}",
+                "selected": str(index) in expected_values,
+            }
             for index in range(classifier.num_classes)
         ]
     return render(
@@ -159,7 +171,9 @@ def _render_form(
             "layer_rows": layer_rows,
             "preview_error": preview_error,
             "scaling_hint": _scaling_hint(form, classifier),
-            "form_data": _form_data_for_js(user=request.user, extra_classifier=fixed.classifier if fixed else None),
+            "form_data": _form_data_for_js(
+                user=request.user, extra_classifier=fixed.classifier if fixed else None
+            ),
         },
         status=status,
     )
@@ -187,14 +201,21 @@ def preview_payload(preview: Preview) -> dict[str, Any]:
 
 
 def _scaling_words(name: str) -> str:
-    return {"unit": "[0, 1]", "symmetric": "[-1, 1]", "raw": "0–255 (raw)", "mean_std": "(x − mean) / std"}.get(name, name)
+    return {
+        "unit": "[0, 1]",
+        "symmetric": "[-1, 1]",
+        "raw": "0–255 (raw)",
+        "mean_std": "(x − mean) / std",
+    }.get(name, name)
 
 
 @login_required
 @require_GET
 def preview_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     preview = library_selectors.preview_get_for_user(code=code, user=request.user)
-    return render(request, "analyses/analysis/preview.html", {"preview": preview, "payload": preview_payload(preview)})
+    return render(
+        request, "analyses/analysis/preview.html", {"preview": preview, "payload": preview_payload(preview)}
+    )
 
 
 @login_required
@@ -238,8 +259,9 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
     classifier = video = None
     if request.GET.get("classifier"):
         try:
-            classifier = library_selectors.classifier_get_for_user(code=request.GET["classifier"], user=request.user,
-                                                           include_archived=False)
+            classifier = library_selectors.classifier_get_for_user(
+                code=request.GET["classifier"], user=request.user, include_archived=False
+            )
             if not classifier.is_ready:
                 raise Http404("Not inspected yet")
             initial["classifier"] = classifier.code
@@ -247,7 +269,9 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
             pass
     if request.GET.get("video"):
         try:
-            video = library_selectors.video_get_for_user(code=request.GET["video"], user=request.user, include_archived=False)
+            video = library_selectors.video_get_for_user(
+                code=request.GET["video"], user=request.user, include_archived=False
+            )
             if not video.is_ready:
                 raise Http404("Not converted yet")
             initial["video"] = video.code
@@ -259,8 +283,12 @@ def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
         if len(only) == 1:
             classifier = only[0]
             initial["classifier"] = classifier.code
-    if classifier is not None and video is not None and video.expected_class is not None \
-            and 0 <= video.expected_class < classifier.num_classes:
+    if (
+        classifier is not None
+        and video is not None
+        and video.expected_class is not None
+        and 0 <= video.expected_class < classifier.num_classes
+    ):
         initial["expected_class"] = str(video.expected_class)
     return initial
 
@@ -378,8 +406,10 @@ def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpRespo
     if request.GET.get("download") or media_type == "application/octet-stream":
         download_name = f"{analysis.code.hex[:8]}-{path.replace('/', '-')}"
     return private_file_response(
-        request, path=resolve_result_path(results_dir=analysis.results_dir, name=path),
-        content_type=media_type, download_name=download_name,
+        request,
+        path=resolve_result_path(results_dir=analysis.results_dir, name=path),
+        content_type=media_type,
+        download_name=download_name,
     )
 
 
@@ -414,7 +444,9 @@ def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
             info = zipfile.ZipInfo(name)
             stat = source.stat()
             info.file_size = stat.st_size
-            info.compress_type = zipfile.ZIP_STORED if media_type.startswith(_STORED_MEDIA_TYPES) else zipfile.ZIP_DEFLATED
+            info.compress_type = (
+                zipfile.ZIP_STORED if media_type.startswith(_STORED_MEDIA_TYPES) else zipfile.ZIP_DEFLATED
+            )
             with source.open("rb") as reader, archive.open(info, mode="w") as writer:
                 while chunk := reader.read(ZIP_CHUNK_BYTES):
                     writer.write(chunk)
@@ -446,8 +478,13 @@ def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse
 def analysis_rerun_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user, for_write=True)
     if request.method == "GET":
-        return _render_form(request, form=AnalysisForm(user=request.user, fixed_analysis=analysis,
-                                                       initial=initial_from_analysis(analysis)), fixed=analysis)
+        return _render_form(
+            request,
+            form=AnalysisForm(
+                user=request.user, fixed_analysis=analysis, initial=initial_from_analysis(analysis)
+            ),
+            fixed=analysis,
+        )
     form = AnalysisForm(request.POST, user=request.user, fixed_analysis=analysis)
     if request.POST.get("action") == "preview":
         return _handle_preview(request, form=form, fixed=analysis)
@@ -455,8 +492,11 @@ def analysis_rerun_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         return _render_form(request, form=form, fixed=analysis, status=400)
     try:
         new_analysis = analysis_rerun(
-            user=request.user, analysis=analysis, params_changes=form.analysis_params(),
-            expected_class=form.expected_class_value(), title=form.cleaned_data.get("title") or "",
+            user=request.user,
+            analysis=analysis,
+            params_changes=form.analysis_params(),
+            expected_class=form.expected_class_value(),
+            title=form.cleaned_data.get("title") or "",
         )
     except AnalysisError as exc:
         _apply_service_error(form, exc)
@@ -478,8 +518,12 @@ def analysis_cancel_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         return redirect("analyses_run:detail", code=analysis.code)
     if _wants_json(request):
         return JsonResponse({"ok": True, **status_payload(analysis)})
-    messages.info(request, "Cancelled." if analysis.status == AnalysisStatus.CANCELLED
-                  else "Cancelling: the worker stops the engine within a few seconds.")
+    messages.info(
+        request,
+        "Cancelled."
+        if analysis.status == AnalysisStatus.CANCELLED
+        else "Cancelling: the worker stops the engine within a few seconds.",
+    )
     return redirect("analyses_run:detail", code=analysis.code)
 
 

@@ -15,6 +15,7 @@ Exit status 2 with an `{"ok": false, "error": ...}` line is a refusal the user c
 line, e.g. an argparse usage error) -> `EngineFailure` with a message fit to show a user, the
 technical details going to the log.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,7 +127,11 @@ def run_child(
             environment = {**child_environment(), **files.environment()}
             argv = sandbox.wrap(argv, binds=files.binds(), cwd=str(files.working_dir), limits=limits)
             returncode, stdout, stderr = _communicate(
-                argv=argv, cwd=files.working_dir, environment=environment, timeout_seconds=timeout_seconds, what=what
+                argv=argv,
+                cwd=files.working_dir,
+                environment=environment,
+                timeout_seconds=timeout_seconds,
+                what=what,
             )
     except sandbox.SlotsBusy:
         raise EngineFailure(
@@ -137,13 +142,21 @@ def run_child(
         ) from None
     except sandbox.SandboxError as exc:
         logger.error("engine sandbox: %s", exc)
-        raise EngineFailure(f"{what} failed: the analysis engine could not be started.", code="not_started") from exc
+        raise EngineFailure(
+            f"{what} failed: the analysis engine could not be started.", code="not_started"
+        ) from exc
     returncode = sandbox.decode_exit_status(returncode, sandboxed=files.sandboxed)
     if returncode != 0:
-        limit = sandbox.limit_message(exit_status=returncode, text=stdout[-_MAX_STDERR_IN_LOG:] + stderr, limits=limits)
+        limit = sandbox.limit_message(
+            exit_status=returncode, text=stdout[-_MAX_STDERR_IN_LOG:] + stderr, limits=limits
+        )
         if limit is not None:
-            logger.warning("engine child stopped by a limit (exit %s): %s", returncode, stderr[-_MAX_STDERR_IN_LOG:])
-            raise EngineFailure(f"{what} was stopped: {limit}.", code="limit", details=stderr[-_MAX_STDERR_IN_LOG:])
+            logger.warning(
+                "engine child stopped by a limit (exit %s): %s", returncode, stderr[-_MAX_STDERR_IN_LOG:]
+            )
+            raise EngineFailure(
+                f"{what} was stopped: {limit}.", code="limit", details=stderr[-_MAX_STDERR_IN_LOG:]
+            )
     return ChildResult(returncode=returncode, stdout=stdout, stderr=stderr)
 
 
@@ -162,7 +175,9 @@ def _communicate(
         )
     except OSError as exc:
         logger.error("could not start the engine %s: %s", argv[0], exc)
-        raise EngineFailure(f"{what} failed: the analysis engine could not be started.", code="not_started") from exc
+        raise EngineFailure(
+            f"{what} failed: the analysis engine could not be started.", code="not_started"
+        ) from exc
     try:
         stdout_bytes, stderr_bytes = process.communicate(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
@@ -177,7 +192,11 @@ def _communicate(
         raise
     # A child that exits leaves its own children (FFmpeg) behind only on a bug; clean up.
     _kill_process_group(process)
-    return process.returncode, stdout_bytes.decode("utf-8", "replace"), stderr_bytes.decode("utf-8", "replace")
+    return (
+        process.returncode,
+        stdout_bytes.decode("utf-8", "replace"),
+        stderr_bytes.decode("utf-8", "replace"),
+    )
 
 
 def run_engine(
@@ -197,11 +216,19 @@ def run_engine(
     `what` names the job in user-facing failure messages ("Inspecting the model"). The child
     sees only `files` (nothing of ours by default); paths in `arguments` must be `files.inside(...)`.
     """
-    argv = [str(settings.GRADCAM_ENGINE_PYTHON), "-m", module, *([command] if command else []),
-            *map(str, arguments)]
+    argv = [
+        str(settings.GRADCAM_ENGINE_PYTHON),
+        "-m",
+        module,
+        *([command] if command else []),
+        *map(str, arguments),
+    ]
     child = run_child(
-        argv=argv, files=files if files is not None else ChildFiles(),
-        limits=limits if limits is not None else sandbox.child_limits(), timeout_seconds=timeout_seconds, what=what,
+        argv=argv,
+        files=files if files is not None else ChildFiles(),
+        limits=limits if limits is not None else sandbox.child_limits(),
+        timeout_seconds=timeout_seconds,
+        what=what,
     )
     result = _last_json_line(child.stdout)
     if child.returncode == EXIT_REFUSED and result is not None and result.get("ok") is False:
@@ -212,13 +239,18 @@ def run_engine(
     # EngineFailure below (stderr goes to the log, never to the page).
     if child.returncode != 0 or result is None or result.get("ok") is not True:
         logger.error(
-            "engine command %s failed (exit %s): %s", command, child.returncode, child.stderr[-_MAX_STDERR_IN_LOG:]
+            "engine command %s failed (exit %s): %s",
+            command,
+            child.returncode,
+            child.stderr[-_MAX_STDERR_IN_LOG:],
         )
         if child.returncode is not None and child.returncode < 0:
             reason = f"the engine was killed by signal {-child.returncode}"
         else:
             reason = "the engine reported an internal error"
-        raise EngineFailure(f"{what} failed: {reason}.", code="internal", details=child.stderr[-_MAX_STDERR_IN_LOG:])
+        raise EngineFailure(
+            f"{what} failed: {reason}.", code="internal", details=child.stderr[-_MAX_STDERR_IN_LOG:]
+        )
     return {key: value for key, value in result.items() if key != "ok"}
 
 
@@ -244,7 +276,9 @@ def child_timeouts(*, parent_seconds: float, short_steps: int, long_steps: int) 
 
 
 def _timeout_arguments(*, parent_seconds: float, short_steps: int, long_steps: int) -> list[str]:
-    short, long = child_timeouts(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps)
+    short, long = child_timeouts(
+        parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps
+    )
     return ["--timeout", f"{short:.3f}", "--processing-timeout", f"{long:.3f}"]
 
 
@@ -260,8 +294,15 @@ def video_limits() -> dict[str, int | float]:
 
 
 def _video_limit_arguments(*, parent_seconds: float, short_steps: int, long_steps: int) -> list[str]:
-    limits = [argument for name, value in video_limits().items() for argument in (f"--{name.replace('_', '-')}", str(value))]
-    return [*limits, *_timeout_arguments(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps)]
+    limits = [
+        argument
+        for name, value in video_limits().items()
+        for argument in (f"--{name.replace('_', '-')}", str(value))
+    ]
+    return [
+        *limits,
+        *_timeout_arguments(parent_seconds=parent_seconds, short_steps=short_steps, long_steps=long_steps),
+    ]
 
 
 def inspect_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -284,7 +325,9 @@ def probe_video_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         arguments=[
             files.inside(path),
             # probe: one --timeout step
-            *_video_limit_arguments(parent_seconds=settings.GRADCAM_PROBE_TIMEOUT, short_steps=1, long_steps=0),
+            *_video_limit_arguments(
+                parent_seconds=settings.GRADCAM_PROBE_TIMEOUT, short_steps=1, long_steps=0
+            ),
         ],
         timeout_seconds=settings.GRADCAM_PROBE_TIMEOUT,
         what="Reading the video",
@@ -309,20 +352,25 @@ def transcode_video_file(
     scratch = Path(tempfile.mkdtemp(prefix=".transcode-", dir=targets["rendition"].parent))
     try:
         files = ChildFiles(inputs=[Path(path)], output_dir=scratch)
-        produced = {"rendition": scratch / f"rendition{targets['rendition'].suffix}",
-                    "poster": scratch / f"poster{targets['poster'].suffix}"}
+        produced = {
+            "rendition": scratch / f"rendition{targets['rendition'].suffix}",
+            "poster": scratch / f"poster{targets['poster'].suffix}",
+        }
         result = run_engine(
             command="transcode",
             arguments=[
                 files.inside(path),
-                "--out", files.inside(produced["rendition"]),
-                "--poster", files.inside(produced["poster"]),
+                "--out",
+                files.inside(produced["rendition"]),
+                "--poster",
+                files.inside(produced["poster"]),
                 # probe + poster (+ its one retry) under --timeout, the H.264 encode under
                 # --processing-timeout (gradcam3d.video.transcode_for_browser)
                 *_video_limit_arguments(
                     parent_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT, short_steps=3, long_steps=1
                 ),
-                "--max-height", str(max_height),
+                "--max-height",
+                str(max_height),
             ],
             timeout_seconds=settings.GRADCAM_TRANSCODE_TIMEOUT,
             what="Converting the video for the browser",
@@ -383,8 +431,10 @@ def preview_clip(
         command="preview",
         arguments=[
             files.inside(video_path),
-            "--input-shape", ",".join(str(int(size)) for size in input_shape),
-            "--out", files.inside(out_dir),
+            "--input-shape",
+            ",".join(str(int(size)) for size in input_shape),
+            "--out",
+            files.inside(out_dir),
             *_option_arguments(params),
             # probe under --timeout; the decode (and its one retry) under --processing-timeout
             *_timeout_arguments(

@@ -5,6 +5,7 @@ A lease is "<host>:<pid>:<process start ticks>", written on a row (an analysis's
 reaper can tell at once that a job's worker died on this host instead of waiting for a
 heartbeat to go stale.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ def _process_start_ticks(pid: int) -> str | None:
 
 
 def process_lease(pid: int) -> str:
-    """"<host>:<pid>:<start ticks>": identifies one process even after its pid is reused."""
+    """ "<host>:<pid>:<start ticks>": identifies one process even after its pid is reused."""
     return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or '?'}"
 
 

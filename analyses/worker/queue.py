@@ -5,6 +5,7 @@ Task functions are named by dotted path (`analyses.tasks.*`), never imported her
 stores that path with each queued task, and the modules that enqueue must not import the
 modules that run the tasks.
 """
+
 from __future__ import annotations
 
 import logging

@@ -32,6 +32,7 @@ Isolation of each engine child:
 - its working folder holds `owner.json` (the leases of the worker and the engine), so the
   reaper can remove the folders of dead workers and engines (`work_folders_sweep`).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -91,7 +92,7 @@ class EngineProcess:
     work_dir: Path
     owner_pid: int
     started_monotonic: float
-    lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     ready_monotonic: float | None = None
     sandboxed: bool = False
 
@@ -165,7 +166,7 @@ def _engine_environment() -> dict[str, str]:
     return environment
 
 
-def _read_lines(*, stream: Any, lines: "queue.Queue[str | None]") -> None:
+def _read_lines(*, stream: Any, lines: queue.Queue[str | None]) -> None:
     try:
         for line in stream:
             lines.put(line)
@@ -184,7 +185,9 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
     os.chmod(work_dir / INPUT_FOLDER_NAME, 0o755)  # whatever our umask: the engine's user lists it
     (work_dir / OUTPUT_FOLDER_NAME).mkdir()
     sandbox.give_to_child(work_dir / OUTPUT_FOLDER_NAME)
-    binds = sandbox.engine_binds(input_dir=work_dir / INPUT_FOLDER_NAME, output_dir=work_dir / OUTPUT_FOLDER_NAME)
+    binds = sandbox.engine_binds(
+        input_dir=work_dir / INPUT_FOLDER_NAME, output_dir=work_dir / OUTPUT_FOLDER_NAME
+    )
     try:
         argv = engine_argv(work_dir=work_dir, binds=binds)
         with open(work_dir / STDERR_FILE_NAME, "ab") as stderr_file:
@@ -209,12 +212,17 @@ def start_engine(*, work_dir: Path | None = None) -> EngineProcess:
         json.dumps({"worker": process_lease(os.getpid()), "engine": process_lease(process.pid)})
     )
     engine = EngineProcess(
-        process=process, work_dir=work_dir, owner_pid=os.getpid(), started_monotonic=time.monotonic(),
+        process=process,
+        work_dir=work_dir,
+        owner_pid=os.getpid(),
+        started_monotonic=time.monotonic(),
         sandboxed=sandbox.enabled(),
     )
     threading.Thread(
-        target=_read_lines, kwargs={"stream": process.stdout, "lines": engine.lines},
-        name=f"engine-{process.pid}-stdout", daemon=True,
+        target=_read_lines,
+        kwargs={"stream": process.stdout, "lines": engine.lines},
+        name=f"engine-{process.pid}-stdout",
+        daemon=True,
     ).start()
     return engine
 
@@ -391,8 +399,14 @@ class _Watch:
     peak_rss_mb: float = 0.0
 
 
-def _limits_exceeded(watch: _Watch, engine: EngineProcess, *, deadline: float, memory_limit_mb: float,
-                     should_cancel: Callable[[], bool]) -> bool:
+def _limits_exceeded(
+    watch: _Watch,
+    engine: EngineProcess,
+    *,
+    deadline: float,
+    memory_limit_mb: float,
+    should_cancel: Callable[[], bool],
+) -> bool:
     """Check the wall clock, the memory of the engine's process tree and a cancel request."""
     if time.monotonic() > deadline:
         watch.stopped = "timeout"
@@ -406,8 +420,14 @@ def _limits_exceeded(watch: _Watch, engine: EngineProcess, *, deadline: float, m
     return watch.stopped is not None
 
 
-def _watch_job(engine: EngineProcess, *, deadline: float, memory_limit_mb: float,
-               on_event: Callable[[dict[str, Any]], None], should_cancel: Callable[[], bool]) -> _Watch:
+def _watch_job(
+    engine: EngineProcess,
+    *,
+    deadline: float,
+    memory_limit_mb: float,
+    on_event: Callable[[dict[str, Any]], None],
+    should_cancel: Callable[[], bool],
+) -> _Watch:
     """Read the engine's output until its result line, its end, or a limit stops it."""
     watch = _Watch()
     last_check = time.monotonic()
@@ -433,8 +453,9 @@ def _watch_job(engine: EngineProcess, *, deadline: float, memory_limit_mb: float
             if time.monotonic() - last_check < _POLL_SECONDS:
                 continue  # more output may be waiting; the limits are checked at least this often
         last_check = time.monotonic()
-        if _limits_exceeded(watch, engine, deadline=deadline, memory_limit_mb=memory_limit_mb,
-                            should_cancel=should_cancel):
+        if _limits_exceeded(
+            watch, engine, deadline=deadline, memory_limit_mb=memory_limit_mb, should_cancel=should_cancel
+        ):
             return watch
 
 
@@ -476,12 +497,21 @@ def run_engine_job(
     deadline = time.monotonic() + timeout_seconds
     if (failed := _hand_over(engine, job)) is not None:
         return failed
-    watch = _watch_job(engine, deadline=deadline, memory_limit_mb=memory_limit_mb, on_event=on_event,
-                       should_cancel=should_cancel)
+    watch = _watch_job(
+        engine,
+        deadline=deadline,
+        memory_limit_mb=memory_limit_mb,
+        on_event=on_event,
+        should_cancel=should_cancel,
+    )
     exit_status = _kill_and_exit_status(engine, watch)
     outcome = _outcome_of_dead_engine(
-        engine, final=watch.final, stopped=watch.stopped, exit_status=exit_status,
-        timeout_seconds=timeout_seconds, memory_limit_mb=memory_limit_mb,
+        engine,
+        final=watch.final,
+        stopped=watch.stopped,
+        exit_status=exit_status,
+        timeout_seconds=timeout_seconds,
+        memory_limit_mb=memory_limit_mb,
     )
     outcome.peak_rss_mb = watch.peak_rss_mb
     return outcome
@@ -495,7 +525,9 @@ def _hand_over(engine: EngineProcess, job: dict[str, Any]) -> EngineOutcome | No
         logger.error("engine %s: could not stage the job's inputs: %s", engine.pid, exc)
         engine.kill()
         _clear_inputs(engine)
-        return EngineOutcome(kind="crashed", message="The analysis could not give its input files to the engine.")
+        return EngineOutcome(
+            kind="crashed", message="The analysis could not give its input files to the engine."
+        )
     try:
         assert engine.process.stdin is not None
         engine.process.stdin.write(json.dumps(job) + "\n")
@@ -507,8 +539,13 @@ def _hand_over(engine: EngineProcess, job: dict[str, Any]) -> EngineOutcome | No
 
 
 def _outcome_of_dead_engine(
-    engine: EngineProcess, *, final: dict[str, Any] | None, stopped: OutcomeKind | None, exit_status: int | None,
-    timeout_seconds: float, memory_limit_mb: float,
+    engine: EngineProcess,
+    *,
+    final: dict[str, Any] | None,
+    stopped: OutcomeKind | None,
+    exit_status: int | None,
+    timeout_seconds: float,
+    memory_limit_mb: float,
 ) -> EngineOutcome:
     """Classify how the (killed and reaped) engine ended; its inputs go, its output becomes ours."""
     exit_status = sandbox.decode_exit_status(exit_status, sandboxed=engine.sandboxed)
@@ -516,8 +553,11 @@ def _outcome_of_dead_engine(
     sandbox.take_back(engine.work_dir / OUTPUT_FOLDER_NAME)
     tail = _stderr_tail(engine.work_dir)
     outcome = _classify(
-        final=final, stopped=stopped, exit_status=exit_status,
-        timeout_seconds=timeout_seconds, memory_limit_mb=memory_limit_mb,
+        final=final,
+        stopped=stopped,
+        exit_status=exit_status,
+        timeout_seconds=timeout_seconds,
+        memory_limit_mb=memory_limit_mb,
         limit=_limit_message(final=final, stopped=stopped, exit_status=exit_status, stderr_tail=tail),
     )
     if outcome.manifest_path is not None:
@@ -544,7 +584,7 @@ def _job_for_engine(engine: EngineProcess, job: dict[str, Any]) -> dict[str, Any
         out = Path(os.path.abspath(job["out"]))
         host_out = engine.work_dir / OUTPUT_FOLDER_NAME
         if out == host_out or host_out in out.parents:
-            translated["out"] = sandbox.OUT_DIR + str(out)[len(str(host_out)):]
+            translated["out"] = sandbox.OUT_DIR + str(out)[len(str(host_out)) :]
     return translated
 
 
@@ -552,7 +592,7 @@ def _host_path(engine: EngineProcess, path: Path) -> Path:
     """A path the engine printed, on the host (paths outside its output folder stay as printed)."""
     text = str(path)
     if engine.sandboxed and (text == sandbox.OUT_DIR or text.startswith(sandbox.OUT_DIR + "/")):
-        return Path(str(engine.work_dir / OUTPUT_FOLDER_NAME) + text[len(sandbox.OUT_DIR):])
+        return Path(str(engine.work_dir / OUTPUT_FOLDER_NAME) + text[len(sandbox.OUT_DIR) :])
     return path
 
 
@@ -566,8 +606,9 @@ def _clear_inputs(engine: EngineProcess) -> None:
             logger.warning("could not remove the engine input %s: %s", entry, exc)
 
 
-def _limit_message(*, final: dict[str, Any] | None, stopped: OutcomeKind | None, exit_status: int | None,
-                   stderr_tail: str) -> str | None:
+def _limit_message(
+    *, final: dict[str, Any] | None, stopped: OutcomeKind | None, exit_status: int | None, stderr_tail: str
+) -> str | None:
     if stopped is not None or exit_status == 0:
         return None
     text = f"{(final or {}).get('error') or ''}\n{stderr_tail}"
@@ -601,12 +642,14 @@ def _classify(
 ) -> EngineOutcome:
     if stopped == "timeout":
         return EngineOutcome(
-            kind="timeout", exit_status=exit_status,
+            kind="timeout",
+            exit_status=exit_status,
             message=f"The analysis took longer than the limit of {timeout_seconds:g} seconds and was stopped.",
         )
     if stopped == "memory":
         return EngineOutcome(
-            kind="memory", exit_status=exit_status,
+            kind="memory",
+            exit_status=exit_status,
             message=(
                 f"The analysis needed more than the memory limit of {memory_limit_mb:g} MB and was "
                 "stopped. Try fewer layers or a smaller model input."
@@ -615,16 +658,20 @@ def _classify(
     if stopped == "cancelled":
         return EngineOutcome(kind="cancelled", exit_status=exit_status, message="Cancelled by the user.")
     if limit is not None and not (final is not None and final.get("ok") is True and exit_status == 0):
-        return EngineOutcome(kind="limit", exit_status=exit_status, message=f"The analysis was stopped: {limit}.")
+        return EngineOutcome(
+            kind="limit", exit_status=exit_status, message=f"The analysis was stopped: {limit}."
+        )
     if final is not None and final.get("ok") is True and exit_status == 0:
         manifest = final.get("manifest")
         return EngineOutcome(
-            kind="succeeded", exit_status=exit_status,
+            kind="succeeded",
+            exit_status=exit_status,
             manifest_path=Path(str(manifest)) if manifest else None,
         )
     if exit_status == 2 and final is not None and final.get("ok") is False:
         return EngineOutcome(
-            kind="refused", exit_status=exit_status,
+            kind="refused",
+            exit_status=exit_status,
             message=_one_line(str(final.get("error") or "The input was refused.")),
             refusal_code=str(final.get("code") or "refused"),
         )
@@ -633,13 +680,15 @@ def _classify(
         if -exit_status == signal.SIGKILL:
             reason += " (the system may have run out of memory)"
         return EngineOutcome(
-            kind="crashed", exit_status=exit_status,
+            kind="crashed",
+            exit_status=exit_status,
             message=f"The analysis engine {reason} and the analysis was stopped.",
         )
     detail = ""
     if final is not None and final.get("ok") is False and final.get("error"):
         detail = f": {_one_line(str(final['error']), limit=200)}"
     return EngineOutcome(
-        kind="crashed", exit_status=exit_status,
+        kind="crashed",
+        exit_status=exit_status,
         message=f"The analysis engine stopped with an internal error (exit status {exit_status}){detail}.",
     )

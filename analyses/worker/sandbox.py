@@ -33,6 +33,7 @@ their number is already fixed by GRADCAM_WORKERS, and their memory is bounded pe
 RSS watch; a spare holding a slot while it idles would starve uploads, and an analysis that
 waited for a slot behind uploads would fail although the queue itself already makes it wait.
 """
+
 from __future__ import annotations
 
 import errno
@@ -68,8 +69,16 @@ _SLOT_POLL_SECONDS = 0.1
 _SYSTEM_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Read-only, world-readable and free of secrets; the dynamic linker and a few libraries look here.
 _ETC_FILES = (
-    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/nsswitch.conf",
-    "/etc/passwd", "/etc/group", "/etc/alternatives", "/etc/mime.types", "/etc/fonts",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/alternatives",
+    "/etc/mime.types",
+    "/etc/fonts",
 )
 
 # Runs with `python -I -S`: sets the limits, drops to the sandbox user if asked, sets no_new_privs
@@ -181,8 +190,9 @@ def bwrap_path() -> str | None:
 
 
 # --------------------------------------------------------------------------- argv
-def _exec_wrapper_argv(argv: Sequence[str], *, limits: ResourceLimits, identity: tuple[int, int] | None,
-                       parent_pid: int | None) -> list[str]:
+def _exec_wrapper_argv(
+    argv: Sequence[str], *, limits: ResourceLimits, identity: tuple[int, int] | None, parent_pid: int | None
+) -> list[str]:
     spec = {
         "CPU": limits.cpu_seconds,
         "cpu_grace": _CPU_GRACE_SECONDS,
@@ -212,13 +222,27 @@ def wrap(argv: Sequence[str], *, binds: Sequence[Bind], cwd: str, limits: Resour
     if bwrap is None:
         raise SandboxError("bubblewrap (bwrap) is not on PATH (install it with: apt-get install bubblewrap)")
     inner = _exec_wrapper_argv(argv, limits=limits, identity=child_identity(), parent_pid=None)
-    return [bwrap, *_namespace_options(), *_mount_options([*runtime_binds(), *binds]), "--chdir", cwd,
-            "--", *inner]
+    return [
+        bwrap,
+        *_namespace_options(),
+        *_mount_options([*runtime_binds(), *binds]),
+        "--chdir",
+        cwd,
+        "--",
+        *inner,
+    ]
 
 
 def _namespace_options() -> list[str]:
-    options = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-               "--die-with-parent", "--new-session"]
+    options = [
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+    ]
     if os.geteuid() != 0:
         # Only root can switch to another user; anyone else gets a user namespace of their own
         # uid, in which the child may not create further user namespaces.
@@ -227,7 +251,18 @@ def _namespace_options() -> list[str]:
 
 
 def _mount_options(binds: Sequence[Bind]) -> list[str]:
-    options = ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(_TMPFS_BYTES), "--tmpfs", "/tmp"]
+    options = [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        str(_TMPFS_BYTES),
+        "--tmpfs",
+        "/tmp",
+    ]
     made: set[str] = {"/", "/proc", "/dev", "/tmp"}
     for root in _SYSTEM_ROOTS:
         if os.path.islink(root):
@@ -447,15 +482,15 @@ class ChildFiles:
         if absolute in self._inside:
             return self._inside[absolute]
         if self.output_dir is not None and self.sandboxed and _is_within(str(absolute), str(self.output_dir)):
-            return OUT_DIR + str(absolute)[len(str(self.output_dir)):]
+            return OUT_DIR + str(absolute)[len(str(self.output_dir)) :]
         return str(absolute)
 
     def host(self, inside: str) -> Path:
         if self.output_dir is not None and self.sandboxed and _is_within(inside, OUT_DIR):
-            return Path(str(self.output_dir) + inside[len(OUT_DIR):])
+            return Path(str(self.output_dir) + inside[len(OUT_DIR) :])
         return Path(inside)
 
-    def __enter__(self) -> "ChildFiles":
+    def __enter__(self) -> ChildFiles:
         self.working_dir = Path(tempfile.mkdtemp(prefix="gradcam-engine-"))
         try:
             give_to_child(self.working_dir)
@@ -474,7 +509,9 @@ class ChildFiles:
         if self._copies is None:  # the child's user may not read it: show it a copy
             self._copies = Path(tempfile.mkdtemp(prefix="gradcam-input-"))
             os.chmod(self._copies, 0o755)
-        return stage_input(path, folder=self._copies, name=f"{len(list(self._copies.iterdir()))}{safe_suffix(path)}")
+        return stage_input(
+            path, folder=self._copies, name=f"{len(list(self._copies.iterdir()))}{safe_suffix(path)}"
+        )
 
     def __exit__(self, *exc_info: Any) -> None:
         if self.output_dir is not None:
@@ -552,10 +589,20 @@ def sandbox_problem() -> str | None:
     if not enabled():
         return None
     try:
-        argv = wrap([sys.executable, "-I", "-S", "-c", "pass"], binds=[], cwd="/tmp",
-                    limits=ResourceLimits(memory_mb=None, cpu_seconds=30, file_mb=16))
-        completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, start_new_session=True)
+        argv = wrap(
+            [sys.executable, "-I", "-S", "-c", "pass"],
+            binds=[],
+            cwd="/tmp",
+            limits=ResourceLimits(memory_mb=None, cpu_seconds=30, file_mb=16),
+        )
+        completed = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            start_new_session=True,
+        )
     except (SandboxError, ImproperlyConfigured) as exc:
         return str(exc)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -570,19 +617,25 @@ def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     """System check (registered by AnalysesConfig): an Error when GRADCAM_SANDBOX=bwrap cannot
     run, a Warning when the sandbox is off."""
     if not enabled():
-        return [checks.Warning(
-            "GRADCAM_SANDBOX=off: uploaded models and videos are parsed WITHOUT the sandbox, as the "
-            "platform's own user, with network access and read access to its database and every "
-            "user's files.",
-            hint="For development only. Install bubblewrap (apt-get install bubblewrap) and unset GRADCAM_SANDBOX.",
-            id="analyses.W001",
-        )]
+        return [
+            checks.Warning(
+                "GRADCAM_SANDBOX=off: uploaded models and videos are parsed WITHOUT the sandbox, as the "
+                "platform's own user, with network access and read access to its database and every "
+                "user's files.",
+                hint="For development only. Install bubblewrap (apt-get install bubblewrap) and unset GRADCAM_SANDBOX.",
+                id="analyses.W001",
+            )
+        ]
     problem = sandbox_problem()
     if problem is None:
         return []
-    return [checks.Error(
-        f"GRADCAM_SANDBOX=bwrap, but the sandbox for engine children does not work: {problem}.",
-        hint=("Install bubblewrap with `apt-get install bubblewrap` (and allow user namespaces when the "
-              "platform does not run as root), or, for development only, set GRADCAM_SANDBOX=off with DEBUG=1."),
-        id="analyses.E001",
-    )]
+    return [
+        checks.Error(
+            f"GRADCAM_SANDBOX=bwrap, but the sandbox for engine children does not work: {problem}.",
+            hint=(
+                "Install bubblewrap with `apt-get install bubblewrap` (and allow user namespaces when the "
+                "platform does not run as root), or, for development only, set GRADCAM_SANDBOX=off with DEBUG=1."
+            ),
+            id="analyses.E001",
+        )
+    ]

@@ -4,6 +4,7 @@ heatmap videos with the one shared control — they must advance together, frame
 
 Screenshots go to test-artifacts/screens/analysis-*.png.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,12 @@ from tests.worker.conftest import (  # noqa: F401 - fixtures reused from the wor
     start_cluster,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.worker,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
 
 ANALYSIS_TIMEOUT_MS = 240_000
 
@@ -38,8 +44,12 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
     from analyses.models import Analysis
 
     entry = demo_video_entry(demo, mislabelled=True)
-    video = make_video(owner=owner, video_path=Path(entry["path"]), media_root=media_root,
-                       expected_class=entry["labelled_class"])
+    video = make_video(
+        owner=owner,
+        video_path=Path(entry["path"]),
+        media_root=media_root,
+        expected_class=entry["labelled_class"],
+    )
     cluster = start_cluster()
     page = browser
     browser_login(page, owner)
@@ -51,7 +61,8 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
     page.click("[data-testid=preview-button]")
     page.wait_for_function(
         "() => { const v = document.querySelector('[data-preview-video]'); return v && v.readyState >= 2; }",
-        timeout=60_000)
+        timeout=60_000,
+    )
     assert page.locator("[data-preview-frames] li").count() == demo_classifier.input_shape[0]
     screenshot(page, "analysis-form")
 
@@ -67,14 +78,22 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
 
     # ---- submit and watch the live progress
     statuses: list[dict[str, Any]] = []
-    page.on("response", lambda response: statuses.append(response.json())
-            if response.url.endswith("/status.json") and response.ok else None)
+    page.on(
+        "response",
+        lambda response: (
+            statuses.append(response.json())
+            if response.url.endswith("/status.json") and response.ok
+            else None
+        ),
+    )
     page.click("[data-testid=run-button]")
     page.wait_for_url(re.compile(r"/analyses/[0-9a-f-]{36}/$"))
     analysis = Analysis.objects.get()
     assert page.locator("[data-testid=progress-card]").is_visible()
-    page.wait_for_function("() => parseInt(document.querySelector('[data-percent]').textContent) > 0",
-                           timeout=ANALYSIS_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => parseInt(document.querySelector('[data-percent]').textContent) > 0",
+        timeout=ANALYSIS_TIMEOUT_MS,
+    )
     screenshot(page, "analysis-progress")
     page.wait_for_selector("[data-testid=prediction-card]", timeout=ANALYSIS_TIMEOUT_MS)
     analysis.refresh_from_db()
@@ -90,7 +109,9 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
     videos = page.locator("video[data-sync-video]")
     assert videos.count() == len(layers) + 1
     page.wait_for_function(
-        "() => [...document.querySelectorAll('video[data-sync-video]')].every(v => v.readyState >= 2)", timeout=30_000)
+        "() => [...document.querySelectorAll('video[data-sync-video]')].every(v => v.readyState >= 2)",
+        timeout=30_000,
+    )
     screenshot(page, "analysis-result-videos")
     assert max(_video_times(page)) < 1 / fps  # all at frame 0 before playing
     page.click("[data-testid=sync-play]")
@@ -110,7 +131,9 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
 
     # ---- heatmap images: a layer, a frame slider, click to enlarge
     page.click("[data-testid=tab-images]")
-    assert page.locator(".frame-grid:not(.hidden) .frame-tile").count() == len(analysis.manifest["preprocess"]["source_frame_indices"])
+    assert page.locator(".frame-grid:not(.hidden) .frame-tile").count() == len(
+        analysis.manifest["preprocess"]["source_frame_indices"]
+    )
     page.select_option("[data-testid=layer-pick]", "1")
     page.fill("[data-testid=image-slider]", "5")
     current = page.get_attribute("[data-image-current]", "src") or ""
@@ -126,7 +149,9 @@ def test_submit_watch_progress_open_each_view_and_play_all_videos_in_sync(
     page.click("[data-testid=tab-inference]")
     assert page.locator("#tab-inference .inference-row").count() == len(layers)
     assert page.locator("#tab-inference .inference-row img").count() == 3 * len(layers)
-    page.wait_for_function("() => [...document.querySelectorAll('#tab-inference img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#tab-inference img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     screenshot(page, "analysis-result-inference")
 
     # ---- the list shows it, finished, with its verdict

@@ -1,4 +1,5 @@
 """The library pages in headless Chromium: upload a model and a video, watch the video load."""
+
 from __future__ import annotations
 
 import re
@@ -76,13 +77,17 @@ def test_upload_model_and_video_then_the_video_plays_with_a_duration(
         })"""
     )
     assert duration == pytest.approx(2.0, abs=0.2)
-    page.evaluate("() => { const v = document.querySelector('#video-player'); v.muted = true; return v.play().catch(() => null); }")
+    page.evaluate(
+        "() => { const v = document.querySelector('#video-player'); v.muted = true; return v.play().catch(() => null); }"
+    )
     page.wait_for_function("() => document.querySelector('#video-player').currentTime > 0.2", timeout=15_000)
     page.evaluate("() => document.querySelector('#video-player').pause()")
     screenshot(page, "library-video-detail")
 
     page.goto("/videos/")
     assert page.locator("[data-testid=video-grid] .card").count() == 1
-    page.wait_for_function("() => [...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.images].every(image => image.complete && image.naturalWidth > 0)"
+    )
     screenshot(page, "library-videos")
     assert Video.objects.get().expected_class == 1

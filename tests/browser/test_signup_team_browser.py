@@ -1,4 +1,5 @@
 """Sign up, create a team and add a member in headless Chromium, with screenshots."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,6 +4,7 @@
 session and saves it as both .h5 and .keras; keys are (architecture name, "h5" | "keras").
 Keras is imported only when a fixture that needs it is used.
 """
+
 from __future__ import annotations
 
 import os

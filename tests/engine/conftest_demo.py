@@ -9,6 +9,7 @@ sessions from building into the same folder. Override the folder with GRADCAM_TE
 Register it for all engine tests by adding to tests/engine/conftest.py:
     from tests.engine.conftest_demo import demo_bundle  # noqa: F401
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.demo_cache import REPO_ROOT, build_demo, demo_cache_dir  # noqa: F401 - re-exported for tests
+
 
 @pytest.fixture(scope="session")
 def demo_bundle() -> dict[str, Any]:

@@ -8,14 +8,16 @@ grayscale. Save any of them with `save_model(model, directory=..., fmt="h5"|"ker
 Bad files: write_* functions, each writing one file into `directory` and returning its path.
 Keras and TensorFlow are imported lazily so importing this module stays cheap.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Before any TensorFlow import: see gradcam3d/loading.py (oneDNN gives wrong graph gradients).
@@ -42,8 +44,9 @@ def _seeded(seed: int) -> Any:
 # Good architectures
 
 
-def sequential_with_input(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE,
-                          num_classes: int = NUM_CLASSES, seed: int = 0) -> Any:
+def sequential_with_input(
+    *, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0
+) -> Any:
     keras = _seeded(seed)
     layers = keras.layers
     return keras.Sequential(
@@ -60,8 +63,9 @@ def sequential_with_input(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE,
     )
 
 
-def sequential_without_input(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE,
-                             num_classes: int = NUM_CLASSES, seed: int = 0) -> Any:
+def sequential_without_input(
+    *, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0
+) -> Any:
     """A Sequential with no keras.Input, built by calling it on data (the tricky case)."""
     import numpy as np
 
@@ -80,8 +84,9 @@ def sequential_without_input(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE
     return model
 
 
-def functional_bn_residual(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE,
-                           num_classes: int = NUM_CLASSES, seed: int = 0) -> Any:
+def functional_bn_residual(
+    *, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0
+) -> Any:
     """Functional model with BatchNorm and a residual add; the softmax is a separate layer."""
     keras = _seeded(seed)
     layers = keras.layers
@@ -100,8 +105,9 @@ def functional_bn_residual(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE,
     return model
 
 
-def nested_submodel(*, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE,
-                    num_classes: int = NUM_CLASSES, seed: int = 0) -> Any:
+def nested_submodel(
+    *, input_shape: tuple[int, ...] = SMALL_INPUT_SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0
+) -> Any:
     """Conv3D layers inside an inner Functional model, which is inside the outer model."""
     keras = _seeded(seed)
     layers = keras.layers
@@ -132,27 +138,42 @@ def _randomise_batchnorm_statistics(model: Any, *, seed: int) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                rng.normal(0, 0.1, beta.shape).astype("float32"),
-                rng.normal(0, 0.1, mean.shape).astype("float32"),
-                rng.uniform(0.5, 1.5, variance.shape).astype("float32"),
-            ])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
+                    rng.normal(0, 0.1, beta.shape).astype("float32"),
+                    rng.normal(0, 0.1, mean.shape).astype("float32"),
+                    rng.uniform(0.5, 1.5, variance.shape).astype("float32"),
+                ]
+            )
 
 
 # name -> (builder, Conv3D paths the model must report, input shape [T, H, W, C], classes)
 GOOD_ARCHITECTURES: dict[str, tuple[Callable[..., Any], list[str], list[int], int]] = {
     "sequential_with_input": (
-        sequential_with_input, ["seq_with_input/conv3d_1", "seq_with_input/conv3d_2"], [8, 32, 32, 3], 3),
+        sequential_with_input,
+        ["seq_with_input/conv3d_1", "seq_with_input/conv3d_2"],
+        [8, 32, 32, 3],
+        3,
+    ),
     "sequential_without_input": (
-        sequential_without_input, ["seq_no_input/conv3d_1", "seq_no_input/conv3d_2"], [8, 32, 32, 3], 3),
+        sequential_without_input,
+        ["seq_no_input/conv3d_1", "seq_no_input/conv3d_2"],
+        [8, 32, 32, 3],
+        3,
+    ),
     "functional_bn_residual": (
-        functional_bn_residual, ["functional_bn_res/stem_conv3d", "functional_bn_res/res_conv3d"],
-        [8, 32, 32, 3], 3),
+        functional_bn_residual,
+        ["functional_bn_res/stem_conv3d", "functional_bn_res/res_conv3d"],
+        [8, 32, 32, 3],
+        3,
+    ),
     "nested_submodel": (
         nested_submodel,
         ["outer_model/inner_block/conv3d_1", "outer_model/inner_block/conv3d_2", "outer_model/conv3d_3"],
-        [8, 32, 32, 3], 3),
+        [8, 32, 32, 3],
+        3,
+    ),
     "grayscale": (grayscale, ["seq_with_input/conv3d_1", "seq_with_input/conv3d_2"], [8, 64, 64, 1], 4),
 }
 
@@ -183,7 +204,9 @@ def write_lambda_model(*, directory: Path, marker: Path, fmt: str = "h5") -> Pat
     # A real lambda (not a named function): Keras stores its bytecode and closure (the marker
     # path) in the config, which is what makes Lambda layers dangerous to load.
     leave_marker = lambda tensor: (  # noqa: E731
-        __import__("pathlib").Path(marker_text).write_text("the lambda ran"), tensor)[1]
+        __import__("pathlib").Path(marker_text).write_text("the lambda ran"),
+        tensor,
+    )[1]
 
     inputs = keras.Input(shape=SMALL_INPUT_SHAPE)
     features = layers.Conv3D(2, 3, padding="same", name="conv3d_1")(inputs)
@@ -226,27 +249,37 @@ def write_image_2d_model(*, directory: Path, fmt: str = "h5") -> Path:
     keras = _seeded(0)
     layers = keras.layers
     model = keras.Sequential(
-        [keras.Input(shape=(32, 32, 3)), layers.Conv2D(4, 3), layers.GlobalAveragePooling2D(),
-         layers.Dense(NUM_CLASSES, activation="softmax")],
+        [
+            keras.Input(shape=(32, 32, 3)),
+            layers.Conv2D(4, 3),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
         name="image_2d",
     )
     return save_model(model, directory=directory, fmt=fmt)
 
 
-def conv3d_model_with_input_shape(*, input_shape: tuple[int | None, ...], num_classes: int = NUM_CLASSES,
-                                  final_activation: str = "softmax") -> Any:
+def conv3d_model_with_input_shape(
+    *, input_shape: tuple[int | None, ...], num_classes: int = NUM_CLASSES, final_activation: str = "softmax"
+) -> Any:
     """Smallest Conv3D classifier with any declared input shape (weights do not depend on it)."""
     keras = _seeded(0)
     layers = keras.layers
     return keras.Sequential(
-        [keras.Input(shape=input_shape), layers.Conv3D(2, 1, name="conv3d_1"),
-         layers.GlobalAveragePooling3D(), layers.Dense(num_classes, activation=final_activation, name="scores")],
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv3D(2, 1, name="conv3d_1"),
+            layers.GlobalAveragePooling3D(),
+            layers.Dense(num_classes, activation=final_activation, name="scores"),
+        ],
         name="odd_shape",
     )
 
 
-def write_absurd_input_model(*, directory: Path, input_shape: tuple[int | None, ...] = (4096, 32, 32, 3),
-                             fmt: str = "h5") -> Path:
+def write_absurd_input_model(
+    *, directory: Path, input_shape: tuple[int | None, ...] = (4096, 32, 32, 3), fmt: str = "h5"
+) -> Path:
     model = conv3d_model_with_input_shape(input_shape=input_shape)
     return save_model(model, directory=directory, fmt=fmt, name="absurd_input")
 
@@ -255,8 +288,12 @@ def write_no_conv3d_model(*, directory: Path, fmt: str = "h5") -> Path:
     keras = _seeded(0)
     layers = keras.layers
     model = keras.Sequential(
-        [keras.Input(shape=SMALL_INPUT_SHAPE), layers.MaxPooling3D(2), layers.Flatten(),
-         layers.Dense(NUM_CLASSES, activation="softmax")],
+        [
+            keras.Input(shape=SMALL_INPUT_SHAPE),
+            layers.MaxPooling3D(2),
+            layers.Flatten(),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
         name="no_conv3d",
     )
     return save_model(model, directory=directory, fmt=fmt)
@@ -363,7 +400,9 @@ def write_keras_zip_with_config(*, directory: Path, config: Any, name: str = "cr
 # Hostile containers: zip directories, HDF5 attributes, links and storage
 
 
-def write_zip_with_huge_directory(*, directory: Path, entries: int = 200_000, honest_count: bool = True) -> Path:
+def write_zip_with_huge_directory(
+    *, directory: Path, entries: int = 200_000, honest_count: bool = True
+) -> Path:
     """A ~17 MB .keras zip whose central directory lists `entries` entries (one tiny member).
 
     Every directory record names its own entry but points at the same stored config.json, so
@@ -376,19 +415,58 @@ def write_zip_with_huge_directory(*, directory: Path, entries: int = 200_000, ho
 
     payload = b"{}"
     crc = zlib.crc32(payload)
-    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, len(payload), len(payload),
-                        len(b"config.json"), 0) + b"config.json" + payload
+    local = (
+        struct.pack(
+            "<4s5H3L2H",
+            b"PK\x03\x04",
+            20,
+            0,
+            0,
+            0,
+            0x21,
+            crc,
+            len(payload),
+            len(payload),
+            len(b"config.json"),
+            0,
+        )
+        + b"config.json"
+        + payload
+    )
     records = []
     for index in range(entries):
         name = f"assets/{index:032d}".encode()
-        records.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, len(payload),
-                                   len(payload), len(name), 0, 0, 0, 0, 0, 0) + name)
+        records.append(
+            struct.pack(
+                "<4s6H3L5H2L",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                0,
+                0,
+                0x21,
+                crc,
+                len(payload),
+                len(payload),
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            )
+            + name
+        )
     central = b"".join(records)
     end = b""
     declared = entries if honest_count else 3
     if honest_count and entries > 0xFFFF:
         zip64_at = len(local) + len(central)
-        end += struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(central), len(local))
+        end += struct.pack(
+            "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(central), len(local)
+        )
         end += struct.pack("<4sLQL", b"PK\x06\x07", 0, zip64_at, 1)
         declared = 0xFFFF
     end += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, declared, declared, len(central), len(local), 0)
@@ -397,8 +475,9 @@ def write_zip_with_huge_directory(*, directory: Path, entries: int = 200_000, ho
     return path
 
 
-def write_h5_with_huge_config(*, directory: Path, config_bytes: int = 64 * 1024**2,
-                              variable_length: bool = True) -> Path:
+def write_h5_with_huge_config(
+    *, directory: Path, config_bytes: int = 64 * 1024**2, variable_length: bool = True
+) -> Path:
     """An .h5 whose model_config attribute really holds `config_bytes` bytes of JSON.
 
     Keras and h5py store a bytes attribute as a variable-length string; a fixed-length one that
@@ -416,8 +495,14 @@ def write_h5_with_huge_config(*, directory: Path, config_bytes: int = 64 * 1024*
     return path
 
 
-def write_h5_with_lying_attribute_length(*, directory: Path, claimed_bytes: int, source: Path | None = None,
-                                         owner: str = "/", name: str = "model_config") -> Path:
+def write_h5_with_lying_attribute_length(
+    *,
+    directory: Path,
+    claimed_bytes: int,
+    source: Path | None = None,
+    owner: str = "/",
+    name: str = "model_config",
+) -> Path:
     """An .h5 whose variable-length attribute `name` on `owner` claims `claimed_bytes` bytes.
 
     A copy of `source` (a saved .h5 model), or a ~6 KB file with only that attribute and a
@@ -444,7 +529,7 @@ def write_h5_with_lying_attribute_length(*, directory: Path, claimed_bytes: int,
     position = data.find(length_field)
     while position >= 0:
         heap_address = struct.unpack_from("<Q", data, position + 4)[0]
-        if data[heap_address:heap_address + 4] == b"GCOL":
+        if data[heap_address : heap_address + 4] == b"GCOL":
             struct.pack_into("<I", data, position, claimed_bytes)
             path.write_bytes(bytes(data))
             return path
@@ -498,8 +583,7 @@ def hostile_h5_edit(*, kind: str, secrets: dict[str, Path]) -> Callable[[Any], s
         count = 1
         for size in shape:
             count *= size
-        group.create_dataset(name, shape=shape, dtype="<f4",
-                             external=[(str(secrets["raw"]), 0, 4 * count)])
+        group.create_dataset(name, shape=shape, dtype="<f4", external=[(str(secrets["raw"]), 0, 4 * count)])
 
     def virtual(group: Any, name: str, old: Any) -> None:
         shape, _ = old
@@ -514,13 +598,23 @@ def hostile_h5_edit(*, kind: str, secrets: dict[str, Path]) -> Callable[[Any], s
         group[name + "_target"] = h5py.ExternalLink(str(secrets["hdf5"]), "/secret")
         group[name] = h5py.SoftLink(f"{group.name}/{name}_target")
 
-    makers = {"external_link": external_link, "external_storage": external_storage,
-              "virtual": virtual, "soft_link": soft_link}
+    makers = {
+        "external_link": external_link,
+        "external_storage": external_storage,
+        "virtual": virtual,
+        "soft_link": soft_link,
+    }
     return lambda handle: _replace_first_kernel(handle, make=makers[kind])
 
 
-def write_model_with_hostile_weights(*, source: Path, directory: Path, kind: str, secrets: dict[str, Path],
-                                     compression: int = zipfile.ZIP_STORED) -> Path:
+def write_model_with_hostile_weights(
+    *,
+    source: Path,
+    directory: Path,
+    kind: str,
+    secrets: dict[str, Path],
+    compression: int = zipfile.ZIP_STORED,
+) -> Path:
     """A copy of a saved .h5 or .keras model whose first kernel reads a host file (see hostile_h5_edit).
 
     `compression` applies to the .keras zip (Keras itself stores entries uncompressed).
@@ -548,13 +642,20 @@ def write_model_with_hostile_weights(*, source: Path, directory: Path, kind: str
     return target
 
 
-def conv3d_classifier_after(*preprocessing: Any, functional: bool = False,
-                            input_shape: tuple[int, ...] = (4, 8, 8, 3), name: str = "preprocessed") -> Any:
+def conv3d_classifier_after(
+    *preprocessing: Any,
+    functional: bool = False,
+    input_shape: tuple[int, ...] = (4, 8, 8, 3),
+    name: str = "preprocessed",
+) -> Any:
     """Smallest Conv3D classifier whose input first goes through the `preprocessing` layers."""
     keras = _seeded(0)
     layers = keras.layers
-    head = [layers.Conv3D(2, 1, name="conv3d_1"), layers.GlobalAveragePooling3D(),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="scores")]
+    head = [
+        layers.Conv3D(2, 1, name="conv3d_1"),
+        layers.GlobalAveragePooling3D(),
+        layers.Dense(NUM_CLASSES, activation="softmax", name="scores"),
+    ]
     if not functional:
         return keras.Sequential([keras.Input(shape=input_shape), *preprocessing, *head], name=name)
     inputs = keras.Input(shape=input_shape, name="clip")

@@ -2,6 +2,7 @@
 
 Keras is imported inside the builders, so importing this module stays cheap.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,5 +46,5 @@ def bright_square_video(path: Path, *, count: int = 30) -> Path:
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 60, (count, 48, 64, 3), dtype=np.uint8)
     for index in range(count):
-        frames[index, 16:32, 2 * index: 2 * index + 16] = 230
+        frames[index, 16:32, 2 * index : 2 * index + 16] = 230
     return encode_video(frames, path, fps=15)

@@ -8,14 +8,16 @@ formulas: Grad-CAM, Grad-CAM++ (both poolings), Layer-CAM and HiResCAM.
 Tolerance: 1e-5 of each reference map's maximum (raw maps can be ~1e-6, so an absolute
 tolerance would prove nothing).
 """
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -173,7 +175,9 @@ def layer_by_path(model: Any, path: str) -> Any:
     return layer
 
 
-def reference_activation_and_gradient(model_path: Path, layer_path: str, x: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
+def reference_activation_and_gradient(
+    model_path: Path, layer_path: str, x: np.ndarray, class_index: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Eager tape, one layer, one class: (A, dScore/dA) each (T', H', W', C')."""
     model = keras.models.load_model(model_path, compile=False)
     model.layers[-1].activation = keras.activations.linear  # pre-softmax score, on a private copy
@@ -195,7 +199,9 @@ def reference_activation_and_gradient(model_path: Path, layer_path: str, x: np.n
     return activation.numpy()[0].astype(np.float64), gradient.numpy()[0].astype(np.float64)
 
 
-def reference_map(activation: np.ndarray, gradient: np.ndarray, *, method: str, pooling: str | None) -> np.ndarray:
+def reference_map(
+    activation: np.ndarray, gradient: np.ndarray, *, method: str, pooling: str | None
+) -> np.ndarray:
     if method == "layercam":  # Jiang et al. 2021: position-wise positive gradients, no pooling
         return np.maximum((np.maximum(gradient, 0) * activation).sum(axis=-1), 0.0)
     if method == "hirescam":  # Draelos & Carin 2020: position-wise signed gradients, no pooling
@@ -223,7 +229,14 @@ def assert_map_close(fused: np.ndarray, reference: np.ndarray, *, what: str) -> 
     assert error <= RELATIVE_TOLERANCE * peak, f"{what}: max error {error:.3g} vs peak {peak:.3g}"
 
 
-def fused_for(model_path: Path, *, method: str = "gradcam", pooling: str | None = "global", x: np.ndarray | None = None, expected: int | None = None):
+def fused_for(
+    model_path: Path,
+    *,
+    method: str = "gradcam",
+    pooling: str | None = "global",
+    x: np.ndarray | None = None,
+    expected: int | None = None,
+):
     info = inspect_model(model_path)
     model = load_model_safely(model_path)
     probe = build_probe(model, info["conv3d_layers"])
@@ -237,7 +250,9 @@ def fused_for(model_path: Path, *, method: str = "gradcam", pooling: str | None 
 
 
 @pytest.mark.parametrize("model_name", list(MODELS))
-def test_fused_gradcam_matches_per_layer_reference_for_every_layer_and_both_classes(model_name: str, tmp_path: Path) -> None:
+def test_fused_gradcam_matches_per_layer_reference_for_every_layer_and_both_classes(
+    model_name: str, tmp_path: Path
+) -> None:
     model_path = saved(MODELS[model_name](), tmp_path)
     info = inspect_model(model_path)
     x = sample_input(info["input_shape"])
@@ -251,29 +266,47 @@ def test_fused_gradcam_matches_per_layer_reference_for_every_layer_and_both_clas
             activation, gradient = reference_activation_and_gradient(model_path, layer_path, x, class_index)
             expected_map = reference_map(activation, gradient, method="gradcam", pooling="global")
             assert result.activation_shapes[position] == activation.shape
-            assert_map_close(result.maps[class_index][position], expected_map, what=f"{model_name} {layer_path} class {class_index}")
+            assert_map_close(
+                result.maps[class_index][position],
+                expected_map,
+                what=f"{model_name} {layer_path} class {class_index}",
+            )
 
 
 @pytest.mark.parametrize("model_name", list(MODELS))
 def test_fused_layercam_and_hirescam_match_per_layer_reference_for_every_layer_and_both_classes(
-    model_name: str, tmp_path: Path,
+    model_name: str,
+    tmp_path: Path,
 ) -> None:
     model_path = saved(MODELS[model_name](), tmp_path)
     info = inspect_model(model_path)
     x = sample_input(info["input_shape"])
     _, _, first = fused_for(model_path, method="layercam", x=x)
     other = (first.predicted_class + 1) % info["num_classes"]
-    results = {method: fused_for(model_path, method=method, x=x, expected=other)[2] for method in ("layercam", "hirescam")}
+    results = {
+        method: fused_for(model_path, method=method, x=x, expected=other)[2]
+        for method in ("layercam", "hirescam")
+    }
     differ = 0
     for class_index in (first.predicted_class, other):
         for position, layer_path in enumerate(info["conv3d_layers"]):
             activation, gradient = reference_activation_and_gradient(model_path, layer_path, x, class_index)
-            references = {method: reference_map(activation, gradient, method=method, pooling=None) for method in results}
+            references = {
+                method: reference_map(activation, gradient, method=method, pooling=None) for method in results
+            }
             for method, result in results.items():
                 assert set(result.maps) == {first.predicted_class, other}
-                assert_map_close(result.maps[class_index][position], references[method],
-                                 what=f"{method} {model_name} {layer_path} class {class_index}")
-            differ += not np.allclose(references["layercam"], references["hirescam"], rtol=0, atol=1e-3 * references["layercam"].max())
+                assert_map_close(
+                    result.maps[class_index][position],
+                    references[method],
+                    what=f"{method} {model_name} {layer_path} class {class_index}",
+                )
+            differ += not np.allclose(
+                references["layercam"],
+                references["hirescam"],
+                rtol=0,
+                atol=1e-3 * references["layercam"].max(),
+            )
     # Negative gradients exist, so the two methods really differ and each check above has teeth.
     assert differ > 0
 
@@ -308,13 +341,17 @@ def test_strided_and_even_kernel_convs_keep_tf_gradient_and_still_match_the_refe
     assert graph_ops.count("Conv3DBackpropInputV2") == 3 * 2
     assert graph_ops.count("Conv3D") == 6 + 2 * 2
     # (Grad-CAM with global pooling is checked on this model by the parametrized test above.)
-    fused = FusedGradCam(probe=build_probe(model, info["conv3d_layers"]), method="gradcam++", pooling="temporal")
+    fused = FusedGradCam(
+        probe=build_probe(model, info["conv3d_layers"]), method="gradcam++", pooling="temporal"
+    )
     result = fused(x, expected_class=0)
     for class_index in result.maps:
         for position, layer_path in enumerate(info["conv3d_layers"]):
             activation, gradient = reference_activation_and_gradient(model_path, layer_path, x, class_index)
             expected_map = reference_map(activation, gradient, method="gradcam++", pooling="temporal")
-            assert_map_close(result.maps[class_index][position], expected_map, what=f"{layer_path} class {class_index}")
+            assert_map_close(
+                result.maps[class_index][position], expected_map, what=f"{layer_path} class {class_index}"
+            )
 
 
 def test_c3d_style_graph_has_no_backprop_input_weight_gradient_or_max_pool_grad_ops(tmp_path: Path) -> None:
@@ -322,22 +359,33 @@ def test_c3d_style_graph_has_no_backprop_input_weight_gradient_or_max_pool_grad_
     model_path = saved(sequential_with_input(), tmp_path)
     info = inspect_model(model_path)
     fused = FusedGradCam(probe=build_probe(load_model_safely(model_path), info["conv3d_layers"]))
-    graph_ops = [op.type for op in fused.concrete_function(sample_input(info["input_shape"]), expected_class=1).graph.get_operations()]
+    graph_ops = [
+        op.type
+        for op in fused.concrete_function(
+            sample_input(info["input_shape"]), expected_class=1
+        ).graph.get_operations()
+    ]
     assert "Conv3DBackpropInputV2" not in graph_ops
     assert "Conv3DBackpropFilterV2" not in graph_ops
     assert "MaxPool3DGrad" not in graph_ops  # non-overlapping windows: mask gradient
     assert graph_ops.count("Conv3D") == 3 + 2 * 2  # conv_b, conv_c input gradients per class
 
 
-@pytest.mark.parametrize("method,pooling", [("gradcam", "temporal"), ("gradcam++", "global"), ("gradcam++", "temporal")])
-def test_gradcam_plus_plus_and_temporal_pooling_match_their_formulas(method: str, pooling: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "method,pooling", [("gradcam", "temporal"), ("gradcam++", "global"), ("gradcam++", "temporal")]
+)
+def test_gradcam_plus_plus_and_temporal_pooling_match_their_formulas(
+    method: str, pooling: str, tmp_path: Path
+) -> None:
     model_path = saved(functional_bn_residual(), tmp_path)
     info, x, result = fused_for(model_path, method=method, pooling=pooling, expected=0)
     for class_index in result.maps:
         for position, layer_path in enumerate(info["conv3d_layers"]):
             activation, gradient = reference_activation_and_gradient(model_path, layer_path, x, class_index)
             expected_map = reference_map(activation, gradient, method=method, pooling=pooling)
-            assert_map_close(result.maps[class_index][position], expected_map, what=f"{method}/{pooling} {layer_path}")
+            assert_map_close(
+                result.maps[class_index][position], expected_map, what=f"{method}/{pooling} {layer_path}"
+            )
 
 
 def test_h5_and_keras_files_give_the_same_maps(tmp_path: Path) -> None:
@@ -356,9 +404,18 @@ def test_map_that_relu_makes_all_zero_stays_zero_not_nan(tmp_path: Path) -> None
     # Positive activations (ReLU + positive bias) and a Dense layer with only negative weights:
     # every channel weight is negative, so the weighted sum is negative everywhere.
     inputs = keras.Input((4, 8, 8, 1))
-    x = L.Conv3D(3, 3, padding="same", activation="relu", bias_initializer=keras.initializers.Constant(1.0), name="conv")(inputs)
+    x = L.Conv3D(
+        3,
+        3,
+        padding="same",
+        activation="relu",
+        bias_initializer=keras.initializers.Constant(1.0),
+        name="conv",
+    )(inputs)
     x = L.GlobalAveragePooling3D()(x)
-    outputs = L.Dense(2, activation="softmax", kernel_initializer=keras.initializers.Constant(-1.0), name="scores")(x)
+    outputs = L.Dense(
+        2, activation="softmax", kernel_initializer=keras.initializers.Constant(-1.0), name="scores"
+    )(x)
     model_path = saved(keras.Model(inputs, outputs, name="negative"), tmp_path)
     _, _, result = fused_for(model_path)
     (raw,) = result.maps[result.predicted_class]
@@ -398,4 +455,6 @@ def test_trilinear_upsampling_is_linear_and_keeps_constants_and_zeros() -> None:
 
     plane = np.random.default_rng(0).random((1, 5, 7)).astype(np.float32)
     ours = upsample_trilinear(plane, size=(1, 20, 21))[0]
-    np.testing.assert_allclose(ours, cv2.resize(plane[0], (21, 20), interpolation=cv2.INTER_LINEAR), atol=1e-5)
+    np.testing.assert_allclose(
+        ours, cv2.resize(plane[0], (21, 20), interpolation=cv2.INTER_LINEAR), atol=1e-5
+    )

@@ -1,4 +1,5 @@
 """The engine's class-map parser against the table the web page's parser is tested with."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,9 @@ from tests.class_map_cases import CLASS_MAP_CASES
 
 
 @pytest.mark.parametrize(("text", "num_classes", "expected"), CLASS_MAP_CASES)
-def test_engine_class_map_parser_follows_the_shared_table(text: str, num_classes: int, expected: list[str] | str) -> None:
+def test_engine_class_map_parser_follows_the_shared_table(
+    text: str, num_classes: int, expected: list[str] | str
+) -> None:
     if isinstance(expected, str):
         with pytest.raises(Refusal) as refused:
             parse_class_map(text, num_classes=num_classes)

@@ -1,5 +1,6 @@
 """The offline demo: `python -m demo` trains a real Conv3D classifier that
 classifies its own sample videos as the engine will feed them, and records the ground truth."""
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,9 @@ def test_saved_model_reloads_safely_and_predicts_each_videos_true_class(demo_bun
     _, frames, height, width, channels = model.input_shape
     assert [frames, height, width, channels] == demo_bundle["input_shape"]
     for video in demo_bundle["videos"]:
-        clip, decoded_count = decode_and_preprocess(path=video["path"], frames=frames, height=height, width=width)
+        clip, decoded_count = decode_and_preprocess(
+            path=video["path"], frames=frames, height=height, width=width
+        )
         assert decoded_count == video["frame_count"] >= 2 * frames
         probabilities = np.asarray(model(clip[None], training=False))[0]
         assert int(np.argmax(probabilities)) == video["true_class"], (video["name"], probabilities.round(3))
@@ -85,8 +88,10 @@ def test_ground_truth_boxes_follow_the_object_in_the_decoded_video(demo_bundle: 
             if not ok:
                 break
             x, y, w, h = video["boxes"][frame_index]
-            assert 0 <= x and 0 <= y and x + w <= video["width"] and y + h <= video["height"]
-            centre = frame[y + h // 2 - h // 4 : y + h // 2 + h // 4 + 1, x + w // 2 - w // 4 : x + w // 2 + w // 4 + 1]
+            assert x >= 0 and y >= 0 and x + w <= video["width"] and y + h <= video["height"]
+            centre = frame[
+                y + h // 2 - h // 4 : y + h // 2 + h // 4 + 1, x + w // 2 - w // 4 : x + w // 2 + w // 4 + 1
+            ]
             background_mask = np.ones(frame.shape[:2], dtype=bool)
             background_mask[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
             object_colour = np.median(centre.reshape(-1, 3), axis=0)
@@ -153,6 +158,8 @@ def test_make_demo_trains_with_onednn_in_its_own_process_only(monkeypatch: pytes
         "print(seen)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip().splitlines()[-1] == "{'flag': '1', 'tf': False}"

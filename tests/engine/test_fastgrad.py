@@ -6,6 +6,7 @@ here against TF's Conv3DBackpropInputV2 (an eager tape) on random tensors, for '
 'VALID', directly and through the gradient override inside a tf.function; other convs must
 keep TF's own gradient (filter gradient included).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,14 +25,18 @@ RELATIVE_TOLERANCE = 1e-5
 KERNELS = [(3, 3, 3), (1, 3, 5), (5, 1, 3), (1, 1, 1)]
 
 
-def random_case(kernel: tuple[int, int, int], *, seed: int, c_in: int = 3, c_out: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def random_case(
+    kernel: tuple[int, int, int], *, seed: int, c_in: int = 3, c_out: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(2, 7, 9, 8, c_in)).astype(np.float32)
     w = rng.normal(size=(*kernel, c_in, c_out)).astype(np.float32)
     return x, w
 
 
-def tf_input_gradient(x: np.ndarray, w: np.ndarray, upstream: np.ndarray, *, padding: str, strides: list[int] | None = None) -> np.ndarray:
+def tf_input_gradient(
+    x: np.ndarray, w: np.ndarray, upstream: np.ndarray, *, padding: str, strides: list[int] | None = None
+) -> np.ndarray:
     x_t = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x_t)
@@ -50,7 +55,9 @@ def assert_close(ours: np.ndarray, theirs: np.ndarray) -> None:
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_forward_conv_input_gradient_equals_tf_backprop_input(padding: str, kernel: tuple[int, int, int]) -> None:
+def test_forward_conv_input_gradient_equals_tf_backprop_input(
+    padding: str, kernel: tuple[int, int, int]
+) -> None:
     x, w = random_case(kernel, seed=sum(kernel))
     y_shape = tf.nn.conv3d(x, w, strides=[1] * 5, padding=padding).shape
     upstream = np.random.default_rng(9).normal(size=y_shape).astype(np.float32)
@@ -58,7 +65,9 @@ def test_forward_conv_input_gradient_equals_tf_backprop_input(padding: str, kern
     assert_close(ours, tf_input_gradient(x, w, upstream, padding=padding))
 
 
-def gradients_through_override(x: np.ndarray, w: np.ndarray, upstream: np.ndarray, *, padding: str, strides: list[int]) -> tuple[list[str], np.ndarray, bool]:
+def gradients_through_override(
+    x: np.ndarray, w: np.ndarray, upstream: np.ndarray, *, padding: str, strides: list[int]
+) -> tuple[list[str], np.ndarray, bool]:
     """(graph op types, input gradient, whether a filter gradient was built) via tf.gradients."""
     filter_gradient_built: list[bool] = []
 
@@ -78,7 +87,9 @@ def gradients_through_override(x: np.ndarray, w: np.ndarray, upstream: np.ndarra
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("kernel", [(3, 3, 3), (1, 3, 5)])
-def test_override_in_a_tf_function_uses_the_forward_conv_and_no_filter_gradient(padding: str, kernel: tuple[int, int, int]) -> None:
+def test_override_in_a_tf_function_uses_the_forward_conv_and_no_filter_gradient(
+    padding: str, kernel: tuple[int, int, int]
+) -> None:
     x, w = random_case(kernel, seed=1)
     y_shape = tf.nn.conv3d(x, w, strides=[1] * 5, padding=padding).shape
     upstream = np.random.default_rng(2).normal(size=y_shape).astype(np.float32)
@@ -90,20 +101,35 @@ def test_override_in_a_tf_function_uses_the_forward_conv_and_no_filter_gradient(
 
 @pytest.mark.parametrize(
     "kernel,strides,padding",
-    [((3, 3, 3), [1, 1, 2, 2, 1], "SAME"), ((3, 3, 3), [1, 2, 1, 1, 1], "VALID"), ((2, 2, 2), [1] * 5, "SAME"), ((3, 2, 3), [1] * 5, "VALID")],
+    [
+        ((3, 3, 3), [1, 1, 2, 2, 1], "SAME"),
+        ((3, 3, 3), [1, 2, 1, 1, 1], "VALID"),
+        ((2, 2, 2), [1] * 5, "SAME"),
+        ((3, 2, 3), [1] * 5, "VALID"),
+    ],
 )
-def test_strided_and_even_kernel_convs_keep_tf_gradient(kernel: tuple[int, int, int], strides: list[int], padding: str) -> None:
+def test_strided_and_even_kernel_convs_keep_tf_gradient(
+    kernel: tuple[int, int, int], strides: list[int], padding: str
+) -> None:
     x, w = random_case(kernel, seed=4)
     y_shape = tf.nn.conv3d(x, w, strides=strides, padding=padding).shape
     upstream = np.random.default_rng(5).normal(size=y_shape).astype(np.float32)
     ops, gradient, filter_built = gradients_through_override(x, w, upstream, padding=padding, strides=strides)
     assert "Conv3DBackpropInputV2" in ops and filter_built
-    np.testing.assert_array_equal(gradient, tf_input_gradient(x, w, upstream, padding=padding, strides=strides))
+    np.testing.assert_array_equal(
+        gradient, tf_input_gradient(x, w, upstream, padding=padding, strides=strides)
+    )
 
 
 def test_fast_path_applies_only_to_stride_1_dilation_1_odd_kernels_channels_last() -> None:
     def applies(**overrides: object) -> bool:
-        arguments = {"strides": [1] * 5, "dilations": [1] * 5, "kernel_shape": [3, 3, 3, 4, 8], "padding": "SAME", "data_format": "NDHWC"}
+        arguments = {
+            "strides": [1] * 5,
+            "dilations": [1] * 5,
+            "kernel_shape": [3, 3, 3, 4, 8],
+            "padding": "SAME",
+            "data_format": "NDHWC",
+        }
         arguments.update(overrides)
         return fastgrad.fast_input_gradient_applies(**arguments)  # type: ignore[arg-type]
 
@@ -118,7 +144,9 @@ def test_fast_path_applies_only_to_stride_1_dilation_1_odd_kernels_channels_last
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("window", [(1, 2, 2), (2, 2, 2), (3, 3, 3), (1, 3, 2)])
-@pytest.mark.parametrize("shape", [(2, 7, 9, 10, 3), (2, 6, 12, 12, 3)], ids=["ragged", "windows-tile-exactly"])
+@pytest.mark.parametrize(
+    "shape", [(2, 7, 9, 10, 3), (2, 6, 12, 12, 3)], ids=["ragged", "windows-tile-exactly"]
+)
 def test_max_pool_gradient_equals_tf_bit_for_bit_with_ties_and_near_ties(
     padding: str, window: tuple[int, int, int], shape: tuple[int, ...]
 ) -> None:
@@ -143,7 +171,10 @@ def test_max_pool_gradient_equals_tf_bit_for_bit_with_ties_and_near_ties(
     ops = [op.type for op in through_override.get_concrete_function(x_t).graph.get_operations()]
     assert "MaxPool3DGrad" not in ops
     np.testing.assert_array_equal(through_override(x_t).numpy(), theirs)
-    np.testing.assert_array_equal(fastgrad.max_pool3d_input_gradient(x_t, pooled, upstream, window=window, padding=padding).numpy(), theirs)
+    np.testing.assert_array_equal(
+        fastgrad.max_pool3d_input_gradient(x_t, pooled, upstream, window=window, padding=padding).numpy(),
+        theirs,
+    )
 
 
 def test_overlapping_max_pool_keeps_tf_gradient() -> None:
@@ -155,7 +186,9 @@ def test_overlapping_max_pool_keeps_tf_gradient() -> None:
             y = tf.nn.max_pool3d(inputs, 3, 2, "SAME")
         return tf.gradients(tf.reduce_sum(y), inputs)[0]
 
-    assert "MaxPool3DGrad" in [op.type for op in through_override.get_concrete_function(x).graph.get_operations()]
+    assert "MaxPool3DGrad" in [
+        op.type for op in through_override.get_concrete_function(x).graph.get_operations()
+    ]
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss = tf.reduce_sum(tf.nn.max_pool3d(x, 3, 2, "SAME"))

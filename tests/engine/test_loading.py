@@ -5,6 +5,7 @@ model's own output, and gradients computed in the test by running the model's la
 (a chain of leaf layers, nested sub-models flattened) or, for the non-chain residual model, by
 the textbook `keras.Model(model.inputs, [layer.output, ...])` on the loaded Functional model.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,7 +66,12 @@ def test_loaded_model_predicts_like_the_model_that_was_saved(
 def test_loader_follows_magic_bytes_whatever_the_name(saved_models: dict, tmp_path: Path) -> None:
     x = clip_for([8, 32, 32, 3])
     expected = load_model_safely(saved_models[("nested_submodel", "h5")])(x).numpy()
-    for source_fmt, name in (("h5", "upload.keras"), ("h5", "upload"), ("keras", "upload.h5"), ("keras", "x.bin")):
+    for source_fmt, name in (
+        ("h5", "upload.keras"),
+        ("h5", "upload"),
+        ("keras", "upload.h5"),
+        ("keras", "x.bin"),
+    ):
         target = tmp_path / name
         shutil.copyfile(saved_models[("nested_submodel", source_fmt)], target)
         np.testing.assert_allclose(load_model_safely(target)(x).numpy(), expected, atol=1e-6)
@@ -94,7 +100,9 @@ def test_custom_layer_is_refused_even_when_the_class_is_registered_in_process(tm
         load_model_safely(path)
 
 
-def test_corrupted_weights_behind_a_valid_config_are_refused_cleanly(saved_models: dict, tmp_path: Path) -> None:
+def test_corrupted_weights_behind_a_valid_config_are_refused_cleanly(
+    saved_models: dict, tmp_path: Path
+) -> None:
     source = saved_models[("sequential_with_input", "keras")]
     broken = tmp_path / "broken_weights.keras"
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(broken, "w") as copy:
@@ -127,7 +135,9 @@ def _leaf_chain(model: Any, prefix: str) -> list[tuple[str, Any]]:
     return chain
 
 
-def _chain_reference(model: Any, x: tf.Tensor, target: str, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _chain_reference(
+    model: Any, x: tf.Tensor, target: str, class_index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(activation, logits, d logit[class] / d activation) by running a layer chain by hand."""
     chain = _leaf_chain(model, model.name)
     index = [path for path, _ in chain].index(target)
@@ -147,7 +157,9 @@ def _chain_reference(model: Any, x: tf.Tensor, target: str, class_index: int) ->
     return activation.numpy(), logits.numpy(), tape.gradient(score, activation).numpy()
 
 
-def _functional_reference(model: Any, x: tf.Tensor, target: str, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _functional_reference(
+    model: Any, x: tf.Tensor, target: str, class_index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     layer = model.get_layer(target.split("/", 1)[1])
     scores = model.get_layer("scores")  # linear Dense before the separate Softmax layer
     extractor = keras.Model(model.inputs, [layer.output, scores.output])
@@ -200,8 +212,11 @@ def test_probe_probabilities_equal_the_model_output_and_logits_are_pre_softmax(
     np.testing.assert_allclose(shift, np.full_like(shift, shift[0, 0]), atol=1e-4)
     assert not np.allclose(result.logits.numpy(), model_output, atol=1e-3)
     assert probe.output_activation == "softmax"
-    expected_source = (LOGITS_FROM_ACTIVATION_INPUT if architecture == "functional_bn_residual"
-                       else LOGITS_FROM_DENSE_PREACTIVATION)
+    expected_source = (
+        LOGITS_FROM_ACTIVATION_INPUT
+        if architecture == "functional_bn_residual"
+        else LOGITS_FROM_DENSE_PREACTIVATION
+    )
     assert probe.logit_source == expected_source
 
 
@@ -226,8 +241,12 @@ def test_probe_gradients_inside_tf_function_equal_eager_ones(saved_models: dict)
     ("final_activation", "expected_source"),
     [("sigmoid", LOGITS_FROM_DENSE_PREACTIVATION), ("linear", LOGITS_FROM_MODEL_OUTPUT)],
 )
-def test_probe_for_sigmoid_and_linear_outputs(tmp_path: Path, final_activation: str, expected_source: str) -> None:
-    built = factories.conv3d_model_with_input_shape(input_shape=(4, 8, 8, 3), final_activation=final_activation)
+def test_probe_for_sigmoid_and_linear_outputs(
+    tmp_path: Path, final_activation: str, expected_source: str
+) -> None:
+    built = factories.conv3d_model_with_input_shape(
+        input_shape=(4, 8, 8, 3), final_activation=final_activation
+    )
     model = load_model_safely(factories.save_model(built, directory=tmp_path, fmt="keras"))
     probe = build_probe(model, ["odd_shape/conv3d_1"])
     x = clip_for([4, 8, 8, 3])
@@ -236,11 +255,14 @@ def test_probe_for_sigmoid_and_linear_outputs(tmp_path: Path, final_activation: 
     model_output = model(x).numpy()
     if final_activation == "sigmoid":  # probabilities are the model's own sigmoid outputs
         np.testing.assert_allclose(probe.probabilities(result.logits).numpy(), model_output, atol=1e-6)
-        np.testing.assert_allclose(result.logits.numpy(), np.log(model_output / (1 - model_output)), atol=1e-4)
+        np.testing.assert_allclose(
+            result.logits.numpy(), np.log(model_output / (1 - model_output)), atol=1e-4
+        )
     else:  # raw scores are the logits; probabilities are their softmax
         np.testing.assert_allclose(result.logits.numpy(), model_output, atol=1e-6)
-        np.testing.assert_allclose(probe.probabilities(result.logits).numpy(),
-                                   tf.nn.softmax(model_output).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            probe.probabilities(result.logits).numpy(), tf.nn.softmax(model_output).numpy(), atol=1e-6
+        )
 
 
 def test_build_probe_leaves_the_users_model_unchanged(saved_models: dict) -> None:

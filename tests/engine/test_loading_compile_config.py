@@ -6,6 +6,7 @@ the installed Keras does (why the copy is needed, and why the root's is left to 
 others show load_model_safely never lets Keras reach a nested one, even if inspection missed
 it, while models whose backbone was compiled still load and predict as saved.
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,13 +43,23 @@ class LeaveMarker(keras.metrics.Mean):
 
 
 def marker_compile_config(marker: Path) -> dict[str, Any]:
-    metric = {"module": None, "class_name": "LeaveMarker", "registered_name": "GradcamTests>LeaveMarker",
-              "config": {"path": str(marker), "name": "leave_marker"}}
+    metric = {
+        "module": None,
+        "class_name": "LeaveMarker",
+        "registered_name": "GradcamTests>LeaveMarker",
+        "config": {"path": str(marker), "name": "leave_marker"},
+    }
     return {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": [metric]}
 
 
-def with_compile_config(source: Path, directory: Path, *, compile_config: dict[str, Any],
-                        nested: bool, add_module_key: bool = False) -> Path:
+def with_compile_config(
+    source: Path,
+    directory: Path,
+    *,
+    compile_config: dict[str, Any],
+    nested: bool,
+    add_module_key: bool = False,
+) -> Path:
     """A copy of a saved nested_submodel file with `compile_config` on inner_block or the root."""
     target = directory / f"{'nested' if nested else 'root'}_compile{source.suffix}"
     if source.suffix == ".keras":
@@ -68,10 +79,14 @@ def with_compile_config(source: Path, directory: Path, *, compile_config: dict[s
     return target
 
 
-def _place(config: dict[str, Any], compile_config: dict[str, Any], *, nested: bool, add_module_key: bool) -> None:
+def _place(
+    config: dict[str, Any], compile_config: dict[str, Any], *, nested: bool, add_module_key: bool
+) -> None:
     holder = config
     if nested:
-        holder = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "inner_block")
+        holder = next(
+            layer for layer in config["config"]["layers"] if layer["config"]["name"] == "inner_block"
+        )
         if add_module_key:
             holder["module"] = "keras.src.models.functional"
     holder["compile_config"] = copy.deepcopy(compile_config)
@@ -89,8 +104,13 @@ def test_keras_compiles_a_nested_compile_config_even_with_compile_false(
     marker = tmp_path / "marker.txt"
     # The h5 loader reaches it for a nested layer with a "module" key (Keras' own h5 writer
     # leaves that key out, a crafted file need not).
-    path = with_compile_config(saved_models[("nested_submodel", fmt)], tmp_path,
-                               compile_config=marker_compile_config(marker), nested=True, add_module_key=True)
+    path = with_compile_config(
+        saved_models[("nested_submodel", fmt)],
+        tmp_path,
+        compile_config=marker_compile_config(marker),
+        nested=True,
+        add_module_key=True,
+    )
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     assert marker.exists() and model.get_layer("inner_block").compiled
 
@@ -99,8 +119,12 @@ def test_keras_h5_loader_ignores_a_nested_compile_config_without_a_module_key(
     saved_models: dict, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker.txt"
-    path = with_compile_config(saved_models[("nested_submodel", "h5")], tmp_path,
-                               compile_config=marker_compile_config(marker), nested=True)
+    path = with_compile_config(
+        saved_models[("nested_submodel", "h5")],
+        tmp_path,
+        compile_config=marker_compile_config(marker),
+        nested=True,
+    )
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     assert not marker.exists() and not model.get_layer("inner_block").compiled
 
@@ -111,8 +135,12 @@ def test_keras_drops_the_root_compile_config_when_loading_with_compile_false(
 ) -> None:
     # Why load_model_safely copies a file only when a compile_config sits below the root.
     marker = tmp_path / "marker.txt"
-    path = with_compile_config(saved_models[("nested_submodel", fmt)], tmp_path,
-                               compile_config=marker_compile_config(marker), nested=False)
+    path = with_compile_config(
+        saved_models[("nested_submodel", fmt)],
+        tmp_path,
+        compile_config=marker_compile_config(marker),
+        nested=False,
+    )
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     assert not marker.exists() and not model.compiled
 
@@ -127,8 +155,9 @@ def test_nested_compile_config_never_reaches_keras_even_if_inspection_missed_it(
 ) -> None:
     marker = tmp_path / "marker.txt"
     source = saved_models[("nested_submodel", fmt)]
-    path = with_compile_config(source, tmp_path, compile_config=marker_compile_config(marker),
-                               nested=True, add_module_key=True)
+    path = with_compile_config(
+        source, tmp_path, compile_config=marker_compile_config(marker), nested=True, add_module_key=True
+    )
     original_bytes = hashlib.sha256(path.read_bytes()).hexdigest()
     # Inspection refuses this custom metric; pretend it had not, to test the second defence.
     monkeypatch.setattr(loading, "inspect_model", lambda *args, **kwargs: {"format": fmt})
@@ -141,7 +170,9 @@ def test_nested_compile_config_never_reaches_keras_even_if_inspection_missed_it(
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
-def test_model_with_a_compiled_backbone_loads_and_predicts_like_the_saved_model(tmp_path: Path, fmt: str) -> None:
+def test_model_with_a_compiled_backbone_loads_and_predicts_like_the_saved_model(
+    tmp_path: Path, fmt: str
+) -> None:
     built = factories.nested_submodel()
     backbone = built.get_layer("inner_block")
     backbone.compile(

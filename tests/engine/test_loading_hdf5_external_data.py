@@ -9,6 +9,7 @@ so any read of them shows; each test's control reads the planted weight the way 
 loader would, getting the secret values and moving the access time, which proves both that the
 file really points there and that the access time would have shown a read.
 """
+
 from __future__ import annotations
 
 import io
@@ -73,25 +74,41 @@ def planted_name(path: Path) -> str:
     found: list[str] = []
     if path.suffix == ".h5":
         with h5py.File(path, "r") as handle:
-            handle.visititems_links(lambda name, link: found.append(name) if name.endswith(("kernel", "0")) else None)
+            handle.visititems_links(
+                lambda name, link: found.append(name) if name.endswith(("kernel", "0")) else None
+            )
     else:
-        with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as handle:
-            handle.visititems_links(lambda name, link: found.append(name) if name.endswith(("kernel", "0")) else None)
+        with (
+            zipfile.ZipFile(path) as archive,
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as handle,
+        ):
+            handle.visititems_links(
+                lambda name, link: found.append(name) if name.endswith(("kernel", "0")) else None
+            )
     return found[0]
 
 
 CASES = [(kind, fmt, zipfile.ZIP_STORED) for kind in KINDS for fmt in ("h5", "keras")] + [
-    ("external_storage", "keras", zipfile.ZIP_DEFLATED), ("external_link", "keras", zipfile.ZIP_DEFLATED)]
+    ("external_storage", "keras", zipfile.ZIP_DEFLATED),
+    ("external_link", "keras", zipfile.ZIP_DEFLATED),
+]
 
 
-@pytest.mark.parametrize(("kind", "fmt", "compression"), CASES,
-                         ids=[f"{kind}-{fmt}{'-deflated' if c else ''}" for kind, fmt, c in CASES])
+@pytest.mark.parametrize(
+    ("kind", "fmt", "compression"),
+    CASES,
+    ids=[f"{kind}-{fmt}{'-deflated' if c else ''}" for kind, fmt, c in CASES],
+)
 def test_weights_reaching_host_files_are_refused_and_the_files_are_never_read(
     saved_models: dict, tmp_path: Path, secrets: dict[str, Path], kind: str, fmt: str, compression: int
 ) -> None:
     path = factories.write_model_with_hostile_weights(
-        source=saved_models[("sequential_with_input", fmt)], directory=tmp_path, kind=kind, secrets=secrets,
-        compression=compression)
+        source=saved_models[("sequential_with_input", fmt)],
+        directory=tmp_path,
+        kind=kind,
+        secrets=secrets,
+        compression=compression,
+    )
     name = planted_name(path)
     age_access_times(secrets)
     for attempt in (inspect_model, load_model_safely):
@@ -109,11 +126,15 @@ def test_weights_reaching_host_files_are_refused_and_the_files_are_never_read(
     assert accessed(secrets) != []
 
 
-def test_keras_weights_refusal_names_the_weights_file(saved_models: dict, tmp_path: Path,
-                                                      secrets: dict[str, Path]) -> None:
+def test_keras_weights_refusal_names_the_weights_file(
+    saved_models: dict, tmp_path: Path, secrets: dict[str, Path]
+) -> None:
     path = factories.write_model_with_hostile_weights(
-        source=saved_models[("nested_submodel", "keras")], directory=tmp_path, kind="external_storage",
-        secrets=secrets)
+        source=saved_models[("nested_submodel", "keras")],
+        directory=tmp_path,
+        kind="external_storage",
+        secrets=secrets,
+    )
     with pytest.raises(ModelRefused) as caught:
         inspect_model(path)
     assert str(caught.value).startswith("The .keras file's weights (model.weights.h5) keeps the data of")
@@ -129,4 +150,6 @@ def test_recompressed_keras_file_with_clean_weights_still_loads(saved_models: di
             copy.writestr(info.filename, original.read(info))
     x = np.random.default_rng(3).random((1, *factories.SMALL_INPUT_SHAPE), dtype=np.float32)
     assert inspect_model(path)["conv3d_layers"] == inspect_model(source)["conv3d_layers"]
-    np.testing.assert_allclose(load_model_safely(path)(x).numpy(), load_model_safely(source)(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        load_model_safely(path)(x).numpy(), load_model_safely(source)(x).numpy(), atol=1e-6
+    )

@@ -4,6 +4,7 @@ Every file here is real: models built with Keras and saved with model.save, or b
 written byte by byte (model_factories). Refusals are checked for the reason and, where a layer
 is at fault, for that layer's full path.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,7 +50,9 @@ def test_inspect_reports_shape_classes_and_every_conv3d_path(
     assert info["num_classes"] == num_classes
     assert info["conv3d_layers"] == conv_paths
     assert info["output_activation"] == "softmax"
-    assert info["model_class"] == ("Sequential" if "sequential" in architecture or architecture == "grayscale" else "Functional")
+    assert info["model_class"] == (
+        "Sequential" if "sequential" in architecture or architecture == "grayscale" else "Functional"
+    )
     assert info["keras_version"].split(".")[0] == "3"
     assert info["layer_count"] == _count_layers(model)
 
@@ -93,19 +96,27 @@ def test_sequential_with_input_shape_argument_on_first_layer_is_accepted(tmp_pat
     import keras
 
     model = keras.Sequential(
-        [keras.layers.Conv3D(2, 3, input_shape=(6, 12, 12, 3), name="conv_a"), keras.layers.Flatten(),
-         keras.layers.Dense(4, activation="softmax")],
+        [
+            keras.layers.Conv3D(2, 3, input_shape=(6, 12, 12, 3), name="conv_a"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, activation="softmax"),
+        ],
         name="legacy_style",
     )
     for fmt in FORMATS:
         info = inspect_model(factories.save_model(model, directory=tmp_path, fmt=fmt))
         assert (info["input_shape"], info["num_classes"], info["conv3d_layers"]) == (
-            [6, 12, 12, 3], 4, ["legacy_style/conv_a"])
+            [6, 12, 12, 3],
+            4,
+            ["legacy_style/conv_a"],
+        )
 
 
 @pytest.mark.parametrize("final_activation", ["sigmoid", "linear"])
 def test_output_activation_is_reported(tmp_path: Path, final_activation: str) -> None:
-    model = factories.conv3d_model_with_input_shape(input_shape=(4, 8, 8, 1), final_activation=final_activation)
+    model = factories.conv3d_model_with_input_shape(
+        input_shape=(4, 8, 8, 1), final_activation=final_activation
+    )
     info = inspect_model(factories.save_model(model, directory=tmp_path, fmt="keras"))
     assert info["output_activation"] == final_activation
     assert info["input_shape"] == [4, 8, 8, 1]
@@ -127,7 +138,9 @@ def test_lambda_layer_is_refused_and_its_code_never_runs(tmp_path: Path, fmt: st
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_custom_registered_layer_in_nested_submodel_is_refused_with_its_path(tmp_path: Path, fmt: str) -> None:
+def test_custom_registered_layer_in_nested_submodel_is_refused_with_its_path(
+    tmp_path: Path, fmt: str
+) -> None:
     error = refusal(factories.write_custom_layer_model(directory=tmp_path, fmt=fmt))
     assert "custom_model/inner_block/double_it" in str(error)
     assert "custom" in str(error)
@@ -140,7 +153,9 @@ def _nested_config(saved_models: dict) -> dict[str, Any]:
 
 
 def _inner_conv(config: dict[str, Any], name: str = "conv3d_2") -> dict[str, Any]:
-    inner_block = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "inner_block")
+    inner_block = next(
+        layer for layer in config["config"]["layers"] if layer["config"]["name"] == "inner_block"
+    )
     return next(layer for layer in inner_block["config"]["layers"] if layer["config"].get("name") == name)
 
 
@@ -148,23 +163,29 @@ HOSTILE_EDITS = {
     "non_keras_module": (lambda layer: layer.update(module="evil.payload"), "module 'evil.payload'"),
     "keras_internal_module": (
         lambda layer: layer.update(module="keras.src.saving.serialization_lib"),
-        "module 'keras.src.saving.serialization_lib'"),
+        "module 'keras.src.saving.serialization_lib'",
+    ),
     "registered_name": (lambda layer: layer.update(registered_name="Evil>Conv3D"), "Evil>Conv3D"),
     "tfsm_layer": (lambda layer: layer.update(class_name="TFSMLayer"), "TFSMLayer"),
     "lambda_class": (lambda layer: layer.update(class_name="Lambda"), "Lambda"),
     "unknown_class": (lambda layer: layer.update(class_name="FancyAttention3D"), "FancyAttention3D"),
     "function_from_os": (
         lambda layer: layer["config"].update(
-            activation={"module": "os", "class_name": "function", "config": "system", "registered_name": None}),
-        "'system' from module 'os'"),
+            activation={"module": "os", "class_name": "function", "config": "system", "registered_name": None}
+        ),
+        "'system' from module 'os'",
+    ),
     "custom_activation_name": (lambda layer: layer["config"].update(activation="my_swish"), "my_swish"),
     "lambda_initializer": (
         lambda layer: layer["config"].update(
-            kernel_initializer={"class_name": "__lambda__", "config": {"code": "AAAA"}}),
-        "lambda"),
+            kernel_initializer={"class_name": "__lambda__", "config": {"code": "AAAA"}}
+        ),
+        "lambda",
+    ),
     "custom_initializer_module": (
         lambda layer: layer["config"]["kernel_initializer"].update(module="mypackage.inits"),
-        "mypackage.inits"),
+        "mypackage.inits",
+    ),
 }
 
 
@@ -180,14 +201,27 @@ def test_hostile_config_deep_in_a_nested_submodel_is_refused_naming_the_layer(
     assert expected_words in str(error)
 
 
-def test_lambda_wrapped_in_time_distributed_is_refused_with_wrapped_path(saved_models: dict, tmp_path: Path) -> None:
+def test_lambda_wrapped_in_time_distributed_is_refused_with_wrapped_path(
+    saved_models: dict, tmp_path: Path
+) -> None:
     config = copy.deepcopy(_nested_config(saved_models))
     layers = config["config"]["layers"]
-    wrapper = {"module": "keras.layers", "class_name": "TimeDistributed", "registered_name": None,
-               "config": {"name": "per_frame", "layer": {"module": "keras.layers", "class_name": "Lambda",
-                                                         "registered_name": None,
-                                                         "config": {"name": "hidden_lambda", "function": "x"}}},
-               "name": "per_frame", "inbound_nodes": []}
+    wrapper = {
+        "module": "keras.layers",
+        "class_name": "TimeDistributed",
+        "registered_name": None,
+        "config": {
+            "name": "per_frame",
+            "layer": {
+                "module": "keras.layers",
+                "class_name": "Lambda",
+                "registered_name": None,
+                "config": {"name": "hidden_lambda", "function": "x"},
+            },
+        },
+        "name": "per_frame",
+        "inbound_nodes": [],
+    }
     layers.insert(2, wrapper)
     error = refusal(factories.write_keras_zip_with_config(directory=tmp_path, config=config))
     assert "outer_model/per_frame/hidden_lambda" in str(error) and "Lambda" in str(error)
@@ -209,8 +243,12 @@ def test_zero_byte_file_is_refused_as_empty(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_truncated_file_is_refused_as_truncated_or_corrupted(saved_models: dict, tmp_path: Path, fmt: str) -> None:
-    error = refusal(factories.write_truncated(source=saved_models[("nested_submodel", fmt)], directory=tmp_path))
+def test_truncated_file_is_refused_as_truncated_or_corrupted(
+    saved_models: dict, tmp_path: Path, fmt: str
+) -> None:
+    error = refusal(
+        factories.write_truncated(source=saved_models[("nested_submodel", fmt)], directory=tmp_path)
+    )
     assert error.code == "corrupted" and "truncated or corrupted" in str(error)
 
 
@@ -289,7 +327,9 @@ def test_2d_image_model_is_refused_for_its_4d_input(tmp_path: Path, fmt: str) ->
         ((1024, 512, 512, 3), "values per clip"),
     ],
 )
-def test_absurd_or_undefined_input_shape_is_refused(tmp_path: Path, input_shape: tuple, expected_words: str) -> None:
+def test_absurd_or_undefined_input_shape_is_refused(
+    tmp_path: Path, input_shape: tuple, expected_words: str
+) -> None:
     error = refusal(factories.write_absurd_input_model(directory=tmp_path, input_shape=input_shape))
     assert error.code == "bad_input_shape" and expected_words in str(error)
 
@@ -311,7 +351,10 @@ def test_model_with_a_single_output_unit_is_refused(tmp_path: Path) -> None:
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gradcam3d", "inspect", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -346,15 +389,25 @@ def test_inspecting_and_importing_loading_never_import_tensorflow(saved_models: 
         f"inspect_model({str(saved_models[('nested_submodel', 'h5')])!r}); "
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
 def _keras2_layer(class_name: str, name: str, inbound: str | None, **config: Any) -> dict[str, Any]:
-    return {"class_name": class_name, "config": {"name": name, "trainable": True, "dtype": "float32", **config},
-            "name": name, "inbound_nodes": [[[inbound, 0, 0, {}]]] if inbound else []}
+    return {
+        "class_name": class_name,
+        "config": {"name": name, "trainable": True, "dtype": "float32", **config},
+        "name": name,
+        "inbound_nodes": [[[inbound, 0, 0, {}]]] if inbound else [],
+    }
 
 
 def test_keras2_style_h5_config_is_understood(tmp_path: Path) -> None:
@@ -362,18 +415,31 @@ def test_keras2_style_h5_config_is_understood(tmp_path: Path) -> None:
     # nested-list inbound nodes, no "module" keys.
     import h5py
 
-    config = {"class_name": "Model", "config": {"name": "c3d", "layers": [
-        _keras2_layer("InputLayer", "clip", None, batch_input_shape=[None, 16, 112, 112, 3]),
-        _keras2_layer("Conv3D", "conv1", "clip", filters=8, kernel_size=[3, 3, 3], activation="relu"),
-        _keras2_layer("GlobalAveragePooling3D", "pool", "conv1"),
-        _keras2_layer("Dense", "fc", "pool", units=5, activation="linear"),
-        _keras2_layer("Activation", "prob", "fc", activation="softmax"),
-    ], "input_layers": [["clip", 0, 0]], "output_layers": [["prob", 0, 0]]}}
+    config = {
+        "class_name": "Model",
+        "config": {
+            "name": "c3d",
+            "layers": [
+                _keras2_layer("InputLayer", "clip", None, batch_input_shape=[None, 16, 112, 112, 3]),
+                _keras2_layer("Conv3D", "conv1", "clip", filters=8, kernel_size=[3, 3, 3], activation="relu"),
+                _keras2_layer("GlobalAveragePooling3D", "pool", "conv1"),
+                _keras2_layer("Dense", "fc", "pool", units=5, activation="linear"),
+                _keras2_layer("Activation", "prob", "fc", activation="softmax"),
+            ],
+            "input_layers": [["clip", 0, 0]],
+            "output_layers": [["prob", 0, 0]],
+        },
+    }
     path = tmp_path / "keras2.h5"
     with h5py.File(path, "w") as handle:
         handle.attrs["model_config"] = json.dumps(config)
         handle.attrs["keras_version"] = "2.9.0"
         handle.create_group("model_weights")
     info = inspect_model(path)
-    assert (info["input_shape"], info["num_classes"], info["conv3d_layers"], info["output_activation"],
-            info["keras_version"]) == ([16, 112, 112, 3], 5, ["c3d/conv1"], "softmax", "2.9.0")
+    assert (
+        info["input_shape"],
+        info["num_classes"],
+        info["conv3d_layers"],
+        info["output_activation"],
+        info["keras_version"],
+    ) == ([16, 112, 112, 3], 5, ["c3d/conv1"], "softmax", "2.9.0")

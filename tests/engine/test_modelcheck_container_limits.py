@@ -6,6 +6,7 @@ were moved in front of the reads, these files cost (peak minus baseline, measure
 200,000 entries +111 MB (either end-record count), 64 MB variable-length config +353 MB, 64 MB
 fixed-length config +193 MB, a 6 KB file whose config claims 512 MB +513 MB. After: about 1 MB.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ print(json.dumps(outcome))
 
 
 def inspect_in_child(path: Path) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(path)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -55,7 +57,9 @@ def baseline_peak_kb(saved_models: dict) -> int:
     return max(peak["peak_kb"] for peak in peaks)
 
 
-def assert_refused_with_small_memory(path: Path, baseline_kb: int, *, code: str, words: str) -> dict[str, Any]:
+def assert_refused_with_small_memory(
+    path: Path, baseline_kb: int, *, code: str, words: str
+) -> dict[str, Any]:
     outcome = inspect_in_child(path)
     assert outcome["refused"], outcome
     assert outcome["code"] == code and words in outcome["message"], outcome
@@ -98,10 +102,13 @@ def test_zip_naming_one_entry_twice_is_refused(saved_models: dict, tmp_path: Pat
 # HDF5 attributes
 
 
-def test_64_mb_variable_length_config_is_refused_before_it_is_read(tmp_path: Path, baseline_peak_kb: int) -> None:
+def test_64_mb_variable_length_config_is_refused_before_it_is_read(
+    tmp_path: Path, baseline_peak_kb: int
+) -> None:
     path = factories.write_h5_with_huge_config(directory=tmp_path)
-    outcome = assert_refused_with_small_memory(path, baseline_peak_kb, code="too_large",
-                                               words="attribute 'model_config' on '/' is 67,108,864 bytes")
+    outcome = assert_refused_with_small_memory(
+        path, baseline_peak_kb, code="too_large", words="attribute 'model_config' on '/' is 67,108,864 bytes"
+    )
     assert "refused before reading it" in outcome["message"]
 
 
@@ -110,8 +117,9 @@ def test_config_whose_descriptor_claims_512_mb_in_a_6_kb_file_is_refused_in_litt
 ) -> None:
     path = factories.write_h5_with_lying_attribute_length(directory=tmp_path, claimed_bytes=512 * 1024**2)
     assert path.stat().st_size < 10_000
-    assert_refused_with_small_memory(path, baseline_peak_kb, code="too_large",
-                                     words="'model_config' on '/' is 536,870,912 bytes")
+    assert_refused_with_small_memory(
+        path, baseline_peak_kb, code="too_large", words="'model_config' on '/' is 536,870,912 bytes"
+    )
 
 
 def test_64_mb_fixed_length_config_in_dense_attribute_storage_is_refused_before_it_is_read(
@@ -120,8 +128,9 @@ def test_64_mb_fixed_length_config_in_dense_attribute_storage_is_refused_before_
     # HDF5 keeps an attribute that large in "dense" storage, where even asking whether the name
     # exists reads all of it; Keras never writes attributes there.
     path = factories.write_h5_with_huge_config(directory=tmp_path, variable_length=False)
-    assert_refused_with_small_memory(path, baseline_peak_kb, code="corrupted",
-                                     words="attributes in dense storage")
+    assert_refused_with_small_memory(
+        path, baseline_peak_kb, code="corrupted", words="attributes in dense storage"
+    )
 
 
 def test_lying_attribute_keras_reads_while_loading_weights_is_refused_at_inspection(
@@ -129,10 +138,18 @@ def test_lying_attribute_keras_reads_while_loading_weights_is_refused_at_inspect
 ) -> None:
     # Keras' h5 loader reads model_weights' "layer_names" attribute; it is checked like the config.
     path = factories.write_h5_with_lying_attribute_length(
-        directory=tmp_path, claimed_bytes=512 * 1024**2, source=saved_models[("sequential_with_input", "h5")],
-        owner="model_weights", name="layer_names")
-    assert_refused_with_small_memory(path, baseline_peak_kb, code="too_large",
-                                     words="attribute 'layer_names' on 'model_weights' is 536,870,912 bytes")
+        directory=tmp_path,
+        claimed_bytes=512 * 1024**2,
+        source=saved_models[("sequential_with_input", "h5")],
+        owner="model_weights",
+        name="layer_names",
+    )
+    assert_refused_with_small_memory(
+        path,
+        baseline_peak_kb,
+        code="too_large",
+        words="attribute 'layer_names' on 'model_weights' is 536,870,912 bytes",
+    )
 
 
 def test_large_but_acceptable_config_and_both_object_header_versions_are_read(

@@ -1,6 +1,7 @@
 """run_analysis end to end on a small real model and video: the manifest lists exactly the files
 written, with the right counts per layer, and the `analyze` / `worker` commands speak the
 engine contract (docs/engine-contract.md)."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gradcam3d.classmap import parse_class_map
 from gradcam3d.errors import Refusal
 from gradcam3d.ffmpeg import encode_video
-from gradcam3d.classmap import parse_class_map
 from gradcam3d.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +26,16 @@ FRAMES, SIZE, CLASSES = 8, 16, 3
 LABELS = ["walking", "running", "jumping"]
 ENGINE_TIMEOUT = 240
 # Every figure in "timings" is a measured stage (docs/engine-contract.md).
-MEASURED_STAGES = {"load", "trace", "preprocess", "preprocess_wait", "gradcam", "render", "render_preprocessed_video", "total"}
+MEASURED_STAGES = {
+    "load",
+    "trace",
+    "preprocess",
+    "preprocess_wait",
+    "gradcam",
+    "render",
+    "render_preprocessed_video",
+    "total",
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +75,12 @@ def run(small_inputs: dict[str, Any], out: Path, **params: Any) -> dict[str, Any
     stages: list[tuple[str, float]] = []
     events: list[dict[str, Any]] = []
     manifest = run_analysis(
-        small_inputs["model"], small_inputs["video"], {"class_labels": LABELS, **params}, out,
-        progress=lambda stage, fraction: stages.append((stage, fraction)), on_event=events.append,
+        small_inputs["model"],
+        small_inputs["video"],
+        {"class_labels": LABELS, **params},
+        out,
+        progress=lambda stage, fraction: stages.append((stage, fraction)),
+        on_event=events.append,
     )
     manifest["_stages"], manifest["_events"] = stages, events
     return manifest
@@ -104,7 +118,9 @@ def assert_timings_are_measurements(manifest: dict[str, Any]) -> None:
     assert sequential <= timings["total"] + 5e-4, timings
 
 
-def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_when_right(small_inputs, tmp_path) -> None:
+def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_when_right(
+    small_inputs, tmp_path
+) -> None:
     out = tmp_path / "right"
     first = run(small_inputs, out)
     predicted = first["prediction"]["predicted_class"]
@@ -130,7 +146,11 @@ def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_w
     probabilities = on_disk["prediction"]["probabilities"]
     assert len(probabilities) == CLASSES and abs(sum(probabilities) - 1) < 1e-6
     assert on_disk["prediction"]["predicted_class"] == int(np.argmax(probabilities))
-    assert on_disk["prediction"]["top_k"][0] == {"class": predicted, "label": LABELS[predicted], "probability": probabilities[predicted]}
+    assert on_disk["prediction"]["top_k"][0] == {
+        "class": predicted,
+        "label": LABELS[predicted],
+        "probability": probabilities[predicted],
+    }
     assert on_disk["prediction"]["correct"] is None
 
     roles = files_by_role(on_disk)
@@ -154,7 +174,9 @@ def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_w
         assert float(raw.max()) == pytest.approx(layer["raw_max"][str(predicted)])
     stages = first["_stages"]
     assert stages[-1] == ("done", 1.0) and all(a[1] <= b[1] for a, b in zip(stages, stages[1:]))
-    assert first["_events"] == [{"event": "prediction", "predicted_class": predicted, "probabilities": probabilities}]
+    assert first["_events"] == [
+        {"event": "prediction", "predicted_class": predicted, "probabilities": probabilities}
+    ]
 
     # Same inputs again: byte-identical raw maps (the audit trail depends on it).
     again = run(small_inputs, tmp_path / "again")
@@ -164,14 +186,19 @@ def test_manifest_lists_every_file_with_counts_per_layer_and_no_inference_maps_w
                 assert a[key].tobytes() == b[key].tobytes()
 
 
-def test_wrong_prediction_adds_inference_maps_at_start_middle_end_and_a_legend(small_inputs, tmp_path) -> None:
+def test_wrong_prediction_adds_inference_maps_at_start_middle_end_and_a_legend(
+    small_inputs, tmp_path
+) -> None:
     probe_run = run(small_inputs, tmp_path / "probe", layers=["small/conv2"])
     wrong_class = (probe_run["prediction"]["predicted_class"] + 1) % CLASSES
     out = tmp_path / "wrong"
     manifest = run(small_inputs, out, expected_class=wrong_class, image_format="jpeg")
     assert_every_listed_file_exists_and_matches(out, manifest)
     predicted = manifest["prediction"]["predicted_class"]
-    assert manifest["prediction"]["correct"] is False and manifest["prediction"]["expected_label"] == LABELS[wrong_class]
+    assert (
+        manifest["prediction"]["correct"] is False
+        and manifest["prediction"]["expected_label"] == LABELS[wrong_class]
+    )
     roles = files_by_role(manifest)
     assert len(roles["inference_legend"]) == 1
     for layer in manifest["layers"]:
@@ -197,7 +224,9 @@ def test_wrong_prediction_adds_inference_maps_at_start_middle_end_and_a_legend(s
         ({"preprocess": {"scaling": "twice"}}, "bad_params"),
     ],
 )
-def test_bad_parameters_are_refused_with_a_clear_message_and_nothing_written(small_inputs, tmp_path, params, code) -> None:
+def test_bad_parameters_are_refused_with_a_clear_message_and_nothing_written(
+    small_inputs, tmp_path, params, code
+) -> None:
     from gradcam3d.pipeline import run_analysis
 
     out = tmp_path / "refused"
@@ -245,9 +274,23 @@ def test_cli_analyze_and_worker_follow_the_contract_and_agree(small_inputs, tmp_
     labels_file.write_text("".join(f"{i}: {label}\n" for i, label in enumerate(LABELS)))
     cli_out = tmp_path / "cli"
     completed = subprocess.run(
-        engine_command("analyze", str(small_inputs["model"]), str(small_inputs["video"]), "--out", str(cli_out),
-                       "--labels", str(labels_file), "--expected-class", "1", "--progress-json"),
-        capture_output=True, text=True, timeout=ENGINE_TIMEOUT, cwd=REPO, env=engine_env(),
+        engine_command(
+            "analyze",
+            str(small_inputs["model"]),
+            str(small_inputs["video"]),
+            "--out",
+            str(cli_out),
+            "--labels",
+            str(labels_file),
+            "--expected-class",
+            "1",
+            "--progress-json",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=ENGINE_TIMEOUT,
+        cwd=REPO,
+        env=engine_env(),
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = [json.loads(line) for line in completed.stdout.strip().splitlines()]
@@ -260,12 +303,26 @@ def test_cli_analyze_and_worker_follow_the_contract_and_agree(small_inputs, tmp_
     assert manifest["prediction"]["predicted_class"] == prediction["predicted_class"]
     assert manifest["params"]["class_labels"] == LABELS and manifest["params"]["expected_class"] == 1
     # No --scaling: "auto", the model's choice (this model has no scaling layer: [0, 1]).
-    assert manifest["preprocess"]["scaling"]["source"] == "model" and manifest["params"]["preprocess"]["scaling"] == "unit"
+    assert (
+        manifest["preprocess"]["scaling"]["source"] == "model"
+        and manifest["params"]["preprocess"]["scaling"] == "unit"
+    )
 
     refused = subprocess.run(
-        engine_command("analyze", str(small_inputs["model"]), str(small_inputs["video"]), "--out", str(tmp_path / "x"),
-                       "--expected-class", "9"),
-        capture_output=True, text=True, timeout=ENGINE_TIMEOUT, cwd=REPO, env=engine_env(),
+        engine_command(
+            "analyze",
+            str(small_inputs["model"]),
+            str(small_inputs["video"]),
+            "--out",
+            str(tmp_path / "x"),
+            "--expected-class",
+            "9",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=ENGINE_TIMEOUT,
+        cwd=REPO,
+        env=engine_env(),
     )
     assert refused.returncode == 2
     assert json.loads(refused.stdout.strip().splitlines()[-1])["code"] == "bad_expected_class"
@@ -273,14 +330,23 @@ def test_cli_analyze_and_worker_follow_the_contract_and_agree(small_inputs, tmp_
 
     # The warm worker: ready first, then one job from stdin, run like analyze --progress-json.
     worker = subprocess.Popen(
-        engine_command("worker"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, cwd=REPO, env=engine_env(),
+        engine_command("worker"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=engine_env(),
     )
     try:
         assert json.loads(worker.stdout.readline()) == {"event": "ready"}
         worker_out = tmp_path / "worker"
-        job = {"model": str(small_inputs["model"]), "video": str(small_inputs["video"]), "out": str(worker_out),
-               "params": {"expected_class": 1, "class_labels": LABELS}}
+        job = {
+            "model": str(small_inputs["model"]),
+            "video": str(small_inputs["video"]),
+            "out": str(worker_out),
+            "params": {"expected_class": 1, "class_labels": LABELS},
+        }
         started = time.perf_counter()
         stdout, stderr = worker.communicate(json.dumps(job) + "\n", timeout=ENGINE_TIMEOUT)
         job_seconds = time.perf_counter() - started
@@ -291,7 +357,9 @@ def test_cli_analyze_and_worker_follow_the_contract_and_agree(small_inputs, tmp_
     worker_lines = [json.loads(line) for line in stdout.strip().splitlines()]
     assert worker_lines[-1]["ok"] is True and any(line.get("event") == "prediction" for line in worker_lines)
     worker_manifest = json.loads((worker_out / "manifest.json").read_text())
-    print(f"worker job took {job_seconds:.2f} s after ready; engine total {worker_manifest['timings']['total']:.2f} s")
+    print(
+        f"worker job took {job_seconds:.2f} s after ready; engine total {worker_manifest['timings']['total']:.2f} s"
+    )
     # Two separate processes, same inputs and parameters: byte-identical maps and images.
     assert worker_manifest["params"] == manifest["params"]
     assert worker_manifest["preprocess"]["scaling"] == manifest["preprocess"]["scaling"]
@@ -319,7 +387,9 @@ def _engine_threads() -> list[str]:
     return [thread.name for thread in threading.enumerate() if thread.name.startswith("gradcam3d-")]
 
 
-def test_a_bad_video_is_refused_after_the_concurrent_start_and_leaves_no_worker_behind(small_inputs, tmp_path) -> None:
+def test_a_bad_video_is_refused_after_the_concurrent_start_and_leaves_no_worker_behind(
+    small_inputs, tmp_path
+) -> None:
     from gradcam3d.pipeline import run_analysis
 
     text = tmp_path / "notes.mp4"
@@ -352,7 +422,11 @@ def test_several_heatmap_videos_encoded_in_one_ffmpeg_process_each_hold_their_ow
     from tests.engine import video_factories as vf
 
     frames = vf.numbered_frames(count=30, width=32, height=24)
-    clips = [(frames[:10], tmp_path / "a.mp4"), (frames[10:13], tmp_path / "b" / "b.mp4"), (frames[13:], tmp_path / "c.mp4")]
+    clips = [
+        (frames[:10], tmp_path / "a.mp4"),
+        (frames[10:13], tmp_path / "b" / "b.mp4"),
+        (frames[13:], tmp_path / "c.mp4"),
+    ]
     paths = encode_videos(clips, fps=4.0, preset="ultrafast")
     assert paths == [path for _, path in clips]
     for (expected, _), path in zip(clips, paths):
@@ -361,11 +435,15 @@ def test_several_heatmap_videos_encoded_in_one_ffmpeg_process_each_hold_their_ow
         assert decoded.pts_seconds == pytest.approx([i / 4.0 for i in range(len(expected))])
     assert not list(tmp_path.rglob("*.partial.mp4"))
     with pytest.raises(ValueError):
-        encode_videos([(frames[:3], tmp_path / "d.mp4"), (vf.numbered_frames(count=3), tmp_path / "e.mp4")], fps=4.0)
+        encode_videos(
+            [(frames[:3], tmp_path / "d.mp4"), (vf.numbered_frames(count=3), tmp_path / "e.mp4")], fps=4.0
+        )
     assert not (tmp_path / "d.mp4").exists() and not (tmp_path / "e.mp4").exists()
 
 
-def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(small_inputs, tmp_path, monkeypatch) -> None:
+def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(
+    small_inputs, tmp_path, monkeypatch
+) -> None:
     """The model passes its config check but its weights do not load: the analysis fails at
     once and the FFmpeg run preprocessing the video is stopped, not waited for."""
     import threading
@@ -381,8 +459,23 @@ def test_a_model_that_fails_to_load_stops_the_preprocessing_still_running(small_
         seen["cancel"] = cancel
         started.set()
         try:  # a 60-second FFmpeg run that only a cancel can end early
-            run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime",
-                        "-f", "null", "-"], timeout=120, cancel=cancel)
+            run_ffmpeg(
+                [
+                    "-v",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=s=32x32:r=5:d=60",
+                    "-vf",
+                    "realtime",
+                    "-f",
+                    "null",
+                    "-",
+                ],
+                timeout=120,
+                cancel=cancel,
+            )
         except FFmpegCancelled as exc:
             seen["stopped"] = exc
             raise
@@ -409,15 +502,45 @@ def test_ffmpeg_runs_end_on_cancel_and_never_start_once_cancelled() -> None:
     timer = threading.Timer(0.3, cancel.set)
     timer.start()
     with pytest.raises(FFmpegCancelled):
-        run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime", "-f", "null", "-"],
-                   timeout=120, cancel=cancel)
+        run_ffmpeg(
+            [
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=32x32:r=5:d=60",
+                "-vf",
+                "realtime",
+                "-f",
+                "null",
+                "-",
+            ],
+            timeout=120,
+            cancel=cancel,
+        )
     timer.join()
     with pytest.raises(FFmpegCancelled):
         run_ffmpeg(["-version"], cancel=cancel)
     # With a cancel event the timeout still holds.
     with pytest.raises(FFmpegTimeout):
-        run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x32:r=5:d=60", "-vf", "realtime", "-f", "null", "-"],
-                   timeout=0.3, cancel=threading.Event())
+        run_ffmpeg(
+            [
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=32x32:r=5:d=60",
+                "-vf",
+                "realtime",
+                "-f",
+                "null",
+                "-",
+            ],
+            timeout=0.3,
+            cancel=threading.Event(),
+        )
     # Popen.communicate() cannot resume feeding input after a timeout: cancel is for runs
     # without input bytes, and asking for both is refused rather than left to hang.
     with pytest.raises(ValueError):

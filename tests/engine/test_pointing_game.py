@@ -8,6 +8,7 @@ uniform heat). Peak pointing game: the frame's hottest pixel lies inside the tru
 to 1.25x its size (centred), counted over all frames. Figures are printed for every layer; the
 targets (>= 3x, >= 80%) apply to the last Conv3D layer.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -111,7 +112,9 @@ def test_last_conv3d_layer_heat_concentrates_on_the_moving_object(demo) -> None:
     layers = inspect_model(demo["model"])["conv3d_layers"]
     figures = {name: pointing_figures(videos, layer=i) for i, name in enumerate(layers)}
     for name, values in figures.items():
-        print(f"pointing game {name}: energy {values['energy_ratio']:.2f}x, peak in 1.25x box {values['peak_in_box']:.0%}")
+        print(
+            f"pointing game {name}: energy {values['energy_ratio']:.2f}x, peak in 1.25x box {values['peak_in_box']:.0%}"
+        )
     last = figures[layers[-1]]
     assert last["energy_ratio"] >= ENERGY_RATIO_TARGET, figures
     assert last["peak_in_box"] >= PEAK_IN_BOX_TARGET, figures
@@ -130,9 +133,12 @@ def test_maps_of_randomised_weights_differ_clearly_from_the_trained_models(demo)
     for layer in randomised.layers:
         weights = layer.get_weights()
         if weights:
-            layer.set_weights([
-                np.asarray(keras.initializers.GlorotUniform()(w.shape)) if w.ndim > 1 else w for w in weights
-            ])
+            layer.set_weights(
+                [
+                    np.asarray(keras.initializers.GlorotUniform()(w.shape)) if w.ndim > 1 else w
+                    for w in weights
+                ]
+            )
     trained_videos = explained_videos(demo, model=trained)
     random_videos = explained_videos(demo, model=randomised)
     correlations = []
@@ -143,7 +149,9 @@ def test_maps_of_randomised_weights_differ_clearly_from_the_trained_models(demo)
         else:
             correlations.append(float(np.corrcoef(a, b)[0, 1]))
     random_pointing = pointing_figures(random_videos, layer=-1)
-    print(f"trained vs randomised map correlation per video: {np.round(correlations, 3).tolist()}; "
-          f"randomised pointing: {random_pointing}")
+    print(
+        f"trained vs randomised map correlation per video: {np.round(correlations, 3).tolist()}; "
+        f"randomised pointing: {random_pointing}"
+    )
     assert float(np.mean(correlations)) < RANDOMISED_CORRELATION_LIMIT
     assert random_pointing["energy_ratio"] < pointing_figures(trained_videos, layer=-1)["energy_ratio"]

@@ -1,4 +1,5 @@
 """README.md's "Use the engine from Python" example runs as it is written, against the real demo."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,10 @@ def python_blocks(markdown: str) -> list[str]:
 
 @pytest.mark.slow
 def test_the_use_it_from_python_example_runs_on_the_demo(
-    demo_bundle: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    demo_bundle: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],  # noqa: F811
 ) -> None:
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) == 2

@@ -1,4 +1,5 @@
 """Hot regions: Otsu (default) or a fixed fraction of the maximum, one box per component."""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def test_min_area_drops_specks() -> None:
 def test_map_regions_are_per_frame_json_data() -> None:
     heat = np.stack([two_blob_frame(), np.zeros((40, 60), np.float32)])
     regions = map_regions(heat)
-    payload = json.dumps([[box for box in r.boxes] for r in regions])
+    payload = json.dumps([list(r.boxes) for r in regions])
     assert json.loads(payload)[1] == []
     assert len(json.loads(payload)[0]) == 2
     with pytest.raises(ValueError):

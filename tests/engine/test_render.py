@@ -1,4 +1,5 @@
 """Vectorised rendering: colormap blending, boxes, diverging inference colours, images."""
+
 from __future__ import annotations
 
 import cv2
@@ -73,9 +74,13 @@ def test_difference_overlay_is_red_for_predicted_blue_for_expected_and_clear_whe
 
 def test_legend_and_curve_images_draw_even_non_ascii_labels(tmp_path) -> None:
     legend = render.inference_legend(predicted_label="Basketball", expected_label="Schwimmen \u00fc\u6f22")
-    curve = render.temporal_curve_image({"class 1": [0.0, 1.0, 0.5], "class 2": [0.0, 0.0, 0.0]}, title="conv1")
+    curve = render.temporal_curve_image(
+        {"class 1": [0.0, 1.0, 0.5], "class 2": [0.0, 0.0, 0.0]}, title="conv1"
+    )
     for name, image in (("legend.png", legend), ("curve.jpg", curve)):
-        path = render.write_image(image, tmp_path / name, image_format="jpeg" if name.endswith("jpg") else "png")
+        path = render.write_image(
+            image, tmp_path / name, image_format="jpeg" if name.endswith("jpg") else "png"
+        )
         assert cv2.imread(str(path)).shape == image.shape
 
 

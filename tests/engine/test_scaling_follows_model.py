@@ -3,6 +3,7 @@ gets 0-255 values when the caller leaves the scaling to it (nothing, None or "au
 values divided twice; an explicit scaling from the caller is kept. The manifest says which
 scaling was used, who chose it, why, and the range of values the model really received.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,18 @@ def probabilities_of(model_path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def test_choose_scaling_keeps_the_callers_choice_and_otherwise_follows_the_inspection() -> None:
-    rescales = {"suggested_scaling": "raw", "scaling_reason": "Its first layer, Rescaling(1/255), divides by 255 itself."}
+    rescales = {
+        "suggested_scaling": "raw",
+        "scaling_reason": "Its first layer, Rescaling(1/255), divides by 255 itself.",
+    }
     for requested in (None, "auto"):
         chosen = choose_scaling(requested=requested, inspection=rescales)
-        assert chosen == {"name": "raw", "source": "model", "reason": rescales["scaling_reason"], "suggested": "raw"}
+        assert chosen == {
+            "name": "raw",
+            "source": "model",
+            "reason": rescales["scaling_reason"],
+            "suggested": "raw",
+        }
     kept = choose_scaling(requested="unit", inspection=rescales)
     assert (kept["name"], kept["source"], kept["suggested"]) == ("unit", "caller", "raw")
     assert "'raw'" in kept["reason"] and rescales["scaling_reason"] in kept["reason"]
@@ -63,7 +72,9 @@ def test_choose_scaling_keeps_the_callers_choice_and_otherwise_follows_the_inspe
 
 @pytest.mark.parametrize("preprocess", [None, {"scaling": "auto"}], ids=["no scaling given", "auto"])
 def test_a_model_that_rescales_its_own_input_receives_0_to_255_when_the_scaling_is_left_to_it(
-    rescaling_inputs: dict[str, Path], tmp_path: Path, preprocess: dict[str, Any] | None,
+    rescaling_inputs: dict[str, Path],
+    tmp_path: Path,
+    preprocess: dict[str, Any] | None,
 ) -> None:
     manifest = analyse(rescaling_inputs, tmp_path / "auto", preprocess)
     scaling = manifest["preprocess"]["scaling"]
@@ -75,7 +86,9 @@ def test_a_model_that_rescales_its_own_input_receives_0_to_255_when_the_scaling_
     assert manifest["params"]["preprocess"]["scaling"] == "raw"
     # The prediction is the model's on 0-255 values, not on values divided by 255 twice.
     shape = tuple(manifest["model"]["input_shape"])
-    raw = preprocess_video(rescaling_inputs["video"], input_shape=shape, params=PreprocessParams(scaling="raw")).x
+    raw = preprocess_video(
+        rescaling_inputs["video"], input_shape=shape, params=PreprocessParams(scaling="raw")
+    ).x
     unit = preprocess_video(rescaling_inputs["video"], input_shape=shape).x
     assert [float(raw.min()), float(raw.max())] == scaling["input_range"]
     probabilities = np.asarray(manifest["prediction"]["probabilities"])
@@ -84,7 +97,8 @@ def test_a_model_that_rescales_its_own_input_receives_0_to_255_when_the_scaling_
 
 
 def test_an_explicit_scaling_is_kept_and_the_manifest_says_the_model_suggests_another(
-    rescaling_inputs: dict[str, Path], tmp_path: Path,
+    rescaling_inputs: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     manifest = analyse(rescaling_inputs, tmp_path / "unit", {"scaling": "unit"})
     scaling = manifest["preprocess"]["scaling"]

@@ -1,4 +1,5 @@
 """Probing, decoding and transcoding untrusted videos (gradcam3d.video)."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("kind", ["mp4", "avi", "avi_vfr", "avi_mjpeg_vfr", "webm", "mkv", "vfr_mp4"])
-def test_probe_counts_exactly_the_frames_written_in_every_container(videos: dict[str, Path], kind: str) -> None:
+def test_probe_counts_exactly_the_frames_written_in_every_container(
+    videos: dict[str, Path], kind: str
+) -> None:
     info = probe_video(videos[kind])
     assert info["frame_count"] == 40
     assert (info["width"], info["height"]) == (64, 48)
@@ -86,7 +89,9 @@ def test_probe_of_variable_frame_rate_reports_real_duration(videos: dict[str, Pa
         ("concat", "video_unreadable", "allowed format"),
     ],
 )
-def test_probe_refuses_bad_files_with_a_clear_message(videos: dict[str, Path], kind: str, code: str, words: str) -> None:
+def test_probe_refuses_bad_files_with_a_clear_message(
+    videos: dict[str, Path], kind: str, code: str, words: str
+) -> None:
     started = time.monotonic()
     with pytest.raises(VideoRefused) as refused:
         probe_video(videos[kind])
@@ -104,7 +109,9 @@ def test_probe_refuses_bad_files_with_a_clear_message(videos: dict[str, Path], k
         (VideoLimits(max_frames=39), "video_too_many_frames", "40 frames; the limit is 39"),
     ],
 )
-def test_probe_enforces_each_limit(videos: dict[str, Path], limits: VideoLimits, code: str, words: str) -> None:
+def test_probe_enforces_each_limit(
+    videos: dict[str, Path], limits: VideoLimits, code: str, words: str
+) -> None:
     with pytest.raises(VideoRefused) as refused:
         probe_video(videos["mp4"], limits=limits)
     assert refused.value.code == code
@@ -132,7 +139,9 @@ def test_probe_gives_up_after_its_timeout(videos: dict[str, Path]) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_filenames_that_look_like_protocols_are_read_as_plain_files(videos: dict[str, Path], tmp_path: Path) -> None:
+def test_filenames_that_look_like_protocols_are_read_as_plain_files(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
     shutil.copy(videos["mp4"], tmp_path / "a.mp4")
     shutil.copy(videos["avi"], tmp_path / "b.avi")
     tricky = tmp_path / "concat:a.mp4|b.avi"
@@ -156,24 +165,28 @@ def test_plain_ffmpeg_would_duplicate_vfr_avi_frames(videos: dict[str, Path]) ->
     """Why `-fps_mode passthrough` matters: the same decode without it gives extra frames."""
     from gradcam3d.ffmpeg import run_ffmpeg
 
-    result = run_ffmpeg(["-v", "error", "-i", str(videos["avi_vfr"]), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+    result = run_ffmpeg(
+        ["-v", "error", "-i", str(videos["avi_vfr"]), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    )
     assert len(result.stdout) // (64 * 48 * 3) > 40
 
 
 def _top_level_atoms(path: Path) -> list[str]:
     data, atoms, position = path.read_bytes(), [], 0
     while position + 8 <= len(data):
-        size = int.from_bytes(data[position:position + 4], "big")
-        atoms.append(data[position + 4:position + 8].decode("latin-1"))
+        size = int.from_bytes(data[position : position + 4], "big")
+        atoms.append(data[position + 4 : position + 8].decode("latin-1"))
         if size == 1:
-            size = int.from_bytes(data[position + 8:position + 16], "big")
+            size = int.from_bytes(data[position + 8 : position + 16], "big")
         if size < 8:
             break
         position += size
     return atoms
 
 
-def test_transcode_writes_faststart_h264_yuv420p_and_a_poster(videos: dict[str, Path], tmp_path: Path) -> None:
+def test_transcode_writes_faststart_h264_yuv420p_and_a_poster(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
     out, poster = tmp_path / "r" / "video.mp4", tmp_path / "r" / "poster.jpg"
     result = transcode_for_browser(videos["avi_vfr"], out_mp4=out, poster_jpg=poster)
     assert result["rendition"] == str(out) and result["poster"] == str(poster)
@@ -188,11 +201,17 @@ def test_transcode_writes_faststart_h264_yuv420p_and_a_poster(videos: dict[str, 
 
 
 def test_transcode_makes_even_sizes_and_respects_max_height(tmp_path: Path) -> None:
-    odd = vf.make_mkv(tmp_path / "odd.mkv", frames=vf.numbered_frames(count=6, width=75, height=101),
-                      lossless=True)
-    result = transcode_for_browser(odd, out_mp4=tmp_path / "o.mp4", poster_jpg=tmp_path / "o.jpg", max_height=50)
+    odd = vf.make_mkv(
+        tmp_path / "odd.mkv", frames=vf.numbered_frames(count=6, width=75, height=101), lossless=True
+    )
+    result = transcode_for_browser(
+        odd, out_mp4=tmp_path / "o.mp4", poster_jpg=tmp_path / "o.jpg", max_height=50
+    )
     rendition = probe_video(tmp_path / "o.mp4")
-    assert (rendition["width"], rendition["height"]) == (result["rendition_width"], result["rendition_height"])
+    assert (rendition["width"], rendition["height"]) == (
+        result["rendition_width"],
+        result["rendition_height"],
+    )
     assert rendition["height"] == 50 and rendition["width"] % 2 == 0
     assert rendition["width"] == pytest.approx(75 * 50 / 101, abs=2)
 
@@ -205,7 +224,9 @@ def test_transcode_refusal_leaves_nothing_behind(videos: dict[str, Path], tmp_pa
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gradcam3d", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gradcam3d", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_probe_prints_json_and_refuses_with_status_2(videos: dict[str, Path]) -> None:
@@ -216,13 +237,25 @@ def test_cli_probe_prints_json_and_refuses_with_status_2(videos: dict[str, Path]
     refused = _cli("probe", str(videos["mp4"]), "--max-frames", "10")
     assert refused.returncode == 2
     last = json.loads(refused.stdout.strip().splitlines()[-1])
-    assert last == {"ok": False, "code": "video_too_many_frames", "error": "The video has 40 frames; the limit is 10."}
+    assert last == {
+        "ok": False,
+        "code": "video_too_many_frames",
+        "error": "The video has 40 frames; the limit is 10.",
+    }
     assert "limit is 10" in refused.stderr
 
 
 def test_cli_transcode_writes_rendition_and_poster(videos: dict[str, Path], tmp_path: Path) -> None:
-    done = _cli("transcode", str(videos["webm"]), "--out", str(tmp_path / "w.mp4"), "--poster", str(tmp_path / "w.jpg"),
-                "--max-height", "24")
+    done = _cli(
+        "transcode",
+        str(videos["webm"]),
+        "--out",
+        str(tmp_path / "w.mp4"),
+        "--poster",
+        str(tmp_path / "w.jpg"),
+        "--max-height",
+        "24",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["rendition_height"] == 24 and Path(result["poster"]).exists()
@@ -269,14 +302,18 @@ def test_probe_duration_limit_holds_when_tags_forge_a_short_duration(videos: dic
     assert refused.value.code == "video_too_long"
 
 
-def test_decode_timestamps_and_decoded_count_ignore_forged_showinfo_and_statistics_tags(videos: dict[str, Path]) -> None:
+def test_decode_timestamps_and_decoded_count_ignore_forged_showinfo_and_statistics_tags(
+    videos: dict[str, Path],
+) -> None:
     decoded = decode_frames(videos["forged"], select=[10, 20], size=(32, 24))
     assert len(decoded.frames) == 2
     assert decoded.pts_seconds == [pytest.approx(0.4), pytest.approx(0.8)]
     assert decoded.decoded_count == 300
 
 
-def test_transcode_caps_ffmpeg_at_two_threads(videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transcode_caps_ffmpeg_at_two_threads(
+    videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gradcam3d.video as video
 
     calls: list[list[str]] = []
@@ -289,14 +326,16 @@ def test_transcode_caps_ffmpeg_at_two_threads(videos: dict[str, Path], tmp_path:
     monkeypatch.setattr(video, "run_ffmpeg", recording)
     transcode_for_browser(videos["mp4"], out_mp4=tmp_path / "t.mp4", poster_jpg=tmp_path / "t.jpg")
     encode = next(args for args in calls if "libx264" in args)
-    before_input, after_input = encode[:encode.index("-i")], encode[encode.index("-i"):]
+    before_input, after_input = encode[: encode.index("-i")], encode[encode.index("-i") :]
     assert before_input[before_input.index("-threads") + 1] == "2"  # decoder
     assert after_input[after_input.index("-threads") + 1] == "2"  # encoder
     assert before_input[before_input.index("-filter_threads") + 1] == "1"
 
 
 def test_transcode_refuses_clearly_when_no_poster_frame_can_be_written(
-    videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    videos: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import gradcam3d.video as video
 
@@ -320,8 +359,11 @@ def test_cli_commands_accept_probe_and_processing_timeouts(command: str) -> None
     from gradcam3d.cli import build_parser, limits_from_args
 
     parser = build_parser()
-    extra = {"probe": [], "transcode": ["--out", "o.mp4", "--poster", "p.jpg"],
-             "preview": ["--input-shape", "4,8,8,3", "--out", "d"]}[command]
+    extra = {
+        "probe": [],
+        "transcode": ["--out", "o.mp4", "--poster", "p.jpg"],
+        "preview": ["--input-shape", "4,8,8,3", "--out", "d"],
+    }[command]
     args = parser.parse_args([command, "v.mp4", *extra, "--timeout", "7", "--processing-timeout", "42"])
     limits = limits_from_args(args)
     assert (limits.timeout_seconds, limits.processing_timeout_seconds) == (7.0, 42.0)

@@ -5,6 +5,7 @@ survives lossy coding, so a test can tell exactly which source frame a decoded f
 `lavfi` (FFmpeg's generator input) is used here, in the test factory only, to make an
 audio-only file; the product never accepts it.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -34,12 +35,30 @@ def frame_numbers(frames: np.ndarray) -> list[int]:
 
 
 def _encode_raw(
-    frames: np.ndarray, path: Path, *, fps: float, codec_args: list[str], input_args: list[str] | None = None,
+    frames: np.ndarray,
+    path: Path,
+    *,
+    fps: float,
+    codec_args: list[str],
+    input_args: list[str] | None = None,
     filters: str | None = None,
 ) -> Path:
     count, height, width, _ = frames.shape
-    args = ["-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps),
-            "-i", "pipe:0", *(input_args or [])]
+    args = [
+        "-v",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{width}x{height}",
+        "-framerate",
+        str(fps),
+        "-i",
+        "pipe:0",
+        *(input_args or []),
+    ]
     if filters:
         args += ["-vf", filters]
     args += ["-fps_mode", "passthrough", *codec_args, "-y", str(path)]
@@ -49,28 +68,47 @@ def _encode_raw(
 
 def vfr_setpts(*, fast_frames: int, fps: float, slow_interval: float) -> str:
     """Frames 0..fast_frames-1 every 1/fps s, then every `slow_interval` s."""
-    return (f"settb=1/1000,setpts='if(lt(N,{fast_frames}),N/{fps},{fast_frames}/{fps}+(N-{fast_frames})*{slow_interval})/TB'")
+    return f"settb=1/1000,setpts='if(lt(N,{fast_frames}),N/{fps},{fast_frames}/{fps}+(N-{fast_frames})*{slow_interval})/TB'"
 
 
 def vfr_times(*, count: int, fast_frames: int, fps: float, slow_interval: float) -> list[float]:
-    return [n / fps if n < fast_frames else fast_frames / fps + (n - fast_frames) * slow_interval for n in range(count)]
+    return [
+        n / fps if n < fast_frames else fast_frames / fps + (n - fast_frames) * slow_interval
+        for n in range(count)
+    ]
 
 
 def make_mp4(path: Path, *, frames: np.ndarray, fps: float = 25.0) -> Path:
     return encode_video(frames, path, fps=fps)
 
 
-def make_vfr_mp4(path: Path, *, frames: np.ndarray, fps: float = 25.0, fast_frames: int = 20,
-                 slow_interval: float = 0.1) -> Path:
+def make_vfr_mp4(
+    path: Path, *, frames: np.ndarray, fps: float = 25.0, fast_frames: int = 20, slow_interval: float = 0.1
+) -> Path:
     """H.264 MP4 whose frames come every 1/fps s, then every `slow_interval` s."""
     return _encode_raw(
-        frames, path, fps=fps, filters=vfr_setpts(fast_frames=fast_frames, fps=fps, slow_interval=slow_interval),
-        codec_args=["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-enc_time_base", "1/1000",
-                    "-video_track_timescale", "1000"],
+        frames,
+        path,
+        fps=fps,
+        filters=vfr_setpts(fast_frames=fast_frames, fps=fps, slow_interval=slow_interval),
+        codec_args=[
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            "18",
+            "-enc_time_base",
+            "1/1000",
+            "-video_track_timescale",
+            "1000",
+        ],
     )
 
 
-def make_avi(path: Path, *, frames: np.ndarray, fps: float = 25.0, codec: str = "mpeg4", vfr: bool = False) -> Path:
+def make_avi(
+    path: Path, *, frames: np.ndarray, fps: float = 25.0, codec: str = "mpeg4", vfr: bool = False
+) -> Path:
     """AVI (mpeg4 or mjpeg). With vfr=True the timestamps have gaps, which the AVI muxer
     stores as skipped frames: FFmpeg without `-fps_mode passthrough` (and OpenCV's count)
     then see more frames than were written."""
@@ -80,7 +118,12 @@ def make_avi(path: Path, *, frames: np.ndarray, fps: float = 25.0, codec: str = 
 
 
 def make_webm(path: Path, *, frames: np.ndarray, fps: float = 25.0) -> Path:
-    return _encode_raw(frames, path, fps=fps, codec_args=["-c:v", "libvpx", "-b:v", "1M", "-crf", "4", "-qmin", "0", "-qmax", "8"])
+    return _encode_raw(
+        frames,
+        path,
+        fps=fps,
+        codec_args=["-c:v", "libvpx", "-b:v", "1M", "-crf", "4", "-qmin", "0", "-qmax", "8"],
+    )
 
 
 def make_mkv(path: Path, *, frames: np.ndarray, fps: float = 25.0, lossless: bool = False) -> Path:
@@ -96,8 +139,10 @@ def make_text_renamed_mp4(path: Path) -> Path:
 
 def make_audio_only(path: Path) -> Path:
     """An M4A/MP4 with one AAC sine track and no video."""
-    run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", "-y", str(path)],
-               timeout=60)
+    run_ffmpeg(
+        ["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", "-y", str(path)],
+        timeout=60,
+    )
     return path
 
 
@@ -112,7 +157,9 @@ def make_zero_frame_mp4(path: Path, *, scratch: Path) -> Path:
 
 def make_truncated_mp4(path: Path, *, scratch: Path) -> Path:
     """The first half of an MP4 whose moov is at the end: unreadable."""
-    whole = _encode_raw(numbered_frames(count=20), scratch, fps=25.0, codec_args=["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+    whole = _encode_raw(
+        numbered_frames(count=20), scratch, fps=25.0, codec_args=["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    )
     data = whole.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -120,8 +167,9 @@ def make_truncated_mp4(path: Path, *, scratch: Path) -> Path:
 
 def make_huge_declared_gif(path: Path, *, width: int = 20000, height: int = 20000) -> Path:
     """A 2 kB GIF whose header declares a width x height screen (a decompression bomb)."""
-    small = _encode_raw(numbered_frames(count=3), path.with_name("small-" + path.name), fps=5.0,
-                        codec_args=["-f", "gif"])
+    small = _encode_raw(
+        numbered_frames(count=3), path.with_name("small-" + path.name), fps=5.0, codec_args=["-f", "gif"]
+    )
     data = bytearray(small.read_bytes())
     data[6:10] = struct.pack("<HH", width, height)
     path.write_bytes(bytes(data))
@@ -153,8 +201,8 @@ def make_three_band_frames(*, count: int, width: int = 128, height: int = 64) ->
     frame = np.zeros((height, width, 3), dtype=np.uint8)
     quarter = width // 4
     frame[:, :quarter] = (220, 30, 30)
-    frame[:, quarter:width - quarter] = (30, 200, 30)
-    frame[:, width - quarter:] = (30, 30, 220)
+    frame[:, quarter : width - quarter] = (30, 200, 30)
+    frame[:, width - quarter :] = (30, 30, 220)
     return np.broadcast_to(frame, (count, height, width, 3)).copy()
 
 
@@ -180,10 +228,21 @@ def make_forged_stats_mp4(path: Path, *, count: int = 300, fps: float = 25.0) ->
     frames[:, :, :, 0] = (np.arange(count) % 256).astype(np.uint8)[:, None, None]
     key = "x\n" + "\n".join(FORGED_STDERR_LINES) + "\ny"
     return _encode_raw(
-        frames, path, fps=fps,
-        codec_args=["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "use_metadata_tags",
-                    "-metadata", "title=Input stream #0:0 (video): 7 packets read (9 bytes); 7 frames decoded",
-                    "-metadata", f"{key}=forged"],
+        frames,
+        path,
+        fps=fps,
+        codec_args=[
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "use_metadata_tags",
+            "-metadata",
+            "title=Input stream #0:0 (video): 7 packets read (9 bytes); 7 frames decoded",
+            "-metadata",
+            f"{key}=forged",
+        ],
     )
 
 
@@ -201,9 +260,9 @@ def coded_frames(*, count: int, width: int = 96, height: int = 64) -> np.ndarray
     for index in range(count):
         for bit in range(CODE_BITS):
             if index >> bit & 1:
-                frames[index, : height // 2, edges[bit]:edges[bit + 1]] = 230
+                frames[index, : height // 2, edges[bit] : edges[bit + 1]] = 230
         x = index % (width - 8)
-        frames[index, height - 12:height - 4, x:x + 8] = (200, 60, 60)
+        frames[index, height - 12 : height - 4, x : x + 8] = (200, 60, 60)
     return frames
 
 
@@ -219,8 +278,16 @@ def frame_codes(frames: np.ndarray) -> list[int]:
     return codes
 
 
-def make_gop_video(path: Path, *, frames: np.ndarray, fps: float = 25.0, gop: int = 25,
-                   codec: str = "libx264", start_seconds: float = 0.0, jitter_seconds: float = 0.0) -> Path:
+def make_gop_video(
+    path: Path,
+    *,
+    frames: np.ndarray,
+    fps: float = 25.0,
+    gop: int = 25,
+    codec: str = "libx264",
+    start_seconds: float = 0.0,
+    jitter_seconds: float = 0.0,
+) -> Path:
     """A video with a keyframe every `gop` frames (H.264 with B-frames, or VP8), optionally
     starting at `start_seconds` (as MPEG-TS captures and cut files do), and with frame n shown
     `jitter_seconds * sin(1.7 n)` off the regular grid (as phones record; 90 kHz timestamps)."""

@@ -3,6 +3,7 @@
 Models are built with Keras in the TEST process (never in the web process); videos with the
 FFmpeg binary from imageio-ffmpeg. Everything is tiny so the whole module costs seconds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,13 +90,17 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     inputs = keras.Input(shape=(16, 16, 3))
     features = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
+    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(features)
+    )
     files["input_2d"] = folder / "image_model.h5"
     keras.Model(inputs, outputs).save(files["input_2d"])
 
     inputs = keras.Input(shape=(100_000, 4096, 4096, 3))
     features = keras.layers.Conv3D(2, 3, activation="relu")(inputs)
-    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(keras.layers.GlobalMaxPooling3D()(features))
+    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(
+        keras.layers.GlobalMaxPooling3D()(features)
+    )
     files["absurd_shape"] = folder / "huge_input.h5"
     keras.Model(inputs, outputs).save(files["absurd_shape"])
 
@@ -113,7 +118,9 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     inputs = keras.Input(shape=MODEL_SHAPE)
     features = keras.layers.Conv3D(2, 3, padding="same")(inputs)
     features = keras.layers.Lambda(leave_marker, name="sneaky_lambda")(features)
-    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(keras.layers.GlobalAveragePooling3D()(features))
+    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(
+        keras.layers.GlobalAveragePooling3D()(features)
+    )
     files["lambda"] = folder / "with_lambda.h5"
     keras.Model(inputs, outputs).save(files["lambda"])
     if marker.exists():
@@ -128,7 +135,9 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     inputs = keras.Input(shape=MODEL_SHAPE)
     features = keras.layers.Conv3D(2, 3, padding="same")(inputs)
     features = ScaleByTwo(name="scale_by_two")(features)
-    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(keras.layers.GlobalAveragePooling3D()(features))
+    outputs = keras.layers.Dense(MODEL_CLASSES, activation="softmax")(
+        keras.layers.GlobalAveragePooling3D()(features)
+    )
     files["custom_object"] = folder / "custom_layer.h5"
     keras.Model(inputs, outputs).save(files["custom_object"])
     return files
@@ -152,14 +161,29 @@ def video_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # 2 s of a moving test pattern at 10 fps, MPEG-4 part 2 in AVI: not browser-playable as
     # it is, so the rendition really has to be made.
     files["avi"] = folder / "clip.avi"
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "2", "-c:v", "mpeg4", files["avi"].as_posix())
+    _ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "2", "-c:v", "mpeg4", files["avi"].as_posix()
+    )
     files["mp4"] = folder / "clip.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=8", "-t", "1.5", "-c:v", "libx264",
-            "-pix_fmt", "yuv420p", files["mp4"].as_posix())
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=8",
+        "-t",
+        "1.5",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        files["mp4"].as_posix(),
+    )
     files["text_as_mp4"] = folder / "holiday.mp4"
     files["text_as_mp4"].write_text("This is a text file, not a video.\n" * 50)
     files["audio_only"] = folder / "song.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", files["audio_only"].as_posix())
+    _ffmpeg(
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", files["audio_only"].as_posix()
+    )
     files["empty"] = folder / "empty.mp4"
     files["empty"].write_bytes(b"")
     return files
@@ -190,8 +214,7 @@ def upload_video(client: Any, path: Path, *, process: bool = True, **fields: Any
 def code_from_location(response: Any, *, prefix: str) -> str:
     location = response.headers["Location"]
     assert location.startswith(prefix), location
-    return location[len(prefix):].strip("/").split("/")[0]
-
+    return location[len(prefix) :].strip("/").split("/")[0]
 
 
 # --------------------------------------------------------------------------- upload spy

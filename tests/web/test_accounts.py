@@ -1,4 +1,5 @@
 """Sign-up, log-in, log-out and password change over real HTTP."""
+
 from __future__ import annotations
 
 import re
@@ -101,9 +102,7 @@ def test_login_follows_a_safe_next_and_ignores_an_external_one(web, owner) -> No
     assert "evil.example" not in unsafe.headers["Location"]
 
 
-@pytest.mark.parametrize(
-    "path", ["/accounts/teams/", "/accounts/teams/new/", "/accounts/password/"]
-)
+@pytest.mark.parametrize("path", ["/accounts/teams/", "/accounts/teams/new/", "/accounts/password/"])
 def test_account_pages_require_login(web, path: str) -> None:
     assert _is_redirect_to_login(web().get(path))
 

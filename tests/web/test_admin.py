@@ -1,6 +1,7 @@
 """The admin site goes through the same rules as the pages: no delete that bypasses the
 services, no edits of the state a run's worker owns, and every edit audited. Every list, add
 and change page of every registered model opens."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,8 +17,8 @@ from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
 
 from accounts.models import TeamMembership, TeamRole
-from audit.log import audit_log
 from analyses.models import Analysis, Classifier, Video
+from audit.log import audit_log
 from audit.models import AuditEvent
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     code_from_location,
@@ -49,29 +50,54 @@ def library(
 ) -> dict[str, Any]:
     client = web(owner)
     classifier = Classifier.objects.get(
-        code=code_from_location(upload_model(client, model_files["good_h5"], team=str(team.pk)), prefix="/classifiers/")
+        code=code_from_location(
+            upload_model(client, model_files["good_h5"], team=str(team.pk)), prefix="/classifiers/"
+        )
     )
     video = Video.objects.get(
-        code=code_from_location(upload_video(client, video_files["mp4"], team=str(team.pk)), prefix="/videos/")
+        code=code_from_location(
+            upload_video(client, video_files["mp4"], team=str(team.pk)), prefix="/videos/"
+        )
     )
-    analysis = Analysis.objects.create(owner=owner, team=team, classifier=classifier, video=video, title="Run 1")
+    analysis = Analysis.objects.create(
+        owner=owner, team=team, classifier=classifier, video=video, title="Run 1"
+    )
     return {"classifier": classifier, "video": video, "analysis": analysis}
 
 
 # --------------------------------------------------------------------------- every page
 def _classifier(owner: Any, team: Any) -> Classifier:
     return Classifier.objects.create(
-        owner=owner, team=team, name="tiny_c3d", file="classifiers/3f0c.h5", original_filename="tiny_c3d.h5",
-        file_format="h5", sha256=uuid.uuid4().hex * 2, size_bytes=123_456, input_shape=[4, 16, 16, 3], num_classes=3,
+        owner=owner,
+        team=team,
+        name="tiny_c3d",
+        file="classifiers/3f0c.h5",
+        original_filename="tiny_c3d.h5",
+        file_format="h5",
+        sha256=uuid.uuid4().hex * 2,
+        size_bytes=123_456,
+        input_shape=[4, 16, 16, 3],
+        num_classes=3,
         conv3d_layers=["conv3d_a", "conv3d_b"],
     )
 
 
 def _video(owner: Any, team: Any) -> Video:
     return Video.objects.create(
-        owner=owner, team=team, name="clip", file="videos/9a1b.avi", rendition="videos/9a1b.mp4",
-        poster="videos/9a1b.jpg", original_filename="clip.avi", sha256=uuid.uuid4().hex * 2, size_bytes=654_321,
-        width=32, height=24, fps=8.0, duration_seconds=2.0, frame_count=16,
+        owner=owner,
+        team=team,
+        name="clip",
+        file="videos/9a1b.avi",
+        rendition="videos/9a1b.mp4",
+        poster="videos/9a1b.jpg",
+        original_filename="clip.avi",
+        sha256=uuid.uuid4().hex * 2,
+        size_bytes=654_321,
+        width=32,
+        height=24,
+        fps=8.0,
+        duration_seconds=2.0,
+        frame_count=16,
     )
 
 
@@ -84,8 +110,15 @@ def _analysis(owner: Any, team: Any) -> Analysis:
 def _task(*, success: bool) -> Any:
     now = timezone.now()
     return Task.objects.create(
-        id=uuid.uuid4().hex, name=f"task-{success}", func="math.floor", args=(1.5,), kwargs={},
-        started=now, stopped=now, success=success, result=2 if success else "Traceback: boom",
+        id=uuid.uuid4().hex,
+        name=f"task-{success}",
+        func="math.floor",
+        args=(1.5,),
+        kwargs={},
+        started=now,
+        stopped=now,
+        success=success,
+        result=2 if success else "Traceback: boom",
     )
 
 
@@ -96,8 +129,12 @@ def _queued_task() -> Any:
 
 def _axes_row(model: Any, **extra: Any) -> Any:
     return model.objects.create(
-        username="olivia_owner", ip_address="127.0.0.1", user_agent="pytest", http_accept="text/html",
-        path_info="/accounts/login/", **extra,
+        username="olivia_owner",
+        ip_address="127.0.0.1",
+        user_agent="pytest",
+        http_accept="text/html",
+        path_info="/accounts/login/",
+        **extra,
     )
 
 
@@ -112,7 +149,10 @@ _ADMIN_CASES: dict[str, tuple[Callable[[Any, Any], Any], int]] = {
     "analyses.video": (_video, 403),
     "analyses.analysis": (_analysis, 403),
     "audit.auditevent": (
-        lambda owner, team: audit_log(actor=owner, action="team.created", target=team, data={"name": team.name}), 403,
+        lambda owner, team: audit_log(
+            actor=owner, action="team.created", target=team, data={"name": team.name}
+        ),
+        403,
     ),
     "django_q.schedule": (
         lambda owner, team: Schedule.objects.create(
@@ -156,7 +196,9 @@ def test_every_admin_list_add_and_change_page_opens_with_objects_present(
     assert failures == []
 
 
-def test_file_fields_show_the_stored_name_and_never_a_media_url(admin_client: Any, owner: Any, team: Any) -> None:
+def test_file_fields_show_the_stored_name_and_never_a_media_url(
+    admin_client: Any, owner: Any, team: Any
+) -> None:
     classifier, video = _classifier(owner, team), _video(owner, team)
     page = admin_client.get(f"/admin/analyses/classifier/{classifier.pk}/change/")
     assert page.status_code == 200
@@ -177,7 +219,8 @@ def test_admin_cannot_delete_what_only_the_services_may_delete(
         changelist = admin_client.get(f"/admin/analyses/{model_name}/")
         assert changelist.status_code == 200 and 'value="delete_selected"' not in changelist.text
         response = admin_client.post(
-            f"/admin/analyses/{model_name}/", data={"action": "delete_selected", "_selected_action": str(obj.pk), "post": "yes"}
+            f"/admin/analyses/{model_name}/",
+            data={"action": "delete_selected", "_selected_action": str(obj.pk), "post": "yes"},
         )
         assert response.status_code in (200, 302)
     assert Classifier.objects.count() == Video.objects.count() == Analysis.objects.count() == 1
@@ -194,13 +237,29 @@ def test_admin_cannot_change_the_state_a_run_owns_and_audits_what_it_may_change(
     assert response.status_code == 200
     page = response.text
     assert 'name="title"' in page
-    for field in ("status", "progress", "attempts", "max_attempts", "cancel_requested", "worker_lease",
-                  "expected_class", "parent"):
+    for field in (
+        "status",
+        "progress",
+        "attempts",
+        "max_attempts",
+        "cancel_requested",
+        "worker_lease",
+        "expected_class",
+        "parent",
+    ):
         assert f'name="{field}"' not in page, field
-    response = admin_client.post(url, data={
-        "title": "Renamed run", "team": "", "status": "succeeded", "max_attempts": "99",
-        "cancel_requested": "on", "worker_lease": "host:1:2", "progress": "1",
-    })
+    response = admin_client.post(
+        url,
+        data={
+            "title": "Renamed run",
+            "team": "",
+            "status": "succeeded",
+            "max_attempts": "99",
+            "cancel_requested": "on",
+            "worker_lease": "host:1:2",
+            "progress": "1",
+        },
+    )
     assert response.status_code == 302, response.text[:3000]
     analysis.refresh_from_db()
     assert analysis.title == "Renamed run" and analysis.team is None
@@ -217,10 +276,16 @@ def test_admin_edits_of_a_classifier_are_audited(admin_client: Any, library: dic
     page = admin_client.get(url)
     assert page.status_code == 200
     assert 'name="class_labels"' not in page.text  # validated by the service only
-    response = admin_client.post(url, data={
-        "name": "Renamed by admin", "description": "", "team": str(classifier.team_id),
-        "archived_at_0": "", "archived_at_1": "",
-    })
+    response = admin_client.post(
+        url,
+        data={
+            "name": "Renamed by admin",
+            "description": "",
+            "team": str(classifier.team_id),
+            "archived_at_0": "",
+            "archived_at_1": "",
+        },
+    )
     assert response.status_code == 302, response.text[:3000]
     event = AuditEvent.objects.get(action="classifier.updated")
     assert event.target_code == classifier.code
@@ -229,9 +294,12 @@ def test_admin_edits_of_a_classifier_are_audited(admin_client: Any, library: dic
 
 def _team_form(team: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
     data = {
-        "name": team.name, "description": team.description,
-        "memberships-TOTAL_FORMS": str(len(rows)), "memberships-INITIAL_FORMS": str(sum(1 for r in rows if r.get("id"))),
-        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
+        "name": team.name,
+        "description": team.description,
+        "memberships-TOTAL_FORMS": str(len(rows)),
+        "memberships-INITIAL_FORMS": str(sum(1 for r in rows if r.get("id"))),
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
     }
     for index, row in enumerate(rows):
         for key, value in row.items():
@@ -246,32 +314,53 @@ def test_admin_membership_edits_are_audited_and_keep_an_owner(
     mine = TeamMembership.objects.get(team=team, user=owner)
     theirs = TeamMembership.objects.get(team=team, user=member)
     url = f"/admin/accounts/team/{team.pk}/change/"
-    response = admin_client.post(url, data=_team_form(team, [
-        {"id": mine.pk, "user": owner.pk, "role": "owner"},
-        {"id": theirs.pk, "user": member.pk, "role": "owner"},
-        {"user": stranger.pk, "role": "member"},
-    ]))
+    response = admin_client.post(
+        url,
+        data=_team_form(
+            team,
+            [
+                {"id": mine.pk, "user": owner.pk, "role": "owner"},
+                {"id": theirs.pk, "user": member.pk, "role": "owner"},
+                {"user": stranger.pk, "role": "member"},
+            ],
+        ),
+    )
     assert response.status_code == 302, response.text[:3000]
     events = {e.action: e.data for e in AuditEvent.objects.filter(action__startswith="team.")}
     assert events["team.member_role_changed"]["username"] == member.username
-    assert (events["team.member_role_changed"]["from"], events["team.member_role_changed"]["to"]) == ("member", "owner")
+    assert (events["team.member_role_changed"]["from"], events["team.member_role_changed"]["to"]) == (
+        "member",
+        "owner",
+    )
     assert events["team.member_added"]["username"] == stranger.username
     assert all(data["via"] == "admin" for data in events.values())
 
     newest = TeamMembership.objects.get(team=team, user=stranger)
-    response = admin_client.post(url, data=_team_form(team, [
-        {"id": mine.pk, "user": owner.pk, "role": "member"},
-        {"id": theirs.pk, "user": member.pk, "role": "owner", "DELETE": "on"},
-        {"id": newest.pk, "user": stranger.pk, "role": "member"},
-    ]))
+    response = admin_client.post(
+        url,
+        data=_team_form(
+            team,
+            [
+                {"id": mine.pk, "user": owner.pk, "role": "member"},
+                {"id": theirs.pk, "user": member.pk, "role": "owner", "DELETE": "on"},
+                {"id": newest.pk, "user": stranger.pk, "role": "member"},
+            ],
+        ),
+    )
     assert response.status_code == 200 and "at least one owner" in response.text
     assert TeamMembership.objects.filter(team=team, role=TeamRole.OWNER).count() == 2
 
-    response = admin_client.post(url, data=_team_form(team, [
-        {"id": mine.pk, "user": owner.pk, "role": "owner"},
-        {"id": theirs.pk, "user": member.pk, "role": "owner", "DELETE": "on"},
-        {"id": newest.pk, "user": stranger.pk, "role": "member"},
-    ]))
+    response = admin_client.post(
+        url,
+        data=_team_form(
+            team,
+            [
+                {"id": mine.pk, "user": owner.pk, "role": "owner"},
+                {"id": theirs.pk, "user": member.pk, "role": "owner", "DELETE": "on"},
+                {"id": newest.pk, "user": stranger.pk, "role": "member"},
+            ],
+        ),
+    )
     assert response.status_code == 302, response.text[:3000]
     removed = AuditEvent.objects.get(action="team.member_removed")
     assert removed.data["username"] == member.username and removed.actor.username == "root_admin"

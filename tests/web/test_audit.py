@@ -1,6 +1,7 @@
 """The audit trail is append-only in the ORM and in the database (on whichever database the
 suite runs: SQLite, or PostgreSQL in CI), keeps the actor's username, and users are
 deactivated instead of deleted."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,8 @@ from django.db.models import ProtectedError
 from accounts import services
 from accounts.models import TeamMembership, TeamRole
 from audit.log import audit_log
-from audit.triggers import AUDIT_TABLE, audit_trigger_names
 from audit.models import AuditEvent
+from audit.triggers import AUDIT_TABLE, audit_trigger_names
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,7 +106,8 @@ def test_the_admin_cannot_delete_users(admin_client: Any, team: Any, member: Any
     assert changelist.status_code == 200
     assert 'value="delete_selected"' not in changelist.text and 'value="deactivate_users"' in changelist.text
     response = admin_client.post(
-        "/admin/accounts/user/", data={"action": "delete_selected", "_selected_action": str(member.pk), "post": "yes"}
+        "/admin/accounts/user/",
+        data={"action": "delete_selected", "_selected_action": str(member.pk), "post": "yes"},
     )
     assert response.status_code in (200, 302)
     assert get_user_model().objects.filter(pk=member.pk).exists()
@@ -137,7 +139,8 @@ def test_the_last_owner_of_a_team_with_members_is_not_deactivated(
     admin_client: Any, team: Any, owner: Any, member: Any
 ) -> None:
     response = admin_client.post(
-        "/admin/accounts/user/", data={"action": "deactivate_users", "_selected_action": str(owner.pk)},
+        "/admin/accounts/user/",
+        data={"action": "deactivate_users", "_selected_action": str(owner.pk)},
         allow_redirects=True,
     )
     assert response.status_code == 200
@@ -147,7 +150,10 @@ def test_the_last_owner_of_a_team_with_members_is_not_deactivated(
     assert owner.is_active
     assert not AuditEvent.objects.filter(action="user.deactivated").exists()
     TeamMembership.objects.filter(team=team, user=member).update(role=TeamRole.OWNER)
-    assert services.user_deactivate(actor=get_user_model().objects.get(username="root_admin"), user=owner) is True
+    assert (
+        services.user_deactivate(actor=get_user_model().objects.get(username="root_admin"), user=owner)
+        is True
+    )
 
 
 def test_deactivation_is_refused_for_oneself_and_reactivation_is_audited(owner: Any, member: Any) -> None:
@@ -157,5 +163,6 @@ def test_deactivation_is_refused_for_oneself_and_reactivation_is_audited(owner: 
     assert services.user_deactivate(actor=owner, user=member) is False  # already inactive: no second event
     assert services.user_reactivate(actor=owner, user=member) is True
     assert list(AuditEvent.objects.order_by("pk").values_list("action", flat=True)) == [
-        "user.deactivated", "user.reactivated",
+        "user.deactivated",
+        "user.reactivated",
     ]

@@ -1,4 +1,5 @@
 """Classifier library over real HTTP: upload, inspection results, every refusal, duplicates."""
+
 from __future__ import annotations
 
 import html
@@ -7,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from analyses.library.services import InvalidClassMap, parse_class_map
 from analyses.models import Classifier
 from audit.models import AuditEvent
-from analyses.library.services import InvalidClassMap, parse_class_map
 from tests.class_map_cases import CLASS_MAP_CASES
 from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
@@ -32,14 +33,22 @@ def test_uploaded_h5_is_inspected_stored_under_a_generated_name_and_audited(
 ) -> None:
     client = web(owner)
     response = upload_model(
-        client, model_files["good_h5"], process=False, name="Tiny C3D", team=str(team.pk),
+        client,
+        model_files["good_h5"],
+        process=False,
+        name="Tiny C3D",
+        team=str(team.pk),
         class_map_text="0: Basketball\n2: Diving",
     )
     assert response.status_code == 302, response.text[:2000]
     code = code_from_location(response, prefix="/classifiers/")
     # The upload answered before anything parsed the file: the row waits for a worker.
     waiting = Classifier.objects.get(code=code)
-    assert (waiting.status, waiting.num_classes, waiting.file.name.endswith(".pending")) == ("processing", 0, True)
+    assert (waiting.status, waiting.num_classes, waiting.file.name.endswith(".pending")) == (
+        "processing",
+        0,
+        True,
+    )
     assert queued_task_names() == [f"classifier-{waiting.pk}"]
     page = client.get(f"/classifiers/{code}/")
     assert page.status_code == 200 and 'data-testid="processing-state"' in page.text
@@ -94,14 +103,20 @@ def test_keras_v3_file_is_accepted_and_stored_with_keras_extension(
     ],
 )
 def test_refused_model_shows_why_and_stores_nothing(
-    web: Any, owner: Any, model_files: dict[str, Path], private_media_root: Path,
-    variant: str, expected_words: list[str],
+    web: Any,
+    owner: Any,
+    model_files: dict[str, Path],
+    private_media_root: Path,
+    variant: str,
+    expected_words: list[str],
 ) -> None:
     client = web(owner)
     response = upload_model(client, model_files[variant])
     if variant == "empty":  # known before the file is stored: refused by the upload itself
         assert response.status_code == 400, response.status_code
-        assert "empty" in html.unescape(response.text.split('data-testid="error-file"', 1)[1].split("</ul>", 1)[0])
+        assert "empty" in html.unescape(
+            response.text.split('data-testid="error-file"', 1)[1].split("</ul>", 1)[0]
+        )
         assert Classifier.objects.count() == 0 and media_files(private_media_root) == []
         return
     message = _refusal_after_processing(client, response)
@@ -146,9 +161,7 @@ def test_same_file_uploaded_twice_by_one_owner_redirects_to_the_first(
     assert Classifier.objects.count() == 2
 
 
-def test_class_map_file_upload_and_index_errors(
-    web: Any, owner: Any, model_files: dict[str, Path]
-) -> None:
+def test_class_map_file_upload_and_index_errors(web: Any, owner: Any, model_files: dict[str, Path]) -> None:
     client = web(owner)
 
     def upload_with_class_map(class_map: bytes) -> Any:
@@ -200,7 +213,9 @@ def _refusal_after_processing(client: Any, response: Any) -> str:
     page = client.get(response.headers["Location"])
     assert page.status_code == 200
     assert 'data-testid="refused-state"' in page.text, page.text[:3000]
-    return html.unescape(page.text.split('data-testid="refusal-reason">', 1)[1].split("</strong>", 1)[0]).lower()
+    return html.unescape(
+        page.text.split('data-testid="refusal-reason">', 1)[1].split("</strong>", 1)[0]
+    ).lower()
 
 
 def test_class_map_parser_reads_both_forms_and_explains_mistakes() -> None:
@@ -240,7 +255,8 @@ def test_owner_edits_labels_and_deletes_which_removes_the_file(
     assert (classifier.name, classifier.class_labels) == ("Renamed", ["Walk", "Run", "Jump"])
     assert AuditEvent.objects.filter(action="classifier.updated").count() == 1
     bad = client.post(
-        f"/classifiers/{code}/", data={"name": "Renamed", "class_map_text": "7: Nope"},
+        f"/classifiers/{code}/",
+        data={"name": "Renamed", "class_map_text": "7: Nope"},
     )
     assert bad.status_code == 400 and "class 7" in html.unescape(bad.text)
     assert client.post(f"/classifiers/{code}/delete/").status_code == 302
@@ -277,14 +293,12 @@ def test_engine_child_gets_no_secrets_and_runs_in_a_temp_dir(
     assert "gradcam-engine-" in result["cwd"] and not Path(result["cwd"]).exists()
 
 
-def test_engine_timeout_kills_the_whole_process_group_and_says_so(
-    settings: Any, tmp_path: Path
-) -> None:
-    from analyses.worker import engine_client
-
+def test_engine_timeout_kills_the_whole_process_group_and_says_so(settings: Any, tmp_path: Path) -> None:
     import os
     import time
     import uuid
+
+    from analyses.worker import engine_client
 
     # A grandchild with a command line of its own, looked for in the process table afterwards
     # (a marker file would prove nothing: the sandboxed child cannot write into tmp_path).
@@ -310,9 +324,7 @@ def test_engine_timeout_kills_the_whole_process_group_and_says_so(
     assert grandchildren() == []
 
 
-def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(
-    settings: Any, tmp_path: Path
-) -> None:
+def test_engine_crash_becomes_a_user_facing_failure_not_a_traceback(settings: Any, tmp_path: Path) -> None:
     from analyses.worker import engine_client
 
     script = tmp_path / "crash.sh"
@@ -368,7 +380,9 @@ def test_oversized_class_map_file_is_refused_while_it_streams_in_not_after(
             },
         )
     assert response.status_code == 400
-    assert "class map file is larger than the limit of 256.0\xa0KB" in _field_error(response, "class_map_file")
+    assert "class map file is larger than the limit of 256.0\xa0KB" in _field_error(
+        response, "class_map_file"
+    )
     # At most one chunk past the limit reached Django's own handlers, not the 3 MB.
     assert upload_spy["class_map_file"] <= CLASS_MAP_MAX_BYTES
     assert Classifier.objects.count() == 0
@@ -415,7 +429,9 @@ def test_upload_limit_refuses_every_file_part_when_content_length_is_over_the_li
 
 
 @pytest.mark.parametrize(("text", "num_classes", "expected"), CLASS_MAP_CASES)
-def test_the_page_reads_class_maps_as_the_engine_does(text: str, num_classes: int, expected: list[str] | str) -> None:
+def test_the_page_reads_class_maps_as_the_engine_does(
+    text: str, num_classes: int, expected: list[str] | str
+) -> None:
     """The same table runs through the engine's `--labels` parser (tests/engine/test_classmap.py)."""
     if isinstance(expected, str):
         with pytest.raises(InvalidClassMap) as refused:

@@ -4,6 +4,7 @@ The engine parses untrusted files, so its output folder and manifest are treated
 manifest may name files outside its folder, claim any media type, list a file many times, and
 the folder may hold symlinks. Over real HTTP, as an attacker would try it.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,10 +31,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def uploaded(web: Any, owner: Any, model_files: dict[str, Path], video_files: dict[str, Path]) -> dict[str, Any]:
+def uploaded(
+    web: Any, owner: Any, model_files: dict[str, Path], video_files: dict[str, Path]
+) -> dict[str, Any]:
     client = web(owner)
-    classifier = Classifier.objects.get(code=code_from_location(upload_model(client, model_files["good_h5"]), prefix="/classifiers/"))
-    video = Video.objects.get(code=code_from_location(upload_video(client, video_files["avi"]), prefix="/videos/"))
+    classifier = Classifier.objects.get(
+        code=code_from_location(upload_model(client, model_files["good_h5"]), prefix="/classifiers/")
+    )
+    video = Video.objects.get(
+        code=code_from_location(upload_video(client, video_files["avi"]), prefix="/videos/")
+    )
     return {"client": client, "classifier": classifier, "video": video}
 
 
@@ -63,7 +70,12 @@ def test_a_range_header_of_thousands_of_digits_is_ignored_not_a_crash(uploaded: 
     url = f"/videos/{video.code}/rendition.mp4"
     whole = client.get(url)
     assert whole.status_code == 200
-    for header in (f"bytes={'9' * 5000}-", f"bytes=0-{'9' * 5000}", f"bytes=-{'1' * 5000}", "bytes=" + "0-1," * 5000):
+    for header in (
+        f"bytes={'9' * 5000}-",
+        f"bytes=0-{'9' * 5000}",
+        f"bytes=-{'1' * 5000}",
+        "bytes=" + "0-1," * 5000,
+    ):
         response = client.get(url, headers={"Range": header})
         assert response.status_code == 200, header[:40]
         assert response.content == whole.content
@@ -73,11 +85,31 @@ def test_a_range_header_of_thousands_of_digits_is_ignored_not_a_crash(uploaded: 
 
 def test_analysis_form_numbers_are_bounded(uploaded: dict[str, Any]) -> None:
     client, classifier, video = uploaded["client"], uploaded["classifier"], uploaded["video"]
-    base = {"classifier": str(classifier.code), "video": str(video.code), "method": "gradcam", "pooling": "global",
-            "bbox_mode": "otsu", "bbox_threshold": "0.5", "colormap": "jet", "alpha": "0.3", "frame_stride": "1",
-            "frame_offset": "0", "resize_mode": "stretch", "scaling": "auto", "mean": "", "std": "", "title": ""}
-    for field, value in (("expected_class", "9" * 5000), ("expected_class", str(10**30)), ("alpha", "1e999"),
-                         ("frame_stride", "9" * 400), ("mean", "1," * 5000), ("bbox_threshold", "nan")):
+    base = {
+        "classifier": str(classifier.code),
+        "video": str(video.code),
+        "method": "gradcam",
+        "pooling": "global",
+        "bbox_mode": "otsu",
+        "bbox_threshold": "0.5",
+        "colormap": "jet",
+        "alpha": "0.3",
+        "frame_stride": "1",
+        "frame_offset": "0",
+        "resize_mode": "stretch",
+        "scaling": "auto",
+        "mean": "",
+        "std": "",
+        "title": "",
+    }
+    for field, value in (
+        ("expected_class", "9" * 5000),
+        ("expected_class", str(10**30)),
+        ("alpha", "1e999"),
+        ("frame_stride", "9" * 400),
+        ("mean", "1," * 5000),
+        ("bbox_threshold", "nan"),
+    ):
         data = {**base, field: value}
         if field == "bbox_threshold":
             data["bbox_mode"] = "threshold"
@@ -88,32 +120,57 @@ def test_analysis_form_numbers_are_bounded(uploaded: dict[str, Any]) -> None:
 
 
 def test_pooling_is_refused_for_the_element_wise_methods(uploaded: dict[str, Any], owner: Any) -> None:
-    from analyses.runs.services import analysis_create
     from analyses.runs.params import AnalysisError
+    from analyses.runs.services import analysis_create
 
     classifier, video = uploaded["classifier"], uploaded["video"]
     with pytest.raises(AnalysisError, match="pooling does not apply"):
-        analysis_create(user=owner, classifier=classifier, video=video, expected_class=None,
-                        params={"method": "layercam", "pooling": "temporal"})
-    analysis = analysis_create(user=owner, classifier=classifier, video=video, expected_class=None,
-                               params={"method": "hirescam"})
+        analysis_create(
+            user=owner,
+            classifier=classifier,
+            video=video,
+            expected_class=None,
+            params={"method": "layercam", "pooling": "temporal"},
+        )
+    analysis = analysis_create(
+        user=owner, classifier=classifier, video=video, expected_class=None, params={"method": "hirescam"}
+    )
     assert analysis.params["pooling"] is None
-    assert analysis_create(user=owner, classifier=classifier, video=video, expected_class=None,
-                           params={"method": "gradcam++", "pooling": "temporal"}).params["pooling"] == "temporal"
+    assert (
+        analysis_create(
+            user=owner,
+            classifier=classifier,
+            video=video,
+            expected_class=None,
+            params={"method": "gradcam++", "pooling": "temporal"},
+        ).params["pooling"]
+        == "temporal"
+    )
 
 
-def test_scaling_follows_what_the_models_input_layers_expect_unless_chosen(uploaded: dict[str, Any], owner: Any) -> None:
+def test_scaling_follows_what_the_models_input_layers_expect_unless_chosen(
+    uploaded: dict[str, Any], owner: Any
+) -> None:
     from analyses.runs.services import analysis_create
 
     classifier, video = uploaded["classifier"], uploaded["video"]
-    Classifier.objects.filter(pk=classifier.pk).update(inspection={
-        **classifier.inspection, "suggested_scaling": "raw",
-        "scaling_reason": "The model's first layer Rescaling(scale=0.00392) divides by 255 itself."})
+    Classifier.objects.filter(pk=classifier.pk).update(
+        inspection={
+            **classifier.inspection,
+            "suggested_scaling": "raw",
+            "scaling_reason": "The model's first layer Rescaling(scale=0.00392) divides by 255 itself.",
+        }
+    )
     classifier.refresh_from_db()
     auto = analysis_create(user=owner, classifier=classifier, video=video, expected_class=None, params={})
     assert auto.params["preprocess"]["scaling"] == "raw"
-    chosen = analysis_create(user=owner, classifier=classifier, video=video, expected_class=None,
-                             params={"preprocess": {"scaling": "unit"}})
+    chosen = analysis_create(
+        user=owner,
+        classifier=classifier,
+        video=video,
+        expected_class=None,
+        params={"preprocess": {"scaling": "unit"}},
+    )
     assert chosen.params["preprocess"]["scaling"] == "unit"
     page = uploaded["client"].get(f"/classifiers/{classifier.code}/")
     assert page.status_code == 200 and "divides by 255 itself" in page.text and "0–255" in page.text
@@ -142,25 +199,45 @@ def _hostile_result(*, owner: Any, classifier: Any, video: Any, media_root: Path
     ]
     manifest = {"files": files, "model": {"selected_layers": []}, "prediction": {}}
     (root / "manifest.json").write_text(json.dumps(manifest))
-    return Analysis.objects.create(owner=owner, classifier=classifier, video=video, status="succeeded",
-                                   stage="done", manifest=manifest, results_dir=folder)
+    return Analysis.objects.create(
+        owner=owner,
+        classifier=classifier,
+        video=video,
+        status="succeeded",
+        stage="done",
+        manifest=manifest,
+        results_dir=folder,
+    )
 
 
 def test_result_files_trust_nothing_the_engine_wrote(
     uploaded: dict[str, Any], owner: Any, private_media_root: Path, tmp_path: Path
 ) -> None:
     client = uploaded["client"]
-    analysis = _hostile_result(owner=owner, classifier=uploaded["classifier"], video=uploaded["video"],
-                               media_root=private_media_root, tmp_path=tmp_path)
+    analysis = _hostile_result(
+        owner=owner,
+        classifier=uploaded["classifier"],
+        video=uploaded["video"],
+        media_root=private_media_root,
+        tmp_path=tmp_path,
+    )
     base = f"/analyses/{analysis.code}/files/"
     image = client.get(base + "layers/ok.png")
-    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"  # our table, not the manifest's
+    assert (
+        image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    )  # our table, not the manifest's
     html_file = client.get(base + "page.html")
     assert html_file.status_code == 200
     assert html_file.headers["Content-Type"] == "application/octet-stream"
     assert html_file.headers["Content-Disposition"].startswith("attachment")
-    for name in ("layers/link.png", "linked_dir/secret.txt", "../../../../etc/passwd", "%2Fetc%2Fpasswd",
-                 "layers%5C..%5C..%5Cx", "unlisted.png"):
+    for name in (
+        "layers/link.png",
+        "linked_dir/secret.txt",
+        "../../../../etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "layers%5C..%5C..%5Cx",
+        "unlisted.png",
+    ):
         response = client.get(base + name)
         assert response.status_code == 404, name
         assert b"database password" not in response.content and b"root:" not in response.content
@@ -172,8 +249,13 @@ def test_zip_entries_are_clean_relative_names_each_listed_once(
     uploaded: dict[str, Any], owner: Any, private_media_root: Path, tmp_path: Path
 ) -> None:
     client = uploaded["client"]
-    analysis = _hostile_result(owner=owner, classifier=uploaded["classifier"], video=uploaded["video"],
-                               media_root=private_media_root, tmp_path=tmp_path)
+    analysis = _hostile_result(
+        owner=owner,
+        classifier=uploaded["classifier"],
+        video=uploaded["video"],
+        media_root=private_media_root,
+        tmp_path=tmp_path,
+    )
     # Without the symlinks (the names that are not clean stay listed: they are skipped).
     root = private_media_root / analysis.results_dir
     (root / "layers" / "link.png").unlink()

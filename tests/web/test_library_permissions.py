@@ -1,4 +1,5 @@
 """Who sees and changes what: owner, a member of the object's team, a stranger, anonymous."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -147,7 +148,9 @@ def test_member_role_upgrade_to_owner_grants_writes(
     web: Any, member: Any, team: Any, shared_objects: dict[str, str]
 ) -> None:
     TeamMembership.objects.filter(team=team, user=member).update(role=TeamRole.OWNER)
-    response = web(member).post(f"/videos/{shared_objects['video']}/", data={"name": "Edited", "team": str(team.pk)})
+    response = web(member).post(
+        f"/videos/{shared_objects['video']}/", data={"name": "Edited", "team": str(team.pk)}
+    )
     assert response.status_code == 302
     assert Video.objects.get().name == "Edited"
 
@@ -229,7 +232,10 @@ def test_an_analysis_created_while_deleting_archives_instead_of_failing(
 
     monkeypatch.setattr(QuerySet, "exists", exists_then_someone_creates_an_analysis)
     client = web(owner)
-    for kind, url in (("classifier", f"/classifiers/{classifier.code}/delete/"), ("video", f"/videos/{video.code}/delete/")):
+    for kind, url in (
+        ("classifier", f"/classifiers/{classifier.code}/delete/"),
+        ("video", f"/videos/{video.code}/delete/"),
+    ):
         response = client.post(url)
         assert response.status_code == 302, response.text[:2000]
         assert AuditEvent.objects.filter(action=f"{kind}.archived").count() == 1

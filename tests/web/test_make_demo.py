@@ -2,6 +2,7 @@
 
 Uses the shared demo cache (tests/demo_cache.py): built once per source version, then reused.
 """
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.test import RequestFactory
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from analyses.models import Classifier, Video
 from audit.models import AuditEvent
@@ -77,4 +78,7 @@ def test_demo_user_can_log_in_and_see_the_demo_library(web: Any, private_media_r
     page = client.get("/classifiers/").text
     assert Classifier.objects.get(owner=user).name in page
     assert client.get("/videos/").status_code == 200
-    assert client.get(f"/videos/{Video.objects.filter(owner=user).first().code}/rendition.mp4").status_code == 200
+    assert (
+        client.get(f"/videos/{Video.objects.filter(owner=user).first().code}/rendition.mp4").status_code
+        == 200
+    )

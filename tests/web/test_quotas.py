@@ -1,5 +1,6 @@
 """Per-user quotas: storage for uploads and results, analyses queued or running at once; the
 site defaults come from settings, a user's own limits from their `UserQuota` (admin-editable)."""
+
 from __future__ import annotations
 
 import html
@@ -94,9 +95,20 @@ def test_analyses_queued_at_once_are_limited_with_a_clear_message(
     client = web(owner)
     classifier = code_from_location(upload_model(client, model_files["good_h5"]), prefix="/classifiers/")
     video = code_from_location(upload_video(client, video_files["avi"]), prefix="/videos/")
-    fields = {"classifier": classifier, "video": video, "method": "gradcam", "pooling": "global",
-              "bbox_mode": "otsu", "bbox_threshold": "0.5", "colormap": "jet", "alpha": "0.3",
-              "frame_stride": "1", "frame_offset": "0", "resize_mode": "stretch", "scaling": "auto"}
+    fields = {
+        "classifier": classifier,
+        "video": video,
+        "method": "gradcam",
+        "pooling": "global",
+        "bbox_mode": "otsu",
+        "bbox_threshold": "0.5",
+        "colormap": "jet",
+        "alpha": "0.3",
+        "frame_stride": "1",
+        "frame_offset": "0",
+        "resize_mode": "stretch",
+        "scaling": "auto",
+    }
     for _ in range(2):
         assert client.post("/analyses/new/", data=fields).status_code == 302
     refused = client.post("/analyses/new/", data=fields)
@@ -111,7 +123,9 @@ def test_analyses_queued_at_once_are_limited_with_a_clear_message(
     assert Analysis.objects.count() == 4
 
 
-def test_results_count_in_storage(owner: Any, model_files: dict[str, Path], web: Any, video_files: dict[str, Path]) -> None:
+def test_results_count_in_storage(
+    owner: Any, model_files: dict[str, Path], web: Any, video_files: dict[str, Path]
+) -> None:
     from analyses.quota import storage_used_bytes
 
     client = web(owner)
@@ -120,18 +134,22 @@ def test_results_count_in_storage(owner: Any, model_files: dict[str, Path], web:
     before = storage_used_bytes(user=owner)
     video = Video.objects.get()
     assert before == Classifier.objects.get().size_bytes + video.size_bytes + video.derived_bytes
-    Analysis.objects.create(owner=owner, classifier=Classifier.objects.get(), video=video, results_bytes=12345)
+    Analysis.objects.create(
+        owner=owner, classifier=Classifier.objects.get(), video=video, results_bytes=12345
+    )
     assert storage_used_bytes(user=owner) == before + 12345
 
 
 def test_staff_set_a_users_limits_in_the_admin_and_it_is_audited(web: Any, owner: Any) -> None:
     from django.contrib.auth import get_user_model
 
-    from audit.models import AuditEvent
     from analyses.quota import active_analyses_limit, storage_limit_bytes
+    from audit.models import AuditEvent
     from tests.conftest import PASSWORD
 
-    staff = get_user_model().objects.create_superuser(username="root_admin", email="r@example.org", password=PASSWORD)
+    staff = get_user_model().objects.create_superuser(
+        username="root_admin", email="r@example.org", password=PASSWORD
+    )
     client = web(staff)
     url = f"/admin/accounts/user/{owner.pk}/change/"
     page = client.get(url)
@@ -139,10 +157,20 @@ def test_staff_set_a_users_limits_in_the_admin_and_it_is_audited(web: Any, owner
     import re
 
     form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
-    data = {**form, "username": owner.username, "email": owner.email, "date_joined_0": "2026-01-01",
-            "date_joined_1": "00:00:00", "quota-TOTAL_FORMS": "1", "quota-INITIAL_FORMS": "0",
-            "quota-0-storage_mb": "321", "quota-0-active_analyses": "3", "quota-0-user": str(owner.pk),
-            "team_memberships-TOTAL_FORMS": "0", "team_memberships-INITIAL_FORMS": "0"}
+    data = {
+        **form,
+        "username": owner.username,
+        "email": owner.email,
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "quota-TOTAL_FORMS": "1",
+        "quota-INITIAL_FORMS": "0",
+        "quota-0-storage_mb": "321",
+        "quota-0-active_analyses": "3",
+        "quota-0-user": str(owner.pk),
+        "team_memberships-TOTAL_FORMS": "0",
+        "team_memberships-INITIAL_FORMS": "0",
+    }
     response = client.post(url, data=data)
     assert response.status_code == 302, response.text[:3000]
     assert storage_limit_bytes(user=owner) == 321 * 1024 * 1024 and active_analyses_limit(user=owner) == 3

@@ -1,5 +1,6 @@
 """Request-body limits, log-in throttling, enumeration throttles and security headers, over
 real HTTP to the live server (and one page in headless Chromium for the CSP)."""
+
 from __future__ import annotations
 
 import datetime
@@ -58,7 +59,9 @@ def _raw_exchange(live_server: Any, head: str, body_start: bytes) -> bytes:
 
 
 @pytest.fixture
-def upload_temp_files(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Path]:
+def upload_temp_files(
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], Path]:
     """(temporary files created during the test, the folder uploads are spooled to)."""
     folder = tmp_path / "upload-tmp"
     folder.mkdir()
@@ -86,7 +89,7 @@ def test_a_huge_multipart_post_to_the_login_page_is_answered_413_before_its_body
         f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {200 * MB}\r\n\r\n"
     )
     body_start = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n".encode()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'.encode()
         + b"\0" * 65536
     )
     answer = _raw_exchange(live_server, head, body_start)
@@ -99,14 +102,17 @@ def test_a_large_multipart_post_gets_413_in_words_and_writes_no_temporary_file(
     web: Any, upload_temp_files: tuple[list[str], Path]
 ) -> None:
     response = web().post(
-        "/accounts/login/", data={"username": "x", "password": "y"},
+        "/accounts/login/",
+        data={"username": "x", "password": "y"},
         files={"file": ("big.bin", b"\0" * (12 * MB), "application/octet-stream")},
     )
     assert response.status_code == 413
     assert "this page accepts at most 4.0\xa0MB" in response.text
     created, folder = upload_temp_files
     assert created == [] and list(folder.iterdir()) == []
-    json_response = web().post("/accounts/login/", data={"x": "y" * (5 * MB)}, headers={"Accept": "application/json"})
+    json_response = web().post(
+        "/accounts/login/", data={"x": "y" * (5 * MB)}, headers={"Accept": "application/json"}
+    )
     assert json_response.status_code == 413
     assert "accepts at most" in json_response.json()["error"]
 
@@ -124,14 +130,16 @@ def test_file_parts_sent_to_other_views_are_dropped_unread(web: Any, owner: Any,
     assert settings.FILE_UPLOAD_HANDLERS[0] == "gradcam_site.middleware.UploadViewsOnlyFileHandler"
     # The same handlers with a spy behind ours: it counts the bytes Django would have stored.
     settings.FILE_UPLOAD_HANDLERS = [
-        "gradcam_site.middleware.UploadViewsOnlyFileHandler", "tests.web.library_factories.ByteSpyHandler",
+        "gradcam_site.middleware.UploadViewsOnlyFileHandler",
+        "tests.web.library_factories.ByteSpyHandler",
         "django.core.files.uploadhandler.MemoryFileUploadHandler",
         "django.core.files.uploadhandler.TemporaryFileUploadHandler",
     ]
     ByteSpyHandler.received = {}
     client = web()
     response = client.post(
-        "/accounts/login/", data={"username": owner.username, "password": PASSWORD},
+        "/accounts/login/",
+        data={"username": owner.username, "password": PASSWORD},
         files={"attachment": ("notes.bin", b"\1" * MB, "application/octet-stream")},
     )
     assert response.status_code == 302  # the form itself still works
@@ -153,7 +161,9 @@ def test_upload_views_take_files_over_the_request_wide_limit(
     client = web(owner)
     assert upload_model(client, model, process=False).status_code == 302
     assert upload_video(client, video, process=False).status_code == 302
-    assert Classifier.objects.filter(owner=owner).count() == 1 and Video.objects.filter(owner=owner).count() == 1
+    assert (
+        Classifier.objects.filter(owner=owner).count() == 1 and Video.objects.filter(owner=owner).count() == 1
+    )
     refused = client.post("/accounts/teams/new/", data={"name": "x", "description": "d" * 4096})
     assert refused.status_code == 413
 
@@ -246,9 +256,14 @@ def test_sign_up_attempts_are_throttled_per_address(
     settings.GRADCAM_SIGNUP_LIMIT_PER_HOUR = 3
     prober = _from(web, "203.0.113.40")
     for _ in range(3):
-        taken = prober.post("/accounts/signup/", data={"username": owner.username, "password1": PASSWORD, "password2": PASSWORD})
+        taken = prober.post(
+            "/accounts/signup/",
+            data={"username": owner.username, "password1": PASSWORD, "password2": PASSWORD},
+        )
         assert taken.status_code == 400 and "already exists" in taken.text
-    refused = prober.post("/accounts/signup/", data={"username": owner.username, "password1": PASSWORD, "password2": PASSWORD})
+    refused = prober.post(
+        "/accounts/signup/", data={"username": owner.username, "password1": PASSWORD, "password2": PASSWORD}
+    )
     assert refused.status_code == 429
     assert "Too many sign-up attempts" in refused.text and "already exists" not in refused.text
     newcomer = _from(web, "198.51.100.40").post(
@@ -277,8 +292,13 @@ def test_pages_carry_a_strict_content_security_policy_and_the_security_headers(w
     assert response.status_code == 200
     policy = response.headers["Content-Security-Policy"]
     assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
-    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "object-src 'none'",
-                      "frame-ancestors 'none'"):
+    for directive in (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ):
         assert directive in policy
     assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
@@ -293,7 +313,9 @@ def _csp_violations(page: Any) -> list[str]:
 
 
 @pytest.mark.browser
-def test_log_in_sign_up_and_admin_pages_load_without_a_csp_violation(browser: Any, owner: Any, team: Any) -> None:
+def test_log_in_sign_up_and_admin_pages_load_without_a_csp_violation(
+    browser: Any, owner: Any, team: Any
+) -> None:
     from tests.conftest import browser_login
 
     owner.is_staff = owner.is_superuser = True
@@ -302,8 +324,13 @@ def test_log_in_sign_up_and_admin_pages_load_without_a_csp_violation(browser: An
     for path in ("/accounts/login/", "/accounts/signup/"):
         browser.goto(path)
     browser_login(browser, owner)
-    for path in ("/accounts/password/", "/admin/", "/admin/accounts/user/", f"/admin/accounts/user/{owner.pk}/change/",
-                 f"/admin/accounts/team/{team.pk}/change/"):
+    for path in (
+        "/accounts/password/",
+        "/admin/",
+        "/admin/accounts/user/",
+        f"/admin/accounts/user/{owner.pk}/change/",
+        f"/admin/accounts/team/{team.pk}/change/",
+    ):
         response = browser.goto(path)
         assert response is not None and response.status == 200, path
     assert [text for text in console if "Content Security Policy" in text] == []

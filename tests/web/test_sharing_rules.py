@@ -4,6 +4,7 @@ inputs; every path that returns frames checks the video; an archived original is
 Personas: `owner` (owner of team "Vision Lab", owns the inputs), `member` (a member of Vision
 Lab who also owns a second team "Side Project", where `stranger` is a member).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,9 +25,22 @@ from tests.web.library_factories import (  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FORM = {"method": "gradcam", "pooling": "global", "bbox_mode": "otsu", "bbox_threshold": "0.5", "colormap": "jet",
-        "alpha": "0.3", "frame_stride": "1", "frame_offset": "0", "resize_mode": "stretch", "scaling": "unit",
-        "mean": "", "std": "", "title": "", "expected_class": ""}
+FORM = {
+    "method": "gradcam",
+    "pooling": "global",
+    "bbox_mode": "otsu",
+    "bbox_threshold": "0.5",
+    "colormap": "jet",
+    "alpha": "0.3",
+    "frame_stride": "1",
+    "frame_offset": "0",
+    "resize_mode": "stretch",
+    "scaling": "unit",
+    "mean": "",
+    "std": "",
+    "title": "",
+    "expected_class": "",
+}
 
 
 @pytest.fixture
@@ -39,21 +53,33 @@ def side_project(member: Any, stranger: Any) -> Team:
 
 
 @pytest.fixture
-def inputs(web: Any, owner: Any, team: Any, model_files: dict[str, Path], video_files: dict[str, Path]) -> dict[str, Any]:
+def inputs(
+    web: Any, owner: Any, team: Any, model_files: dict[str, Path], video_files: dict[str, Path]
+) -> dict[str, Any]:
     """A model and a video owned by `owner` and shared with Vision Lab only (real uploads)."""
     client = web(owner)
-    classifier = Classifier.objects.get(code=code_from_location(
-        upload_model(client, model_files["good_h5"], team=str(team.pk)), prefix="/classifiers/"))
-    video = Video.objects.get(code=code_from_location(
-        upload_video(client, video_files["avi"], team=str(team.pk)), prefix="/videos/"))
+    classifier = Classifier.objects.get(
+        code=code_from_location(
+            upload_model(client, model_files["good_h5"], team=str(team.pk)), prefix="/classifiers/"
+        )
+    )
+    video = Video.objects.get(
+        code=code_from_location(
+            upload_video(client, video_files["avi"], team=str(team.pk)), prefix="/videos/"
+        )
+    )
     assert classifier.is_ready and video.is_ready
     return {"classifier": classifier, "video": video}
 
 
 def _analysis_urls(analysis: Analysis) -> list[str]:
-    return [f"/analyses/{analysis.code}/", f"/analyses/{analysis.code}/status.json",
-            f"/analyses/{analysis.code}/files/manifest.json", f"/analyses/{analysis.code}/download.zip",
-            f"/analyses/{analysis.code}/rerun/"]
+    return [
+        f"/analyses/{analysis.code}/",
+        f"/analyses/{analysis.code}/status.json",
+        f"/analyses/{analysis.code}/files/manifest.json",
+        f"/analyses/{analysis.code}/download.zip",
+        f"/analyses/{analysis.code}/rerun/",
+    ]
 
 
 def test_a_member_cannot_share_an_analysis_with_a_team_that_cannot_see_its_video(
@@ -80,8 +106,14 @@ def test_an_analysis_stops_being_visible_to_a_team_when_its_video_stops_being_sh
 ) -> None:
     from analyses.runs.services import analysis_create
 
-    analysis = analysis_create(user=member, classifier=inputs["classifier"], video=inputs["video"],
-                               expected_class=None, params={}, team=team)
+    analysis = analysis_create(
+        user=member,
+        classifier=inputs["classifier"],
+        video=inputs["video"],
+        expected_class=None,
+        params={},
+        team=team,
+    )
     teammate = web(member)
     assert teammate.get(f"/analyses/{analysis.code}/").status_code == 200
     # The video's owner makes it private again: the frames go with it, for everyone but them.
@@ -100,17 +132,30 @@ def test_a_team_owner_cannot_preview_frames_of_a_members_private_video_through_a
 ) -> None:
     # The member's own private video, analysed with the team's model, in an analysis shared with
     # the team (a row written before the sharing rule existed, as a migration would find it).
-    private = Video.objects.get(code=code_from_location(upload_video(web(member), video_files["mp4"]), prefix="/videos/"))
-    legacy = Analysis.objects.create(owner=member, team=team, classifier=inputs["classifier"], video=private,
-                                     params={}, status="succeeded", stage="done")
+    private = Video.objects.get(
+        code=code_from_location(upload_video(web(member), video_files["mp4"]), prefix="/videos/")
+    )
+    legacy = Analysis.objects.create(
+        owner=member,
+        team=team,
+        classifier=inputs["classifier"],
+        video=private,
+        params={},
+        status="succeeded",
+        stage="done",
+    )
     team_owner = web(owner)
     for url in _analysis_urls(legacy):
         response = team_owner.get(url)
         assert response.status_code == 404, url
-    preview = team_owner.post(f"/analyses/{legacy.code}/rerun/", data={**FORM, "action": "preview"},
-                              headers={"Accept": "application/json"})
+    preview = team_owner.post(
+        f"/analyses/{legacy.code}/rerun/",
+        data={**FORM, "action": "preview"},
+        headers={"Accept": "application/json"},
+    )
     assert preview.status_code == 404
     from analyses.models import Preview
+
     assert Preview.objects.count() == 0
     # Its maker still sees it.
     assert web(member).get(f"/analyses/{legacy.code}/").status_code == 200
@@ -121,7 +166,9 @@ def test_the_preview_service_itself_refuses_a_video_the_user_cannot_see(
 ) -> None:
     from analyses.runs.previews import PreviewError, preview_create
 
-    private = Video.objects.get(code=code_from_location(upload_video(web(member), video_files["mp4"]), prefix="/videos/"))
+    private = Video.objects.get(
+        code=code_from_location(upload_video(web(member), video_files["mp4"]), prefix="/videos/")
+    )
     with pytest.raises(PreviewError, match="not available to you"):
         preview_create(user=owner, classifier=inputs["classifier"], video=private, preprocess={})
 
@@ -131,8 +178,14 @@ def test_an_archived_original_is_for_its_owner_only(
 ) -> None:
     from analyses.runs.services import analysis_create
 
-    analysis_create(user=owner, classifier=inputs["classifier"], video=inputs["video"], expected_class=None,
-                    params={}, team=team)
+    analysis_create(
+        user=owner,
+        classifier=inputs["classifier"],
+        video=inputs["video"],
+        expected_class=None,
+        params={},
+        team=team,
+    )
     video = inputs["video"]
     client = web(owner)
     response = client.post(f"/videos/{video.code}/delete/")
@@ -152,8 +205,14 @@ def test_a_rerun_by_someone_whose_team_cannot_see_the_inputs_is_private(
 ) -> None:
     from analyses.runs.services import analysis_create, analysis_rerun
 
-    original = analysis_create(user=owner, classifier=inputs["classifier"], video=inputs["video"],
-                               expected_class=None, params={}, team=team)
+    original = analysis_create(
+        user=owner,
+        classifier=inputs["classifier"],
+        video=inputs["video"],
+        expected_class=None,
+        params={},
+        team=team,
+    )
     rerun = analysis_rerun(user=owner, analysis=original, params_changes={"colormap": "viridis"})
     assert rerun.team == team
     Video.objects.filter(pk=inputs["video"].pk).update(team=None)
@@ -169,9 +228,17 @@ def test_the_admin_cannot_share_an_analysis_with_a_team_that_cannot_see_its_inpu
     from analyses.runs.services import analysis_create
     from tests.conftest import PASSWORD
 
-    analysis = analysis_create(user=owner, classifier=inputs["classifier"], video=inputs["video"],
-                               expected_class=None, params={}, team=team)
-    staff = get_user_model().objects.create_superuser(username="root_admin", email="r@example.org", password=PASSWORD)
+    analysis = analysis_create(
+        user=owner,
+        classifier=inputs["classifier"],
+        video=inputs["video"],
+        expected_class=None,
+        params={},
+        team=team,
+    )
+    staff = get_user_model().objects.create_superuser(
+        username="root_admin", email="r@example.org", password=PASSWORD
+    )
     client = web(staff)
     url = f"/admin/analyses/analysis/{analysis.pk}/change/"
     refused = client.post(url, data={"title": "moved", "team": str(side_project.pk)})

@@ -1,5 +1,6 @@
 """Teams over real HTTP: create, add members, roles, last-owner protection, and the three
 personas (owner, member, stranger) on every team page and action."""
+
 from __future__ import annotations
 
 import pytest
@@ -199,7 +200,8 @@ def test_a_stranger_gets_404_on_every_team_page_and_action(web, team, owner, mem
         response = client.get(path) if method == "get" else client.post(path, data=data)
         assert response.status_code == 404, (method, path, response.status_code)
     assert sorted(TeamMembership.objects.filter(team=team).values_list("user__username", "role")) == [
-        (member.username, "member"), (owner.username, "owner"),
+        (member.username, "member"),
+        (owner.username, "owner"),
     ]
     assert not AuditEvent.objects.exists()
 
@@ -209,7 +211,8 @@ def test_a_member_gets_403_on_every_owner_action(web, team, owner, member, stran
     # Leaving (and removing oneself, which is the same) is the one write a member may do.
     own_exits = {_team_path(team, "leave/"), _member_path(team, member, "remove")}
     owner_actions = [
-        action for action in _every_action(team, owner, member, stranger)
+        action
+        for action in _every_action(team, owner, member, stranger)
         if action[0] == "post" and action[1] not in own_exits
     ]
     for _, path, data in owner_actions:
@@ -240,7 +243,11 @@ def test_team_urls_use_the_code_not_the_primary_key(web, team, owner) -> None:
 
 def test_actions_refuse_get(web, team, owner, member) -> None:
     client = web(user=owner)
-    for path in (_team_path(team, "members/add/"), _member_path(team, member, "remove"), _team_path(team, "leave/")):
+    for path in (
+        _team_path(team, "members/add/"),
+        _member_path(team, member, "remove"),
+        _team_path(team, "leave/"),
+    ):
         assert client.get(path).status_code == 405
     assert _role(team, member) == TeamRole.MEMBER
 
@@ -298,6 +305,8 @@ def test_an_owner_demoted_while_their_request_runs_is_refused_on_the_locked_rows
     assert client.post(_member_path(team, member, "remove")).status_code == 403
     assert _role(team, member) == TeamRole.MEMBER
     TeamMembership.objects.filter(team=team, user=owner).update(role=TeamRole.OWNER)
-    response = client.post(_team_path(team, "members/add/"), data={"username": "nobody_new", "role": "member"})
+    response = client.post(
+        _team_path(team, "members/add/"), data={"username": "nobody_new", "role": "member"}
+    )
     assert response.status_code == 403
     assert not AuditEvent.objects.filter(action__startswith="team.member_").exists()

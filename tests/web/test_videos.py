@@ -1,4 +1,5 @@
 """Video library over real HTTP: probe + rendition + poster, refusals, duplicates, Range requests."""
+
 from __future__ import annotations
 
 import html
@@ -7,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from analyses.library.services import video_extension_for
 from analyses.models import Video
 from audit.models import AuditEvent
-from analyses.library.services import video_extension_for
 from tests.jobs import queued_task_names, run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
     code_from_location,
@@ -155,8 +156,12 @@ def test_range_requests_return_partial_content_with_the_right_bytes(
     ],
 )
 def test_refused_video_shows_why_and_stores_nothing(
-    web: Any, owner: Any, video_files: dict[str, Path], private_media_root: Path,
-    variant: str, expected_words: list[str],
+    web: Any,
+    owner: Any,
+    video_files: dict[str, Path],
+    private_media_root: Path,
+    variant: str,
+    expected_words: list[str],
 ) -> None:
     client = web(owner)
     response = upload_video(client, video_files[variant])
@@ -270,9 +275,7 @@ def _option(argv: list[str], name: str) -> float:
     return float(argv[argv.index(name) + 1])
 
 
-def test_video_children_stop_themselves_before_the_web_kills_them(
-    settings: Any, tmp_path: Path
-) -> None:
+def test_video_children_stop_themselves_before_the_web_kills_them(settings: Any, tmp_path: Path) -> None:
     from analyses.worker import engine_client
 
     settings.GRADCAM_ENGINE_PYTHON = _stand_in_engine(
@@ -283,7 +286,9 @@ def test_video_children_stop_themselves_before_the_web_kills_them(
     argv = engine_client.probe_video_file(tmp_path / "v.mp4")["argv"]
     assert 0 < _option(argv, "--timeout") < 60 and 0 < _option(argv, "--processing-timeout") < 60
     # transcode = probe + encode + poster (+ one poster retry), one after the other
-    argv = engine_client.transcode_video_file(tmp_path / "v.mp4", tmp_path / "o.mp4", tmp_path / "p.jpg")["argv"]
+    argv = engine_client.transcode_video_file(tmp_path / "v.mp4", tmp_path / "o.mp4", tmp_path / "p.jpg")[
+        "argv"
+    ]
     short, long = _option(argv, "--timeout"), _option(argv, "--processing-timeout")
     assert short > 0 and long >= 300
     assert 3 * short + long < 600
@@ -294,7 +299,12 @@ def test_video_children_stop_themselves_before_the_web_kills_them(
 
 
 def test_a_transcode_killed_at_the_web_timeout_leaves_no_partial_file(
-    web: Any, owner: Any, settings: Any, tmp_path: Path, video_files: dict[str, Path], private_media_root: Path,
+    web: Any,
+    owner: Any,
+    settings: Any,
+    tmp_path: Path,
+    video_files: dict[str, Path],
+    private_media_root: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import tempfile
@@ -320,7 +330,9 @@ def test_a_transcode_killed_at_the_web_timeout_leaves_no_partial_file(
     )
     settings.GRADCAM_TRANSCODE_TIMEOUT = 2.0
     client = web(owner)
-    assert "longer than 2 seconds" in _refusal_after_processing(client, upload_video(client, video_files["avi"]))
+    assert "longer than 2 seconds" in _refusal_after_processing(
+        client, upload_video(client, video_files["avi"])
+    )
     _nothing_kept(private_media_root)
     child_dirs = [path for path in made if "gradcam-engine-" in path]
     assert child_dirs and not any(Path(path).exists() for path in child_dirs)

@@ -5,6 +5,7 @@ settings `DATABASES["default"]["TEST"]`) and the test's MEDIA_ROOT, in its own p
 a test can SIGKILL all of it at once. Tests that use it need committed rows:
 `@pytest.mark.django_db(transaction=True)`.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,10 @@ FINAL = ("succeeded", "failed", "cancelled")
 def run_engine_cli(*arguments: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "gradcam3d", *arguments],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     if completed.returncode != 0:
@@ -68,16 +72,29 @@ def _copy_into_media(*, source: Path, media_root: Path, folder: str) -> str:
     return relative
 
 
-def make_classifier(*, owner: Any, model_path: Path, inspection: dict[str, Any], media_root: Path,
-                    labels: list[str] | None = None) -> Any:
+def make_classifier(
+    *,
+    owner: Any,
+    model_path: Path,
+    inspection: dict[str, Any],
+    media_root: Path,
+    labels: list[str] | None = None,
+) -> Any:
     from analyses.models import Classifier
 
     return Classifier.objects.create(
-        owner=owner, name=model_path.stem, file=_copy_into_media(source=model_path, media_root=media_root, folder="classifiers"),
-        original_filename=model_path.name, file_format=inspection["format"], sha256=uuid.uuid4().hex,
-        size_bytes=model_path.stat().st_size, input_shape=inspection["input_shape"],
-        num_classes=inspection["num_classes"], conv3d_layers=inspection["conv3d_layers"],
-        class_labels=labels or [], inspection=inspection,
+        owner=owner,
+        name=model_path.stem,
+        file=_copy_into_media(source=model_path, media_root=media_root, folder="classifiers"),
+        original_filename=model_path.name,
+        file_format=inspection["format"],
+        sha256=uuid.uuid4().hex,
+        size_bytes=model_path.stat().st_size,
+        input_shape=inspection["input_shape"],
+        num_classes=inspection["num_classes"],
+        conv3d_layers=inspection["conv3d_layers"],
+        class_labels=labels or [],
+        inspection=inspection,
     )
 
 
@@ -85,9 +102,15 @@ def make_video(*, owner: Any, video_path: Path, media_root: Path, expected_class
     from analyses.models import Video
 
     return Video.objects.create(
-        owner=owner, name=video_path.stem, file=_copy_into_media(source=video_path, media_root=media_root, folder="videos"),
-        original_filename=video_path.name, sha256=uuid.uuid4().hex, size_bytes=video_path.stat().st_size,
-        container="mp4", codec="h264", expected_class=expected_class,
+        owner=owner,
+        name=video_path.stem,
+        file=_copy_into_media(source=video_path, media_root=media_root, folder="videos"),
+        original_filename=video_path.name,
+        sha256=uuid.uuid4().hex,
+        size_bytes=video_path.stat().st_size,
+        container="mp4",
+        codec="h264",
+        expected_class=expected_class,
     )
 
 
@@ -104,8 +127,13 @@ def media_root(settings: Any, module_media_root: Path) -> Path:
 
 @pytest.fixture
 def demo_classifier(owner: Any, media_root: Path, demo: dict[str, Any]) -> Any:
-    return make_classifier(owner=owner, model_path=demo["model_path"], inspection=demo["inspection"],
-                           media_root=media_root, labels=list(demo["class_names"]))
+    return make_classifier(
+        owner=owner,
+        model_path=demo["model_path"],
+        inspection=demo["inspection"],
+        media_root=media_root,
+        labels=list(demo["class_names"]),
+    )
 
 
 @dataclass
@@ -178,8 +206,12 @@ def start_cluster(media_root: Path, tmp_path: Path) -> Iterator[Callable[..., Cl
         log_path = tmp_path / f"qcluster-{len(started)}.log"
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, str(REPO / "manage.py"), "qcluster"], cwd=REPO, env=environment,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, str(REPO / "manage.py"), "qcluster"],
+                cwd=REPO,
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         cluster = Cluster(process=process, log_path=log_path, extra_env=settings_env)
         started.append(cluster)
@@ -190,7 +222,9 @@ def start_cluster(media_root: Path, tmp_path: Path) -> Iterator[Callable[..., Cl
         cluster.stop()
 
 
-def wait_for(analysis: Any, *, condition: Callable[[Any], bool], timeout: float, cluster: Cluster | None = None) -> Any:
+def wait_for(
+    analysis: Any, *, condition: Callable[[Any], bool], timeout: float, cluster: Cluster | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         analysis.refresh_from_db()
@@ -213,7 +247,10 @@ def wait_final(analysis: Any, *, timeout: float = 120, cluster: Cluster | None =
 # Library rows whose files are never read: for tests of the state machine and services.
 PLACEHOLDER_LAYERS = ["c3d/conv1", "c3d/block/conv2"]
 PLACEHOLDER_INSPECTION = {
-    "format": "h5", "input_shape": [16, 32, 32, 3], "num_classes": 4, "conv3d_layers": PLACEHOLDER_LAYERS,
+    "format": "h5",
+    "input_shape": [16, 32, 32, 3],
+    "num_classes": 4,
+    "conv3d_layers": PLACEHOLDER_LAYERS,
 }
 
 
@@ -221,7 +258,9 @@ PLACEHOLDER_INSPECTION = {
 def classifier(owner: Any, media_root: Path, tmp_path: Path) -> Any:
     model = tmp_path / "model.h5"
     model.write_bytes(b"not read by these tests")
-    return make_classifier(owner=owner, model_path=model, inspection=PLACEHOLDER_INSPECTION, media_root=media_root)
+    return make_classifier(
+        owner=owner, model_path=model, inspection=PLACEHOLDER_INSPECTION, media_root=media_root
+    )
 
 
 @pytest.fixture

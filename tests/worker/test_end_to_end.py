@@ -1,4 +1,5 @@
 """End to end with a REAL django-q2 cluster (`manage.py qcluster` subprocess) and the real engine."""
+
 from __future__ import annotations
 
 import os
@@ -28,11 +29,14 @@ def _files_per_layer(manifest: dict[str, Any]) -> dict[str, Counter[str]]:
     return per_layer
 
 
-def _submit(*, owner: Any, classifier: Any, video: Any, expected_class: int | None, params: dict | None = None) -> Any:
+def _submit(
+    *, owner: Any, classifier: Any, video: Any, expected_class: int | None, params: dict | None = None
+) -> Any:
     from analyses.runs.services import analysis_create
 
-    return analysis_create(user=owner, classifier=classifier, video=video, expected_class=expected_class,
-                           params=params or {})
+    return analysis_create(
+        user=owner, classifier=classifier, video=video, expected_class=expected_class, params=params or {}
+    )
 
 
 def _work_folders(media_root: Path) -> list[str]:
@@ -49,12 +53,23 @@ def test_wrong_and_right_predictions_submitted_together_both_succeed_with_infere
     wrong_video = make_video(owner=owner, video_path=Path(mislabelled["path"]), media_root=media_root)
     right_video = make_video(owner=owner, video_path=Path(correct["path"]), media_root=media_root)
 
-    wrong = _submit(owner=owner, classifier=demo_classifier, video=wrong_video, expected_class=mislabelled["labelled_class"])
-    right = _submit(owner=owner, classifier=demo_classifier, video=right_video, expected_class=correct["labelled_class"])
+    wrong = _submit(
+        owner=owner,
+        classifier=demo_classifier,
+        video=wrong_video,
+        expected_class=mislabelled["labelled_class"],
+    )
+    right = _submit(
+        owner=owner, classifier=demo_classifier, video=right_video, expected_class=correct["labelled_class"]
+    )
 
     seen_progress: set[float] = set()
-    wait_for(wrong, condition=lambda row: seen_progress.add(row.progress) or row.status in ("succeeded", "failed"),
-             timeout=180, cluster=cluster)
+    wait_for(
+        wrong,
+        condition=lambda row: seen_progress.add(row.progress) or row.status in ("succeeded", "failed"),
+        timeout=180,
+        cluster=cluster,
+    )
     wait_final(right, timeout=120, cluster=cluster)
     assert (wrong.status, wrong.error_message) == ("succeeded", "")
     assert (right.status, right.error_message) == ("succeeded", "")
@@ -82,7 +97,10 @@ def test_wrong_and_right_predictions_submitted_together_both_succeed_with_infere
     # The row says succeeded before the worker removes the job's working folder (in its
     # `finally`), so wait for the removal instead of racing it.
     deadline = time.monotonic() + 30
-    while any(not name.startswith("spare-") for name in _work_folders(media_root)) and time.monotonic() < deadline:
+    while (
+        any(not name.startswith("spare-") for name in _work_folders(media_root))
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert all(name.startswith("spare-") for name in _work_folders(media_root)), _work_folders(media_root)
 
@@ -94,7 +112,9 @@ def test_expected_class_out_of_range_fails_in_words_and_cancel_stops_a_running_a
     from analyses.runs.services import analysis_cancel
 
     cluster = start_cluster()
-    video = make_video(owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=False)["path"]), media_root=media_root)
+    video = make_video(
+        owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=False)["path"]), media_root=media_root
+    )
     # The service refuses it; a row that got past it anyway (an older classifier record) is
     # refused by the engine, and the user reads why.
     bad = _submit(owner=owner, classifier=demo_classifier, video=video, expected_class=None)
@@ -137,7 +157,9 @@ def test_sigkilled_cluster_and_engine_mid_run_end_retried_to_success_never_runni
 
     reaper_schedule_ensure()  # as run_studio does
     cluster = start_cluster()
-    video = make_video(owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=True)["path"]), media_root=media_root)
+    video = make_video(
+        owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=True)["path"]), media_root=media_root
+    )
     analysis = _submit(owner=owner, classifier=demo_classifier, video=video, expected_class=None)
     wait_for(analysis, condition=lambda row: row.status == "running", timeout=60, cluster=cluster)
     engine_pid = _engine_pid_of(media_root, analysis)
@@ -163,7 +185,9 @@ def test_memory_limit_fails_only_the_analysis_that_exceeds_it(
 ) -> None:
     # 256 MB (the lowest allowed) is below what TensorFlow alone needs: the engine is killed.
     cluster = start_cluster(GRADCAM_ANALYSIS_MEMORY_MB="256")
-    video = make_video(owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=False)["path"]), media_root=media_root)
+    video = make_video(
+        owner=owner, video_path=Path(demo_video_entry(demo, mislabelled=False)["path"]), media_root=media_root
+    )
     analysis = _submit(owner=owner, classifier=demo_classifier, video=video, expected_class=None)
     wait_final(analysis, timeout=90, cluster=cluster)
     assert analysis.status == "failed"

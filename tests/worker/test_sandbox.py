@@ -9,6 +9,7 @@ would notice a leak, so the sandboxed assertions can fail.
 Without a working bubblewrap these tests skip with a message, except in CI (CI=true), where
 they fail.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,8 +119,12 @@ def targets(media_root: Path, tmp_path: Path) -> dict[str, Any]:
     other_analysis = media_root / "analyses" / uuid.uuid4().hex / "attempt-1" / "manifest.json"
     other_media = media_root / "videos" / f"{uuid.uuid4().hex}.mp4"
     own_input = media_root / "videos" / f"{uuid.uuid4().hex}.mp4"
-    for path, text in ((database, FILE_MARKER), (other_analysis, FILE_MARKER), (other_media, FILE_MARKER),
-                       (own_input, "own input bytes")):
+    for path, text in (
+        (database, FILE_MARKER),
+        (other_analysis, FILE_MARKER),
+        (other_media, FILE_MARKER),
+        (own_input, "own input bytes"),
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     # World-readable, as a default umask leaves them: only the sandbox's view of the file
@@ -128,8 +133,13 @@ def targets(media_root: Path, tmp_path: Path) -> dict[str, Any]:
         for path in [folder, *folder.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
     out = media_root / "previews" / uuid.uuid4().hex
-    return {"database": str(database), "other_analysis": str(other_analysis), "other_media": str(other_media),
-            "input": own_input, "out": out}
+    return {
+        "database": str(database),
+        "other_analysis": str(other_analysis),
+        "other_media": str(other_media),
+        "input": own_input,
+        "out": out,
+    }
 
 
 # A platform process (Django set up from an environment holding the secrets, as in production)
@@ -153,7 +163,11 @@ def _probe(*, mode: str, targets: dict[str, Any], port: int, media_root: Path) -
     import subprocess
 
     environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith(("PYTEST", "GRADCAM_", "DEBUG"))},
+        **{
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("PYTEST", "GRADCAM_", "DEBUG"))
+        },
         "DJANGO_SETTINGS_MODULE": "gradcam_site.settings",
         "SECRET_KEY": SECRET_MARKER,
         "DATABASE_URL": f"sqlite:///{targets['database']}?leak={DATABASE_MARKER}",
@@ -163,8 +177,14 @@ def _probe(*, mode: str, targets: dict[str, Any], port: int, media_root: Path) -
         "MEDIA_ROOT": str(media_root),
     }
     arguments = {key: str(value) for key, value in targets.items()} | {"port": port, "probe": PROBE}
-    completed = subprocess.run([sys.executable, "-c", LAUNCHER, json.dumps(arguments)], env=environment,
-                               cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, json.dumps(arguments)],
+        env=environment,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     child = json.loads(completed.stdout.strip().splitlines()[-1])
     assert child["returncode"] == 0, child["stderr"][-3000:]
@@ -175,8 +195,11 @@ def _run_python(code: str, *, limits: Any, files: Any = None, timeout: float = 6
     from analyses.worker import engine_client, sandbox
 
     return engine_client.run_child(
-        argv=[sys.executable, "-c", code], files=files or sandbox.ChildFiles(), limits=limits,
-        timeout_seconds=timeout, what="Testing",
+        argv=[sys.executable, "-c", code],
+        files=files or sandbox.ChildFiles(),
+        limits=limits,
+        timeout_seconds=timeout,
+        what="Testing",
     )
 
 
@@ -232,7 +255,9 @@ def _stand_in_engine(tmp_path: Path, settings: Any) -> None:
     settings.GRADCAM_ENGINE_PYTHON = str(script)
 
 
-def _run_warm_engine_job(*, targets: dict[str, Any], port: int, model: Path, video: Path) -> tuple[Any, dict, Path]:
+def _run_warm_engine_job(
+    *, targets: dict[str, Any], port: int, model: Path, video: Path
+) -> tuple[Any, dict, Path]:
     """Start a spare, let a job take it (renaming its folder), run the job; (outcome, report, work_dir)."""
     from analyses.worker import runner
 
@@ -243,10 +268,22 @@ def _run_warm_engine_job(*, targets: dict[str, Any], port: int, model: Path, vid
     try:
         outcome = runner.run_engine_job(
             engine=engine,
-            job={"model": str(model), "video": str(video), "out": str(engine.work_dir / "out"),
-                 "params": {"parent_pid": os.getpid(), "port": port, "database": targets["database"],
-                            "other_analysis": targets["other_analysis"], "other_media": targets["other_media"]}},
-            timeout_seconds=60, memory_limit_mb=4096, on_event=events.append, should_cancel=lambda: False,
+            job={
+                "model": str(model),
+                "video": str(video),
+                "out": str(engine.work_dir / "out"),
+                "params": {
+                    "parent_pid": os.getpid(),
+                    "port": port,
+                    "database": targets["database"],
+                    "other_analysis": targets["other_analysis"],
+                    "other_media": targets["other_media"],
+                },
+            },
+            timeout_seconds=60,
+            memory_limit_mb=4096,
+            on_event=events.append,
+            should_cancel=lambda: False,
         )
         assert list((work_dir / "in").iterdir()) == [], "the inputs stay linked after the job"
         assert (work_dir / "out").stat().st_uid == os.getuid()
@@ -291,7 +328,9 @@ def test_the_warm_engine_gets_a_copy_of_an_input_its_user_may_not_read(
     model.parent.mkdir(parents=True, exist_ok=True)
     model.write_text("private model bytes")
     model.chmod(0o600)
-    outcome, report, _ = _run_warm_engine_job(targets=targets, port=listener, model=model, video=targets["input"])
+    outcome, report, _ = _run_warm_engine_job(
+        targets=targets, port=listener, model=model, video=targets["input"]
+    )
     assert outcome.kind == "succeeded", outcome
     assert report["read_input"]["value"] == "private model bytes"
     assert report["model_inode"] != model.stat().st_ino
@@ -303,12 +342,17 @@ def test_the_warm_engine_gets_a_copy_of_an_input_its_user_may_not_read(
 @pytest.mark.parametrize(
     ("code", "limit_args", "expected"),
     [
-        ("b = bytearray(600 * 1024 * 1024); b[-1] = 1",
-         {"memory_mb": 256}, "it needed more memory than the limit of 256 MB"),
-        ("while True:\n    pass",
-         {"cpu_seconds": 1}, "it used more than its CPU-time limit of 1 seconds"),
-        ("import os\nopen(os.path.join(os.environ['TMPDIR'], 'big'), 'wb').write(b'x' * 3 * 1024 * 1024)",
-         {"file_mb": 1}, "it tried to write a file larger than the limit of 1 MB"),
+        (
+            "b = bytearray(600 * 1024 * 1024); b[-1] = 1",
+            {"memory_mb": 256},
+            "it needed more memory than the limit of 256 MB",
+        ),
+        ("while True:\n    pass", {"cpu_seconds": 1}, "it used more than its CPU-time limit of 1 seconds"),
+        (
+            "import os\nopen(os.path.join(os.environ['TMPDIR'], 'big'), 'wb').write(b'x' * 3 * 1024 * 1024)",
+            {"file_mb": 1},
+            "it tried to write a file larger than the limit of 1 MB",
+        ),
     ],
     ids=["memory", "cpu", "file-size"],
 )
@@ -361,14 +405,18 @@ def test_n_plus_one_children_run_n_at_a_time(mode: str, settings: Any) -> None:
     settings.GRADCAM_CHILD_SLOTS = 2
     settings.GRADCAM_CHILD_SLOT_WAIT = 30
     results = _run_concurrently(3, seconds=1.5)
-    spans = sorted((report["start"], report["end"]) for report in
-                   (json.loads(result.stdout.strip().splitlines()[-1]) for result in results))
+    spans = sorted(
+        (report["start"], report["end"])
+        for report in (json.loads(result.stdout.strip().splitlines()[-1]) for result in results)
+    )
     most_at_once = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
     assert most_at_once == 2
     assert spans[2][0] >= min(spans[0][1], spans[1][1]) - 0.05  # the third waited for a slot
 
 
-def test_a_child_that_finds_no_free_slot_in_time_fails_with_a_clear_sentence(mode: str, settings: Any) -> None:
+def test_a_child_that_finds_no_free_slot_in_time_fails_with_a_clear_sentence(
+    mode: str, settings: Any
+) -> None:
     from analyses.worker import engine_client
     from analyses.worker.sandbox import child_limits
 
@@ -400,15 +448,18 @@ def test_start_up_check_names_the_setting_and_the_package_when_bwrap_is_missing(
 
     settings.GRADCAM_SANDBOX = "bwrap"
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
-    errors = [message for message in checks.run_checks(tags=[checks.Tags.security]) if message.id == "analyses.E001"]
+    errors = [
+        message for message in checks.run_checks(tags=[checks.Tags.security]) if message.id == "analyses.E001"
+    ]
     assert len(errors) == 1 and errors[0].level == checks.ERROR
     assert "GRADCAM_SANDBOX=bwrap" in errors[0].msg and "bwrap" in errors[0].msg
     assert "apt-get install bubblewrap" in errors[0].hint
 
 
 def test_start_up_check_warns_when_the_sandbox_is_off_and_is_silent_when_it_works(settings: Any) -> None:
-    from analyses.worker.sandbox import check_sandbox
     from django.core import checks
+
+    from analyses.worker.sandbox import check_sandbox
 
     settings.GRADCAM_SANDBOX = "off"
     [warning] = check_sandbox()
@@ -421,10 +472,15 @@ def test_start_up_check_warns_when_the_sandbox_is_off_and_is_silent_when_it_work
 def _settings_error(**environment: str) -> str:
     import subprocess
 
-    base = {name: value for name, value in os.environ.items() if not name.startswith(("GRADCAM_SANDBOX", "DEBUG"))}
+    base = {
+        name: value for name, value in os.environ.items() if not name.startswith(("GRADCAM_SANDBOX", "DEBUG"))
+    }
     completed = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**base, "DJANGO_SETTINGS_MODULE": "gradcam_site.settings", **environment},
     )
     return completed.stderr if completed.returncode else ""

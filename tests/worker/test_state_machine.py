@@ -1,4 +1,5 @@
 """The Analysis state machine, the services that drive it, and the reaper (no cluster needed)."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,13 @@ LAYERS = PLACEHOLDER_LAYERS
 def _create(owner: Any, classifier: Any, video: Any, **overrides: Any) -> Any:
     from analyses.runs.services import analysis_create
 
-    arguments = {"user": owner, "classifier": classifier, "video": video, "expected_class": None, "params": {}}
+    arguments = {
+        "user": owner,
+        "classifier": classifier,
+        "video": video,
+        "expected_class": None,
+        "params": {},
+    }
     return analysis_create(**{**arguments, **overrides})
 
 
@@ -38,8 +45,9 @@ def test_importing_every_app_module_never_imports_tensorflow() -> None:
         "print(len(names), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
     environment = {**os.environ, "GRADCAM_ALLOW_DEV_SECRET": "1"}
-    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environment,
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     count, tensorflow_loaded, keras_loaded = completed.stdout.split()
     assert int(count) >= 10
@@ -79,7 +87,9 @@ def test_create_stores_normalised_defaults_audits_and_enqueues_on_commit(
     from audit.models import AuditEvent
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        analysis = _create(owner, classifier, video, expected_class="2", params={"layers": [LAYERS[1]], "alpha": "0.5"})
+        analysis = _create(
+            owner, classifier, video, expected_class="2", params={"layers": [LAYERS[1]], "alpha": "0.5"}
+        )
         assert OrmQ.objects.count() == 0  # nothing is queued before the row is committed
     assert len(callbacks) == 1
     analysis.refresh_from_db()
@@ -106,7 +116,9 @@ def test_create_stores_normalised_defaults_audits_and_enqueues_on_commit(
         ({"params": {"bogus": 1}}, "Unknown analysis parameter"),
     ],
 )
-def test_create_refuses_bad_input_in_words(owner: Any, classifier: Any, video: Any, overrides: dict, words: str) -> None:
+def test_create_refuses_bad_input_in_words(
+    owner: Any, classifier: Any, video: Any, overrides: dict, words: str
+) -> None:
     from analyses.models import Analysis
     from analyses.runs.params import AnalysisError
 
@@ -124,7 +136,9 @@ def test_a_stranger_cannot_analyse_someone_elses_model(stranger: Any, classifier
 
 
 @pytest.mark.django_db
-def test_rerun_links_to_the_original_and_changes_only_what_was_asked(owner: Any, classifier: Any, video: Any) -> None:
+def test_rerun_links_to_the_original_and_changes_only_what_was_asked(
+    owner: Any, classifier: Any, video: Any
+) -> None:
     from analyses.runs.services import analysis_rerun
 
     original = _create(owner, classifier, video, expected_class=1, params={"colormap": "turbo"})
@@ -138,9 +152,9 @@ def test_rerun_links_to_the_original_and_changes_only_what_was_asked(owner: Any,
 def test_cancel_queued_is_immediate_running_is_flagged_and_finished_is_refused(
     owner: Any, stranger: Any, classifier: Any, video: Any
 ) -> None:
+    from analyses.runs.params import AnalysisError
     from analyses.runs.services import analysis_cancel
     from analyses.runs.state import analysis_transition
-    from analyses.runs.params import AnalysisError
 
     queued = _create(owner, classifier, video)
     assert analysis_cancel(user=owner, analysis=queued).status == "cancelled"
@@ -166,12 +180,17 @@ def test_reaper_requeues_while_attempts_remain_then_fails_with_a_clear_message(
     settings.GRADCAM_HEARTBEAT_STALE_SECONDS = 60
     old = timezone.now() - timedelta(seconds=61)
     stale = _create(owner, classifier, video)
-    Analysis.objects.filter(pk=stale.pk).update(status="running", attempts=1, max_attempts=2, heartbeat_at=old)
+    Analysis.objects.filter(pk=stale.pk).update(
+        status="running", attempts=1, max_attempts=2, heartbeat_at=old
+    )
     last_try = _create(owner, classifier, video)
-    Analysis.objects.filter(pk=last_try.pk).update(status="running", attempts=2, max_attempts=2, heartbeat_at=old)
+    Analysis.objects.filter(pk=last_try.pk).update(
+        status="running", attempts=2, max_attempts=2, heartbeat_at=old
+    )
     alive = _create(owner, classifier, video)
-    Analysis.objects.filter(pk=alive.pk).update(status="running", attempts=1, heartbeat_at=timezone.now(),
-                                                worker_lease=current_worker_lease())
+    Analysis.objects.filter(pk=alive.pk).update(
+        status="running", attempts=1, heartbeat_at=timezone.now(), worker_lease=current_worker_lease()
+    )
 
     counts = analysis_reap_stale()
     assert (counts["requeued"], counts["failed"], counts["cancelled"]) == (1, 1, 0)
@@ -183,17 +202,22 @@ def test_reaper_requeues_while_attempts_remain_then_fails_with_a_clear_message(
 
 
 @pytest.mark.django_db
-def test_reaper_acts_at_once_when_the_workers_process_is_gone(owner: Any, classifier: Any, video: Any) -> None:
+def test_reaper_acts_at_once_when_the_workers_process_is_gone(
+    owner: Any, classifier: Any, video: Any
+) -> None:
     from analyses.models import Analysis
     from analyses.runs.state import analysis_reap_stale
     from analyses.worker.leases import current_worker_lease
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     host = current_worker_lease().split(":")[0]
     dead_lease = f"{host}:{int(finished.stdout)}:1"
     orphan = _create(owner, classifier, video)
-    Analysis.objects.filter(pk=orphan.pk).update(status="running", attempts=2, max_attempts=2,
-                                                 heartbeat_at=timezone.now(), worker_lease=dead_lease)
+    Analysis.objects.filter(pk=orphan.pk).update(
+        status="running", attempts=2, max_attempts=2, heartbeat_at=timezone.now(), worker_lease=dead_lease
+    )
     assert analysis_reap_stale()["failed"] == 1
     orphan.refresh_from_db()
     assert orphan.status == "failed"

@@ -1,6 +1,7 @@
 """django-q2 stores each task's dotted function path in the queued row and in the reaper's
 Schedule: every path the code enqueues must name a function, and keep naming it across
 releases (a task queued before an upgrade runs after it)."""
+
 from __future__ import annotations
 
 import pydoc

@@ -1,6 +1,7 @@
 """Worker jobs on uploads (inspect a model, transcode a video, build a preview): claimed by
 compare-and-set, never left `processing` forever when a worker dies, and harmless when the
 upload is deleted meanwhile."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -52,7 +53,11 @@ def test_a_job_is_claimed_once_and_a_second_delivery_is_skipped(
     assert classifier_process(classifier_id=classifier.pk) == "ready"
     assert classifier_process(classifier_id=classifier.pk) == "skipped"
     classifier.refresh_from_db()
-    assert (classifier.status, classifier.processing_attempts, classifier.processing_lease) == ("ready", 1, "")
+    assert (classifier.status, classifier.processing_attempts, classifier.processing_lease) == (
+        "ready",
+        1,
+        "",
+    )
 
 
 def test_a_job_whose_worker_died_is_retried_once_then_given_up_in_words(
@@ -65,8 +70,9 @@ def test_a_job_whose_worker_died_is_retried_once_then_given_up_in_words(
     dying = _upload_model(owner, model_files["other_h5"])
     dead_lease = "this-host-is-gone:1:1"
     long_ago = timezone.now() - timedelta(hours=2)
-    Classifier.objects.filter(pk=dying.pk).update(processing_lease=dead_lease, processing_started_at=long_ago,
-                                                  processing_attempts=1)
+    Classifier.objects.filter(pk=dying.pk).update(
+        processing_lease=dead_lease, processing_started_at=long_ago, processing_attempts=1
+    )
     counts = processing_reap()
     assert counts["requeued"] == 1
     dying.refresh_from_db()
@@ -77,8 +83,11 @@ def test_a_job_whose_worker_died_is_retried_once_then_given_up_in_words(
     assert dying.status == "ready" and dying.processing_attempts == 2
     # A job that died on its last attempt is failed, with a sentence, its file removed.
     third = _upload_model(owner, model_files["truncated"])
-    Classifier.objects.filter(pk=third.pk).update(processing_lease=dead_lease, processing_started_at=long_ago,
-                                                  processing_attempts=MAX_PROCESSING_ATTEMPTS)
+    Classifier.objects.filter(pk=third.pk).update(
+        processing_lease=dead_lease,
+        processing_started_at=long_ago,
+        processing_attempts=MAX_PROCESSING_ATTEMPTS,
+    )
     assert processing_reap()["failed"] == 1
     third.refresh_from_db()
     assert third.status == "failed" and "stopped" in third.status_message and "again" in third.status_message

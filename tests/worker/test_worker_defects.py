@@ -3,6 +3,7 @@
 The task-level tests replace only the engine child (`runner.take_engine` / `run_engine_job`)
 with scripted fakes; the runner-level tests run tiny fake engine executables (no TensorFlow).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.utils import timezone
-
 
 
 @pytest.fixture
@@ -40,15 +41,23 @@ def engine_script(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., Any]]:
         work_dir.mkdir(parents=True)
         return SimpleNamespace(work_dir=work_dir, pid=0)
 
-    def run_engine_job(*, engine: Any, job: dict, timeout_seconds: float, memory_limit_mb: float,
-                       on_event: Any, should_cancel: Any) -> Any:
+    def run_engine_job(
+        *,
+        engine: Any,
+        job: dict,
+        timeout_seconds: float,
+        memory_limit_mb: float,
+        on_event: Any,
+        should_cancel: Any,
+    ) -> Any:
         return behaviours.pop(0)(job=job, on_event=on_event, should_cancel=should_cancel)
 
     monkeypatch.setattr(runner, "take_engine", take_engine)
     monkeypatch.setattr(runner, "run_engine_job", run_engine_job)
     monkeypatch.setattr(runner, "start_spare", lambda: None)
-    monkeypatch.setattr(runner, "discard_engine",
-                        lambda engine, **kwargs: shutil.rmtree(engine.work_dir, ignore_errors=True))
+    monkeypatch.setattr(
+        runner, "discard_engine", lambda engine, **kwargs: shutil.rmtree(engine.work_dir, ignore_errors=True)
+    )
     return behaviours
 
 
@@ -58,8 +67,12 @@ def write_result(job: dict, *, tag: str, extra: dict | None = None) -> Any:
     out = Path(job["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.txt").write_text(tag)
-    manifest = {"prediction": {"predicted_class": 1, "probabilities": [0.25, 0.75]},
-                "files": [{"path": "result.txt"}], "tag": tag, **(extra or {})}
+    manifest = {
+        "prediction": {"predicted_class": 1, "probabilities": [0.25, 0.75]},
+        "files": [{"path": "result.txt"}],
+        "tag": tag,
+        **(extra or {}),
+    }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return EngineOutcome(kind="succeeded", exit_status=0, manifest_path=out / "manifest.json")
 
@@ -102,12 +115,14 @@ def test_a_reaped_attempt_that_finishes_late_never_deletes_or_replaces_the_next_
 
 
 @pytest.mark.django_db
-def test_a_reaped_attempt_cannot_heartbeat_or_fail_the_attempt_now_running(queued: Any, engine_script: list) -> None:
+def test_a_reaped_attempt_cannot_heartbeat_or_fail_the_attempt_now_running(
+    queued: Any, engine_script: list
+) -> None:
     from django.db.models import F
 
     from analyses.models import Analysis
-    from analyses.worker.runner import EngineOutcome
     from analyses.tasks import run_analysis_task
+    from analyses.worker.runner import EngineOutcome
 
     second_heartbeat = timezone.now() - timedelta(seconds=5)
 
@@ -115,8 +130,12 @@ def test_a_reaped_attempt_cannot_heartbeat_or_fail_the_attempt_now_running(queue
         _requeue_as_stale(queued.pk)
         # Another worker claims attempt 2 and is running it.
         assert Analysis.objects.filter(pk=queued.pk, status="queued").update(
-            status="running", attempts=F("attempts") + 1, worker_lease="elsewhere:1:1",
-            heartbeat_at=second_heartbeat, stage="attempt 2 running")
+            status="running",
+            attempts=F("attempts") + 1,
+            worker_lease="elsewhere:1:1",
+            heartbeat_at=second_heartbeat,
+            stage="attempt 2 running",
+        )
         on_event({"event": "progress", "stage": "old attempt", "fraction": 0.5})
         # The row is attempt 2's now: this attempt's writes match nothing, so it must stop.
         assert should_cancel() is True
@@ -193,8 +212,9 @@ def test_a_cancel_requested_after_the_engine_finished_ends_cancelled_without_res
 
 # --------------------------------------------------------------------------- 3: lost queued rows
 @pytest.mark.django_db
-def test_reaper_enqueues_again_a_queued_analysis_whose_task_was_lost(queued: Any, owner: Any, classifier: Any,
-                                                                     video: Any) -> None:
+def test_reaper_enqueues_again_a_queued_analysis_whose_task_was_lost(
+    queued: Any, owner: Any, classifier: Any, video: Any
+) -> None:
     from django_q.models import OrmQ
 
     from analyses.models import Analysis
@@ -220,8 +240,9 @@ def test_reaper_fails_in_words_a_lost_queued_analysis_without_attempts_left(queu
     from analyses.models import Analysis
     from analyses.runs.state import analysis_reap_stale
 
-    Analysis.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(hours=1),
-                                                 attempts=2, max_attempts=2)
+    Analysis.objects.filter(pk=queued.pk).update(
+        created_at=timezone.now() - timedelta(hours=1), attempts=2, max_attempts=2
+    )
     assert analysis_reap_stale()["failed"] == 1
     row = Analysis.objects.get(pk=queued.pk)
     assert row.status == "failed" and "never started" in row.error_message
@@ -231,7 +252,9 @@ def test_reaper_fails_in_words_a_lost_queued_analysis_without_attempts_left(queu
 def _dead_lease() -> str:
     from analyses.worker.leases import current_worker_lease
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     return f"{current_worker_lease().split(':')[0]}:{int(finished.stdout)}:1"
 
 
@@ -243,13 +266,20 @@ def test_reaper_removes_work_folders_of_dead_engines_and_workers_only(media_root
 
     root = runner.work_root()
     old = time.time() - 3600
-    folders = {name: root / name for name in ("spare-dead", "abc-1", "spare-live", "abc-2", "spare-new", "spare-nofile")}
+    folders = {
+        name: root / name
+        for name in ("spare-dead", "abc-1", "spare-live", "abc-2", "spare-new", "spare-nofile")
+    }
     for folder in folders.values():
         (folder / "out").mkdir(parents=True)
     dead, alive = _dead_lease(), current_worker_lease()
-    for name, owner in (("spare-dead", {"worker": dead, "engine": dead}), ("abc-1", {"worker": dead, "engine": dead}),
-                        ("spare-live", {"worker": alive, "engine": dead}), ("abc-2", {"worker": dead, "engine": alive}),
-                        ("spare-new", {"worker": dead, "engine": dead})):
+    for name, owner in (
+        ("spare-dead", {"worker": dead, "engine": dead}),
+        ("abc-1", {"worker": dead, "engine": dead}),
+        ("spare-live", {"worker": alive, "engine": dead}),
+        ("abc-2", {"worker": dead, "engine": alive}),
+        ("spare-new", {"worker": dead, "engine": dead}),
+    ):
         (folders[name] / runner.OWNER_FILE_NAME).write_text(json.dumps(owner))
     for name, folder in folders.items():
         if name != "spare-new":
@@ -269,23 +299,42 @@ def _fake_engine(tmp_path: Path, settings: Any, body: str) -> None:
 def _run_job(engine: Any, **overrides: Any) -> Any:
     from analyses.worker.runner import run_engine_job
 
-    arguments = {"engine": engine, "job": {"out": "x"}, "timeout_seconds": 30.0, "memory_limit_mb": 4096.0,
-                 "on_event": lambda message: None, "should_cancel": lambda: False, **overrides}
+    arguments = {
+        "engine": engine,
+        "job": {"out": "x"},
+        "timeout_seconds": 30.0,
+        "memory_limit_mb": 4096.0,
+        "on_event": lambda message: None,
+        "should_cancel": lambda: False,
+        **overrides,
+    }
     return run_engine_job(**arguments)
 
 
 @pytest.mark.parametrize(
     ("body", "kind", "exit_status"),
     [
-        ("print(json.dumps({'event': 'ready'}), flush=True)\nsys.stdin.readline()\nsys.exit(3)", "crashed", 3),
-        ("print(json.dumps({'event': 'ready'}), flush=True)\nsys.stdin.readline()\n"
-         "print(json.dumps({'ok': False, 'code': 'bad_video', 'error': 'Refused.'}), flush=True)\nsys.exit(2)",
-         "refused", 2),
+        (
+            "print(json.dumps({'event': 'ready'}), flush=True)\nsys.stdin.readline()\nsys.exit(3)",
+            "crashed",
+            3,
+        ),
+        (
+            "print(json.dumps({'event': 'ready'}), flush=True)\nsys.stdin.readline()\n"
+            "print(json.dumps({'ok': False, 'code': 'bad_video', 'error': 'Refused.'}), flush=True)\nsys.exit(2)",
+            "refused",
+            2,
+        ),
     ],
 )
 def test_the_engine_group_is_killed_before_the_engine_is_reaped(
-    tmp_path: Path, settings: Any, media_root: Path, monkeypatch: pytest.MonkeyPatch, body: str, kind: str,
-    exit_status: int
+    tmp_path: Path,
+    settings: Any,
+    media_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    body: str,
+    kind: str,
+    exit_status: int,
 ) -> None:
     from analyses.worker import runner
 
@@ -303,7 +352,9 @@ def test_the_engine_group_is_killed_before_the_engine_is_reaped(
     time.sleep(0.5)  # the engine has exited (a zombie) before the runner looks
     outcome = _run_job(engine)
     assert (outcome.kind, outcome.exit_status) == (kind, exit_status)
-    assert kills and all(kills), "killpg ran after the engine's pid was released (it may belong to someone else)"
+    assert kills and all(kills), (
+        "killpg ran after the engine's pid was released (it may belong to someone else)"
+    )
     assert engine.process.returncode is not None  # reaped in the end: no zombie left
 
 
@@ -312,16 +363,22 @@ def test_an_engine_that_never_stops_writing_is_still_stopped_by_the_timeout(
 ) -> None:
     from analyses.worker import runner
 
-    _fake_engine(tmp_path, settings, (
-        "line = json.dumps({'event': 'progress', 'stage': 's', 'fraction': 0.5}) + '\\n'\n"
-        "while True:\n    sys.stdout.write(line * 200)\n    sys.stdout.flush()"
-    ))
+    _fake_engine(
+        tmp_path,
+        settings,
+        (
+            "line = json.dumps({'event': 'progress', 'stage': 's', 'fraction': 0.5}) + '\\n'\n"
+            "while True:\n    sys.stdout.write(line * 200)\n    sys.stdout.flush()"
+        ),
+    )
     engine = runner.start_engine(work_dir=tmp_path / "work")
     result: dict[str, Any] = {}
     # Each event costs the worker a little time (a database write), so lines keep waiting.
     slow_event = lambda message: time.sleep(0.001)  # noqa: E731
     thread = threading.Thread(
-        target=lambda: result.update(outcome=_run_job(engine, timeout_seconds=1.0, on_event=slow_event)), daemon=True)
+        target=lambda: result.update(outcome=_run_job(engine, timeout_seconds=1.0, on_event=slow_event)),
+        daemon=True,
+    )
     thread.start()
     thread.join(30)
     if thread.is_alive():
@@ -339,15 +396,21 @@ def test_the_engine_gets_the_parent_death_signal_with_or_without_the_sandbox(
 
     settings.GRADCAM_SANDBOX = sandbox_mode
     if sandbox_mode == "bwrap" and (problem := sandbox.sandbox_problem()) is not None:
-        message = f"the engine sandbox cannot run here ({problem}): install it with `apt-get install bubblewrap`"
+        message = (
+            f"the engine sandbox cannot run here ({problem}): install it with `apt-get install bubblewrap`"
+        )
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(message)
         pytest.skip(message)
-    _fake_engine(tmp_path, settings, (
-        "import ctypes\nvalue = ctypes.c_int(0)\nctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0)\n"
-        "print(json.dumps({'event': 'pdeathsig', 'value': value.value, 'argv': sys.argv[1:]}), flush=True)\n"
-        "sys.stdin.readline()"
-    ))
+    _fake_engine(
+        tmp_path,
+        settings,
+        (
+            "import ctypes\nvalue = ctypes.c_int(0)\nctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0)\n"
+            "print(json.dumps({'event': 'pdeathsig', 'value': value.value, 'argv': sys.argv[1:]}), flush=True)\n"
+            "sys.stdin.readline()"
+        ),
+    )
     engine = runner.start_engine(work_dir=tmp_path / "work")
     try:
         line = engine.lines.get(timeout=20)

@@ -7,20 +7,22 @@ registers the model and videos for it through the same services as the upload pa
 everything is inspected, probed and transcoded exactly like a user upload. Running it again
 reuses the trained model (the engine keeps it) and recognises the duplicates, so it is idempotent.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from analyses.worker import engine_client
-from analyses.models import Classifier, Video
 from analyses.library import services as library_services
+from analyses.models import Classifier, Video
+from analyses.worker import engine_client
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password-3d"
@@ -40,7 +42,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--out", default=None, help="Output folder (default: <GRADCAM_VAR_DIR>/demo)")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--rebuild", action="store_true", help="Train again even if a complete demo exists")
+        parser.add_argument(
+            "--rebuild", action="store_true", help="Train again even if a complete demo exists"
+        )
         parser.add_argument("--timeout", type=float, default=DEMO_TRAINING_TIMEOUT_SECONDS)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -51,8 +55,7 @@ class Command(BaseCommand):
         user = self._demo_user()
         classifier = self._register_classifier(user=user, manifest=manifest, base=out_dir)
         videos = [
-            self._register_video(user=user, entry=entry, base=out_dir)
-            for entry in manifest.get("videos", [])
+            self._register_video(user=user, entry=entry, base=out_dir) for entry in manifest.get("videos", [])
         ]
         self.stdout.write(
             self.style.SUCCESS(
@@ -143,9 +146,15 @@ class Command(BaseCommand):
                 raise CommandError(f"{refused}: {exc.message}") from exc
         if obj.is_processing:
             # Its queued task finds the job done and skips it.
-            process = library_services.classifier_process if isinstance(obj, Classifier) else library_services.video_process
+            process = (
+                library_services.classifier_process
+                if isinstance(obj, Classifier)
+                else library_services.video_process
+            )
             process(**{f"{obj._meta.model_name}_id": obj.pk})
             obj.refresh_from_db()
         if not obj.is_ready:
-            raise CommandError(f"{refused}: {obj.status_message or 'it is still being processed by a worker'}")
+            raise CommandError(
+                f"{refused}: {obj.status_message or 'it is still being processed by a worker'}"
+            )
         return obj

@@ -3,6 +3,7 @@
 Prints the URL and the demo login, stops both on Ctrl-C / SIGTERM, and exits non-zero as soon
 as either of them dies on its own (a studio without its worker would queue analyses forever).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from analyses.reaper import reaper_schedule_ensure
-        from analyses.reaper import reap_everything
+        from analyses.reaper import reap_everything, reaper_schedule_ensure
 
         reaper_schedule_ensure()
         reap_everything()
