@@ -11,7 +11,7 @@ changed only through it and "Reactivate".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -24,6 +24,23 @@ from django.http import HttpRequest
 from accounts import services
 from accounts.models import Team, TeamMembership, TeamRole, User, UserQuota
 from audit.log import audit_log
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations  # a development dependency: for type checkers only
+
+
+class _TeamCount(TypedDict):
+    _team_count: int  # annotated by UserAdmin.get_queryset
+
+
+class _MemberCount(TypedDict):
+    _member_count: int  # annotated by TeamAdmin.get_queryset
+
+
+def _staff_user(request: HttpRequest) -> User:
+    # The admin site serves only logged-in staff, so request.user is a User here, never the
+    # AnonymousUser the stubs also allow.
+    return cast(User, request.user)
 
 
 class _ReadOnlyMixin:
@@ -72,7 +89,8 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_active", "is_staff", "is_superuser", "date_joined", "last_login", "teams")
     search_fields = ("username", "email", "first_name", "last_name", "code", "teams__name")
     readonly_fields = ("code", "is_active", "last_login", "date_joined")
-    fieldsets = ((None, {"fields": ("code",)}), *DjangoUserAdmin.fieldsets)
+    # DjangoUserAdmin sets fieldsets; only the stubs' ModelAdmin type allows None.
+    fieldsets = ((None, {"fields": ("code",)}), *(DjangoUserAdmin.fieldsets or ()))
     inlines = (UserQuotaInline, MembershipOfUserInline)
     ordering = ("username",)
     actions = ("deactivate_users", "reactivate_users")
@@ -123,7 +141,7 @@ class UserAdmin(DjangoUserAdmin):
         return super().get_queryset(request).annotate(_team_count=Count("team_memberships", distinct=True))
 
     @admin.display(description="Teams", ordering="_team_count")
-    def team_count(self, obj: User) -> int:
+    def team_count(self, obj: WithAnnotations[User, _TeamCount]) -> int:
         return obj._team_count
 
 
@@ -137,7 +155,8 @@ class _KeepAnOwnerFormSet(BaseInlineFormSet):
             for form in self.forms
             if getattr(form, "cleaned_data", None)
             and form.cleaned_data.get("user")
-            and not self._should_delete_form(form)
+            # BaseFormSet._should_delete_form is private, so the stubs leave it out.
+            and not self._should_delete_form(form)  # type: ignore[attr-defined]
         ]
         if kept and not any(form.cleaned_data.get("role") == TeamRole.OWNER for form in kept):
             raise ValidationError("A team needs at least one owner: make someone else an owner first.")
@@ -172,7 +191,7 @@ class TeamAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="Members", ordering="_member_count")
-    def member_count(self, obj: Team) -> int:
+    def member_count(self, obj: WithAnnotations[Team, _MemberCount]) -> int:
         return obj._member_count
 
     @admin.display(description="Owners")
@@ -184,7 +203,7 @@ class TeamAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
-            obj.created_by = request.user
+            obj.created_by = _staff_user(request)
         super().save_model(request, obj, form, change)
         if not change:
             audit_log(
@@ -203,7 +222,7 @@ class TeamAdmin(admin.ModelAdmin):
         instances = formset.save(commit=False)
         for instance in instances:
             if isinstance(instance, TeamMembership) and instance.added_by_id is None:
-                instance.added_by = request.user
+                instance.added_by = _staff_user(request)
             instance.save()
         events: list[tuple[str, Any, str]] = []  # (action, user, role)
         for obj in formset.deleted_objects:

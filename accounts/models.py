@@ -25,7 +25,7 @@ class Team(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, TeamMembership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         through="TeamMembership",
         # TeamMembership has two user keys (user, added_by): the membership is `user`.

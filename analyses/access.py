@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
@@ -54,7 +54,7 @@ def get_for_user(queryset: QuerySet[ModelT], *, code: Any, user: Any, for_write:
         raise Http404("No such object") from None
     try:
         obj = queryset.get(code=parsed_code)
-    except queryset.model.DoesNotExist:
+    except ObjectDoesNotExist:  # what queryset.get raises: its model's DoesNotExist
         raise Http404("No such object") from None
     if for_write and not can_write(user=user, obj=obj):
         raise PermissionDenied("You can view this but not change it.")

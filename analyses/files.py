@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
 # At most 18 digits a side (< 10**18 bytes, far above any stored file): a longer number is
@@ -196,7 +197,7 @@ def private_file_response(
     path: Path | None = None,
     content_type: str | None = None,
     download_name: str | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Send a MEDIA_ROOT file after the caller has checked permissions: `storage_path` relative
     to MEDIA_ROOT, or an absolute `path` the caller has already checked (resolve_result_path).
 

@@ -43,7 +43,8 @@ def audit_log(
         actor_username=acting_user.get_username() if acting_user is not None else "",
         team=team,
         action=action,
-        target_type=target._meta.model_name if target is not None else "",
+        # model_name is set for every model class; the stubs type it Optional (unset Options).
+        target_type=(target._meta.model_name or "") if target is not None else "",
         target_code=getattr(target, "code", None) if target is not None else None,
         data=_mask(dict(data or {})),
     )

@@ -160,6 +160,8 @@ class FusedGradCam:
     (None for the element-wise methods).
     """
 
+    _traced_shapes: list[tuple[int, ...]]  # set while tracing (in `run`) and reset in __init__
+
     def __init__(
         self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global"
     ) -> None:
@@ -221,7 +223,7 @@ class FusedGradCam:
             lambda x: run(x, None, with_expected=False), reduce_retracing=True, autograph=False
         )
         self._probe = probe
-        self._traced_shapes: list[tuple[int, ...]] = []
+        self._traced_shapes = []
 
     def trace(self, x: np.ndarray, *, expected_class: int | None = None) -> None:
         """Build the graph now (tracing costs more than running on small models), for timing."""

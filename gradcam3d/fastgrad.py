@@ -58,7 +58,7 @@ def fast_input_gradient_applies(
         return False
     if len(kernel_shape) != 5 or any(k is None for k in kernel_shape):
         return False
-    return all(int(k) % 2 == 1 for k in kernel_shape[:3])
+    return all(k is not None and int(k) % 2 == 1 for k in kernel_shape[:3])
 
 
 def conv3d_input_gradient(out_gradient: Any, kernel: Any, *, padding: str) -> Any:

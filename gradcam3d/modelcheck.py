@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
 from gradcam3d.errors import ModelRefused
 
@@ -455,7 +455,7 @@ def _open_h5_model(*, stack: contextlib.ExitStack, path: Path) -> _OpenedModel:
     )
 
 
-def _refuse_h5_without_config(h5_file: Any) -> None:
+def _refuse_h5_without_config(h5_file: Any) -> NoReturn:
     import h5py
 
     weight_markers = ("model_weights", "layers", "vars", "_layer_checkpoint_dependencies")
@@ -770,9 +770,11 @@ def _check_zip_directory(*, path: Path) -> None:
     count the end record declares. zipfile's own end-record reader is used so the record judged
     here is the one ZipFile then follows, decoys in the archive comment included.
     """
+    # zipfile's end-record reader and the indexes into its record are private, so typeshed
+    # does not declare them: hence the attr-defined ignores below.
     try:
         with open(path, "rb") as handle:
-            end_record = zipfile._EndRecData(handle)  # noqa: SLF001 - see the docstring
+            end_record = zipfile._EndRecData(handle)  # type: ignore[attr-defined]  # noqa: SLF001 - see the docstring
     except (OSError, zipfile.BadZipFile) as exc:
         raise _refuse(
             f"The .keras file is truncated or corrupted: it is not a readable zip ({exc}).",
@@ -780,9 +782,9 @@ def _check_zip_directory(*, path: Path) -> None:
         ) from exc
     if not end_record:
         return  # ZipFile refuses it as not a zip, with the usual message
-    if end_record[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:  # noqa: SLF001
-        raise _too_many_entries(end_record[zipfile._ECD_ENTRIES_TOTAL])  # noqa: SLF001
-    directory_bytes = end_record[zipfile._ECD_SIZE]  # noqa: SLF001
+    if end_record[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:  # type: ignore[attr-defined]  # noqa: SLF001
+        raise _too_many_entries(end_record[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]  # noqa: SLF001
+    directory_bytes = end_record[zipfile._ECD_SIZE]  # type: ignore[attr-defined]  # noqa: SLF001
     if directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
         raise _refuse(
             f"The .keras file's zip directory takes {directory_bytes:,} bytes (a Keras model needs "
@@ -923,6 +925,7 @@ def _open_keras_weights(*, stack: contextlib.ExitStack, path: Path, archive: zip
     info = archive.NameToInfo.get(KERAS_WEIGHTS_H5)
     if info is None:
         return None
+    handle: IO[bytes]  # the model file itself, or a temporary file holding the inflated member
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size == info.file_size:
         handle = stack.enter_context(open(path, "rb"))
         start = _stored_member_start(handle=handle, info=info)
@@ -1242,7 +1245,8 @@ class _ModelWalk:
 
 
 def _layer_name(layer: dict[str, Any], index: int) -> str:
-    config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+    raw_config = layer.get("config")
+    config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
     name = config.get("name") or layer.get("name") or f"layer_{index}"
     return str(name)
 
@@ -1570,8 +1574,9 @@ def _scan_layer(
     layer: dict[str, Any], *, path: str, group: str, top: str, found: list[_Preprocessing]
 ) -> bool:
     class_name = layer.get("class_name")
-    config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
-    if class_name in MODEL_CLASS_NAMES and isinstance(layer.get("config"), dict):
+    raw_config = layer.get("config")
+    config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
+    if class_name in MODEL_CLASS_NAMES and isinstance(raw_config, dict):
         return _scan_model(layer, path=path, group=f"{group}/", top=top, found=found)
     if class_name == "TimeDistributed" and isinstance(config.get("layer"), dict):
         inner = config["layer"]

@@ -289,7 +289,11 @@ def _run_with_workers(
                 "probabilities": prediction["probabilities"],
             }
         )
-    upsampled = _upsampled(result=result, expected=params.expected_class, size=tuple(plan.input_shape[:3]))
+    upsampled = _upsampled(
+        result=result,
+        expected=params.expected_class,
+        size=(plan.input_shape[0], plan.input_shape[1], plan.input_shape[2]),
+    )
     timings["gradcam"] = time.perf_counter() - mark
 
     report("rendering", 0.5)
@@ -393,7 +397,7 @@ def _predict_and_explain(
 
 
 def _upsampled(
-    *, result: FusedCamResult, expected: int | None, size: tuple[int, ...]
+    *, result: FusedCamResult, expected: int | None, size: tuple[int, int, int]
 ) -> dict[int, list[np.ndarray]]:
     """Per class (the predicted one first), per layer: the raw map upsampled to (T, H, W)."""
     predicted = result.predicted_class
@@ -525,6 +529,8 @@ class _LayerRenderer:
             frame_count=len(self.display_frames), mode=self.params.inference_frames
         )
         expected = self.params.expected_class
+        if expected is None:  # `layer` calls this only when `self.wrong`, i.e. with an expected class
+            raise RuntimeError("inference maps need an expected class")
         difference = display_maps[self.predicted][frames_wanted] - display_maps[expected][frames_wanted]
         inference = render.overlay_difference(
             self.display_frames[frames_wanted], render.resize_frames(difference, scale=self.scale)

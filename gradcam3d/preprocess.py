@@ -324,7 +324,7 @@ def validate_input_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int, i
 def preprocess_video(
     path: str | os.PathLike[str],
     *,
-    input_shape: tuple[int, int, int, int],
+    input_shape: tuple[int, ...],  # (T, H, W, C), checked by validate_input_shape
     params: PreprocessParams = PreprocessParams(),
     limits: VideoLimits = VideoLimits(),
     resize_engine: Literal["ffmpeg", "cv2"] = "ffmpeg",

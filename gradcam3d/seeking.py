@@ -32,6 +32,7 @@ Matroska (B-frames, start 0 and 30 s) and VP8 WebM.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -39,7 +40,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,7 +152,10 @@ class RawPacketIndex:
 
 
 def read_packet_index(
-    path: str | Path, *, limits: VideoLimits = VideoLimits(), cancel: threading.Event | None = None
+    path: str | os.PathLike[str],
+    *,
+    limits: VideoLimits = VideoLimits(),
+    cancel: threading.Event | None = None,
 ) -> RawPacketIndex | None:
     """Every packet's timestamp and flags (stream copy to `framecrc`: demuxing only, as the
     probe does, with the same hardened input options, and never more packets than the frame
@@ -229,7 +232,7 @@ def checked_packet_index(raw: RawPacketIndex | None, *, frame_count: int) -> Pac
 
 
 def packet_index(
-    path: str | Path, *, frame_count: int, limits: VideoLimits = VideoLimits()
+    path: str | os.PathLike[str], *, frame_count: int, limits: VideoLimits = VideoLimits()
 ) -> PacketIndex | None:
     """`read_packet_index` checked against the probe's `frame_count`."""
     return checked_packet_index(read_packet_index(path, limits=limits), frame_count=frame_count)
@@ -291,7 +294,7 @@ def plan_seeks(index: PacketIndex, *, positions: Sequence[int], seeks_by_pts: bo
 
 
 def decode_by_seeking(
-    path: str | Path,
+    path: str | os.PathLike[str],
     *,
     plan: SeekPlan,
     time_base: Fraction,
@@ -339,7 +342,7 @@ def decode_by_seeking(
     if any(result is None for result in results):
         return None
     frames = np.concatenate([result[0] for result in results if result is not None])
-    times = [time for result in results if result is not None for time in result[1]]
+    times: list[float | None] = [time for result in results if result is not None for time in result[1]]
     return DecodedFrames(
         frames=frames, pts_seconds=times, decoded_count=None, output_size=(int(size[0]), int(size[1]))
     )
@@ -348,7 +351,7 @@ def decode_by_seeking(
 def _decode_segments(
     segments: list[SeekSegment],
     *,
-    path: str | Path,
+    path: str | os.PathLike[str],
     time_base: Fraction,
     start_seconds: float,
     size: tuple[int, int],

@@ -84,7 +84,9 @@ def _progress(stdout: bytes) -> tuple[int | None, float | None]:
 
 def _split_top_level(text: str) -> list[str]:
     """Split a stream description at commas outside parentheses/brackets."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char in "([":
             depth += 1
@@ -204,7 +206,7 @@ def probe_video(
     # Stream fields from the input dump (forgeable) serve only to explain a refusal.
     streams_trusted = _STREAM_RE.search(output_dump) is not None
     header = parse_input_header(result.stderr, streams_from=output_dump if streams_trusted else None)
-    video = _video_stream_or_refuse(header=header, stderr=result.stderr)
+    header, video = _video_stream_or_refuse(header=header, stderr=result.stderr)
     measured_frames, measured_seconds = _progress(result.stdout)
     duration = _measured_duration(header=header, measured_seconds=measured_seconds)
     _refuse_if_too_long(duration, limits=limits)
@@ -267,7 +269,10 @@ def _run_probe(*, source: Path, limits: VideoLimits, cancel: threading.Event | N
         ) from None
 
 
-def _video_stream_or_refuse(*, header: dict[str, Any] | None, stderr: str) -> dict[str, Any]:
+def _video_stream_or_refuse(
+    *, header: dict[str, Any] | None, stderr: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the header, its video stream), or VideoRefused when there is no header or no video."""
     if header is None:
         raise VideoRefused(
             f"The file is not a video FFmpeg can read in an allowed format ({_ffmpeg_reason(stderr)}).",
@@ -277,7 +282,7 @@ def _video_stream_or_refuse(*, header: dict[str, Any] | None, stderr: str) -> di
     if video is None:
         what = "audio only" if header["has_audio"] else "no streams FFmpeg can use"
         raise VideoRefused(f"The file has no video stream ({what}).", code="video_no_stream")
-    return video
+    return header, video
 
 
 def _measured_duration(*, header: dict[str, Any], measured_seconds: float | None) -> float | None:
@@ -483,10 +488,11 @@ def _run_decode(
 # ---------------------------------------------------------------------------------------------
 def _rendition_size(*, width: int, height: int, max_height: int) -> tuple[int, int]:
     """Keep the aspect ratio, at most `max_height` tall, both sides even (yuv420p)."""
+    scaled_width: float = width
     if height > max_height:
-        width, height = width * max_height / height, max_height
+        scaled_width, height = width * max_height / height, max_height
     even = lambda value: max(2, int(round(value / 2.0)) * 2)  # noqa: E731
-    return even(width), even(height)
+    return even(scaled_width), even(height)
 
 
 def transcode_for_browser(

@@ -8,6 +8,7 @@ UUID `code`, never by the integer primary key. Uploaded files are stored under g
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar, Self
 
 from django.conf import settings
 from django.db import models
@@ -66,6 +67,10 @@ class ProcessedUpload(OwnedModel):
     processing_started_at = models.DateTimeField(null=True, blank=True)
     processing_finished_at = models.DateTimeField(null=True, blank=True)
     processing_task_id = models.CharField(max_length=64, blank=True)
+
+    # For type checkers only: every concrete subclass gets Django's default `objects` manager,
+    # which code generic over the upload kinds (analyses.library.processing) uses.
+    objects: ClassVar[models.Manager[Self]]
 
     class Meta:
         abstract = True

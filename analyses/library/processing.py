@@ -21,10 +21,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Model
+from django.db.models import F
 from django.utils import timezone
 
-from analyses.library.models import Classifier, Preview, ProcessingStatus, Video
+from analyses.library.models import Classifier, Preview, ProcessedUpload, ProcessingStatus, Video
 from analyses.worker.leases import current_worker_lease, worker_lease_is_dead
 from analyses.worker.queue import pending_broker_tasks, task_enqueue, task_is_pending
 
@@ -38,13 +38,13 @@ _CLAIM_MARGIN_SECONDS = 120
 
 @dataclass(frozen=True)
 class JobKind:
-    model: type[Model]
+    model: type[ProcessedUpload]
     task: str  # dotted path of the django-q2 task, which takes the row's pk
     timeout_setting: str  # the setting bounding the job's child process, in seconds
     what: str  # for messages: "the model", "the video", "the preview"
 
 
-JOB_KINDS: dict[type[Model], JobKind] = {
+JOB_KINDS: dict[type[ProcessedUpload], JobKind] = {
     Classifier: JobKind(
         Classifier, "analyses.tasks.process_classifier_task", "GRADCAM_INSPECT_TIMEOUT", "the model"
     ),
@@ -55,12 +55,12 @@ JOB_KINDS: dict[type[Model], JobKind] = {
 }
 
 
-def _task_name(obj_or_model: Any, pk: int) -> str:
+def _task_name(obj_or_model: ProcessedUpload | type[ProcessedUpload], pk: int) -> str:
     model = obj_or_model if isinstance(obj_or_model, type) else type(obj_or_model)
     return f"{model._meta.model_name}-{pk}"
 
 
-def _enqueue_now(model: type[Model], pk: int) -> bool:
+def _enqueue_now(model: type[ProcessedUpload], pk: int) -> bool:
     """Queue the job (called on commit); a broker failure leaves the row for the reaper."""
     task_id = task_enqueue(
         function=JOB_KINDS[model].task, argument=pk, task_name=_task_name(model, pk), group="uploads"
@@ -71,13 +71,13 @@ def _enqueue_now(model: type[Model], pk: int) -> bool:
     return True
 
 
-def processing_enqueue(obj: Model) -> None:
+def processing_enqueue(obj: ProcessedUpload) -> None:
     """Queue the worker job of a `processing` row once the current transaction commits."""
     model, pk = type(obj), obj.pk
     transaction.on_commit(lambda: _enqueue_now(model, pk))
 
 
-def processing_claim(*, model: type[Model], pk: int) -> str | None:
+def processing_claim(*, model: type[ProcessedUpload], pk: int) -> str | None:
     """Claim a queued job for this worker process; returns the lease, or None if it is not ours."""
     lease = current_worker_lease()
     won = model.objects.filter(pk=pk, status=ProcessingStatus.PROCESSING, processing_lease="").update(
@@ -88,7 +88,7 @@ def processing_claim(*, model: type[Model], pk: int) -> str | None:
     return lease if won else None
 
 
-def processing_finish(*, obj: Model, lease: str, fields: dict[str, Any]) -> bool:
+def processing_finish(*, obj: ProcessedUpload, lease: str, fields: dict[str, Any]) -> bool:
     """processing -> ready with `fields`, if the job is still ours (not deleted, not reaped)."""
     return bool(
         type(obj)
@@ -103,7 +103,9 @@ def processing_finish(*, obj: Model, lease: str, fields: dict[str, Any]) -> bool
     )
 
 
-def processing_fail(*, obj: Model, lease: str, message: str, fields: dict[str, Any] | None = None) -> bool:
+def processing_fail(
+    *, obj: ProcessedUpload, lease: str, message: str, fields: dict[str, Any] | None = None
+) -> bool:
     """processing -> failed (refused) with a sentence for the owner, if the job is still ours."""
     return bool(
         type(obj)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -41,6 +41,9 @@ from analyses.library.processing import (
 from analyses.quota import storage_use
 from analyses.worker import engine_client
 from audit.log import audit_log
+
+# A library entry that analyses use: deleted, or archived while analyses still refer to it.
+_LibraryT = TypeVar("_LibraryT", Classifier, Video)
 
 logger = logging.getLogger(__name__)
 
@@ -590,9 +593,7 @@ def classifier_update(
     return classifier
 
 
-def _delete_or_archive(
-    obj: Classifier | Video, *, actor: Any, media_names: Callable[[Classifier | Video], list[str]]
-) -> str:
+def _delete_or_archive(obj: _LibraryT, *, actor: Any, media_names: Callable[[_LibraryT], list[str]]) -> str:
     """Delete `obj` and (after commit) its files, or archive it when analyses use it.
 
     The row is locked first, so an analysis created concurrently either committed before
@@ -607,6 +608,11 @@ def _delete_or_archive(
             return "deleted"
         if not locked.analyses.exists():
             names = media_names(locked)
+
+            def delete_media_files() -> None:
+                for name in names:
+                    _delete_media_file(name)
+
             try:
                 with transaction.atomic():  # a savepoint: the audit event goes with the delete
                     audit_log(
@@ -620,7 +626,7 @@ def _delete_or_archive(
                 logger.info("%s %s gained an analysis while being deleted; archiving it", kind, obj.pk)
             else:
                 # The files go only once the row is gone for good.
-                transaction.on_commit(lambda: [_delete_media_file(name) for name in names])
+                transaction.on_commit(delete_media_files)
                 return "deleted"
         if locked.archived_at is None:
             locked.archived_at = timezone.now()

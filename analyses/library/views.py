@@ -16,9 +16,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopFutureHandlers
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils.datastructures import ImmutableList
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -130,7 +132,10 @@ def _install_upload_limit(
     request: HttpRequest, *, file_limits: dict[str, int], kind: str
 ) -> UploadLimitHandler:
     handler = UploadLimitHandler(request, file_limits=file_limits, kind=kind)
-    request.upload_handlers.insert(0, handler)
+    handlers = request.upload_handlers
+    if isinstance(handlers, ImmutableList):  # the body was read already: what its insert() raises
+        raise AttributeError("You cannot alter upload handlers after the upload has been processed.")
+    handlers.insert(0, handler)
     return handler
 
 
@@ -197,12 +202,12 @@ def _upload_response(
         messages.info(request, f"{duplicate.message} Here it is.")
         return redirect(detail_route, code=duplicate.existing.code)
     except LibraryError as exc:
+        fields_of_errors: tuple[tuple[type[LibraryError], str], ...] = (
+            *error_fields,
+            (library_services.InvalidTeam, "team"),
+        )
         field = next(
-            (
-                name
-                for error_type, name in (*error_fields, (library_services.InvalidTeam, "team"))
-                if isinstance(exc, error_type)
-            ),
+            (name for error_type, name in fields_of_errors if isinstance(exc, error_type)),
             "file",
         )
         form.add_error(field, exc.message)
@@ -255,7 +260,7 @@ def _delete_outcome_response(
     return redirect(list_route)
 
 
-def _original_file_response(request: HttpRequest, obj: Any) -> HttpResponse:
+def _original_file_response(request: HttpRequest, obj: Any) -> HttpResponseBase:
     """The uploaded file itself, under the name it was uploaded with."""
     return private_file_response(
         request,
@@ -400,7 +405,7 @@ def classifier_delete(request: HttpRequest, code: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def classifier_download(request: HttpRequest, code: str) -> HttpResponse:
+def classifier_download(request: HttpRequest, code: str) -> HttpResponseBase:
     classifier = selectors.classifier_get_for_user(code=code, user=request.user)
     return _original_file_response(request, classifier)
 
@@ -510,7 +515,7 @@ def video_delete(request: HttpRequest, code: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def video_original(request: HttpRequest, code: str) -> HttpResponse:
+def video_original(request: HttpRequest, code: str) -> HttpResponseBase:
     video = selectors.video_get_for_user(code=code, user=request.user)
     if video.archived_at is not None and video.owner_id != request.user.pk:
         # Deleted by its owner but kept for the analyses that use it: those show their own
@@ -549,13 +554,13 @@ def video_status(request: HttpRequest, code: str) -> JsonResponse:
 
 @login_required
 @require_GET
-def video_rendition(request: HttpRequest, code: str) -> HttpResponse:
+def video_rendition(request: HttpRequest, code: str) -> HttpResponseBase:
     video = selectors.video_get_for_user(code=code, user=request.user)
     return private_file_response(request, storage_path=video.rendition.name, content_type="video/mp4")
 
 
 @login_required
 @require_GET
-def video_poster(request: HttpRequest, code: str) -> HttpResponse:
+def video_poster(request: HttpRequest, code: str) -> HttpResponseBase:
     video = selectors.video_get_for_user(code=code, user=request.user)
     return private_file_response(request, storage_path=video.poster.name, content_type="image/jpeg")

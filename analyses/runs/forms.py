@@ -7,7 +7,7 @@ any value of any visible classifier here and the service checks them against the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -161,14 +161,18 @@ class AnalysisForm(forms.Form):
         self.user = user
         self.fixed_analysis = fixed_analysis
         classifiers = classifiers_usable_by(user=user).order_by("name")
-        self.fields["classifier"].queryset = classifiers
-        self.fields["video"].queryset = videos_usable_by(user=user).order_by("name")
-        self.fields["team"].queryset = teams_of(user=user).order_by("name")
+        videos = videos_usable_by(user=user).order_by("name")
+        teams = teams_of(user=user).order_by("name")
+        # self.fields holds copies of the fields declared above; the stubs type them as Field.
+        cast("forms.ModelChoiceField[Classifier]", self.fields["classifier"]).queryset = classifiers
+        cast("forms.ModelChoiceField[Video]", self.fields["video"]).queryset = videos
+        cast("forms.ModelChoiceField[Team]", self.fields["team"]).queryset = teams
         known_layers: dict[str, None] = {}
         for classifier in list(classifiers) + ([fixed_analysis.classifier] if fixed_analysis else []):
             for layer in classifier.conv3d_layers or []:
                 known_layers[str(layer)] = None
-        self.fields["layers"].choices = [(layer, layer) for layer in known_layers]
+        layers_field = cast(forms.MultipleChoiceField, self.fields["layers"])  # as above
+        layers_field.choices = [(layer, layer) for layer in known_layers]
         if fixed_analysis is not None:
             # A re-run keeps the model, the video and the team (analysis_rerun decides the
             # team); only the parameters, the expected class and the title change.
@@ -183,7 +187,8 @@ class AnalysisForm(forms.Form):
         return _numbers(self.cleaned_data.get("std", ""))
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()  # Form.clean returns self.cleaned_data (the stubs allow None)
+        cleaned = self.cleaned_data
         if (
             cleaned.get("bbox_mode") == BBOX_THRESHOLD
             and cleaned.get("bbox_threshold") is None

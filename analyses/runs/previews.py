@@ -57,7 +57,12 @@ def _remove_older_previews(*, user: Any) -> None:
     stale = list(Preview.objects.filter(owner=user).order_by("-created_at", "-pk")[PREVIEWS_KEPT_PER_USER:])
     folders = [preview_folder(preview) for preview in stale]
     Preview.objects.filter(pk__in=[preview.pk for preview in stale]).delete()
-    transaction.on_commit(lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
+
+    def remove_folders() -> None:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    transaction.on_commit(remove_folders)
 
 
 def preview_create(

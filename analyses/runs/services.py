@@ -75,7 +75,7 @@ def analysis_create(
     user: Any,
     classifier: Classifier,
     video: Video,
-    expected_class: int | None,
+    expected_class: int | str | None,  # a class number, or the form's text: expected_class_checked
     params: dict[str, Any] | None,
     team: Team | None = None,
     title: str = "",

@@ -18,6 +18,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -229,7 +230,7 @@ def preview_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
 
 @login_required
 @require_GET
-def preview_clip(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+def preview_clip(request: HttpRequest, code: uuid.UUID) -> HttpResponseBase:
     preview = library_selectors.preview_get_for_user(code=code, user=request.user)
     if preview.status != ProcessingStatus.READY:
         raise Http404("This preview is not ready")
@@ -396,7 +397,7 @@ def _results_ready(analysis: Analysis) -> None:
 
 @login_required
 @require_GET
-def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpResponse:
+def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpResponseBase:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
     _results_ready(analysis)
     if clean_result_name(path) is None or path not in _listed_result_names(analysis):
@@ -431,6 +432,11 @@ class _ZipSink:
     def flush(self) -> None:
         return None
 
+    def close(self) -> None:
+        # Never called (ZipFile leaves a file object it was given open); zipfile's type for a
+        # writable file asks for it.
+        return None
+
     def take(self) -> bytes:
         data = b"".join(self.chunks)
         self.chunks = []
@@ -439,7 +445,7 @@ class _ZipSink:
 
 def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
     sink = _ZipSink()
-    with zipfile.ZipFile(sink, mode="w", allowZip64=True) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, mode="w", allowZip64=True) as archive:
         for source, name, media_type in members:
             info = zipfile.ZipInfo(name)
             stat = source.stat()
