@@ -1,8 +1,9 @@
 """Class maps: which label each class index has, from the text a user wrote.
 
-The grammar is the web page's (analyses/services/library.py), so a class map the page accepts
-the engine's `--labels` accepts too, and the other way round; tests/class_map_cases.py holds the
-cases both sides are tested with. Blank lines and `#` comments are ignored. Either every line
+This is the one implementation of the grammar: the engine's `--labels` and the web page
+(analyses/library/services.py) both use it, so they accept exactly the same text;
+tests/class_map_cases.py holds the cases both are tested with. It imports only the standard
+library and gradcam3d.errors, so the web app can import it without loading the engine. Blank lines and `#` comments are ignored. Either every line
 is `index<sep>label` with <sep> one of `:`, `=`, `,` or a tab (the original tool's ClassMap.txt
 used `index: label`), or no line has an index and line k (from 0) is the label of class k.
 """

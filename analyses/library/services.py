@@ -41,6 +41,7 @@ from analyses.library.processing import (
 from analyses.quota import storage_use
 from analyses.worker import engine_client
 from audit.log import audit_log
+from gradcam3d import classmap as class_map_grammar
 
 # A library entry that analyses use: deleted, or archived while analyses still refer to it.
 _LibraryT = TypeVar("_LibraryT", Classifier, Video)
@@ -48,7 +49,6 @@ _LibraryT = TypeVar("_LibraryT", Classifier, Video)
 logger = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 1024 * 1024
-MAX_LABEL_LENGTH = 100
 
 
 # --------------------------------------------------------------------------- errors
@@ -204,78 +204,27 @@ def _check_team(*, team: Team | None, user: Any) -> Team | None:
 
 
 # --------------------------------------------------------------------------- class maps
-_INDEXED_LINE = re.compile(r"^\s*(\d+)\s*[:=,\t]\s*(.*?)\s*$")
-# No video classifier has anywhere near this many classes; a class map naming a larger index
-# is refused before any list is built from it (a 20-byte map could otherwise ask for 10**10
-# labels). The model's own class count is the real bound, applied once it is inspected.
-MAX_CLASS_INDEX = 99_999
-MAX_CLASS_MAP_LINES = MAX_CLASS_INDEX + 1
+# One class-map grammar for the page and the engine's `--labels`: gradcam3d.classmap, a
+# standard-library-only module (tests/test_architecture.py pins that importing it loads no
+# NumPy, OpenCV or TensorFlow). Its refusals become this app's InvalidClassMap.
+MAX_CLASS_INDEX = class_map_grammar.MAX_CLASS_INDEX
 
 
 def class_map_entries(*, text: str) -> dict[int, str]:
-    """Labels by class index from `index: label` lines (ClassMap.txt) or one label per line.
-
-    Blank lines and `#` comments are ignored. Either every line has an index or none does.
-    Checks the syntax, duplicates, label lengths and index sizes only: the model's class
-    count is checked by `parse_class_map`.
-    """
-    lines = [line.strip() for line in (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    if len(lines) > MAX_CLASS_MAP_LINES:
-        raise InvalidClassMap(
-            f"The class map has {len(lines):,} lines; at most {MAX_CLASS_MAP_LINES:,} classes are supported."
-        )
-    indexed = [_INDEXED_LINE.match(line) for line in lines]
-    if indexed and all(indexed):
-        return _indexed_entries([match for match in indexed if match is not None])
-    if any(indexed):
-        first_plain = next(number for number, match in enumerate(indexed, start=1) if not match)
-        raise InvalidClassMap(
-            f"Class map line {first_plain} has no index: use “index: label” on every line, "
-            "or one label per line with no indices."
-        )
-    entries = dict(enumerate(lines))
-    _check_label_lengths(entries)
-    return entries
-
-
-def _indexed_entries(matches: list[re.Match[str]]) -> dict[int, str]:
-    entries: dict[int, str] = {}
-    for line_number, match in enumerate(matches, start=1):
-        digits, label = match.group(1), match.group(2).strip()
-        if len(digits) > len(str(MAX_CLASS_INDEX)) or int(digits) > MAX_CLASS_INDEX:
-            shown = digits if len(digits) <= 12 else digits[:12] + "…"
-            raise InvalidClassMap(
-                f"Class map line {line_number}: class {shown} is far beyond any model's classes "
-                f"(at most {MAX_CLASS_INDEX:,})."
-            )
-        index = int(digits)
-        if not label:
-            raise InvalidClassMap(f"Class map line {line_number}: class {index} has no label.")
-        if index in entries:
-            raise InvalidClassMap(f"Class map line {line_number}: class {index} appears twice.")
-        entries[index] = label
-    _check_label_lengths(entries)
-    return entries
-
-
-def _check_label_lengths(entries: dict[int, str]) -> None:
-    for index, label in entries.items():
-        if len(label) > MAX_LABEL_LENGTH:
-            raise InvalidClassMap(f"The label of class {index} is longer than {MAX_LABEL_LENGTH} characters.")
+    """Labels by class index; syntax, duplicates, label lengths and index sizes only (the
+    model's class count is checked by `parse_class_map`, once the model is inspected)."""
+    try:
+        return class_map_grammar.class_map_entries(text)
+    except class_map_grammar.ClassMapRefused as refused:
+        raise InvalidClassMap(str(refused)) from None
 
 
 def parse_class_map(*, text: str, num_classes: int) -> list[str]:
-    """The labels of a model with `num_classes` classes: a list of that length, "" where a class
-    has no label. Refuses a map naming a class the model does not have."""
-    entries = class_map_entries(text=text)
-    if entries and max(entries) >= num_classes:
-        highest = max(entries)
-        raise InvalidClassMap(
-            f"The class map names class {highest}, but the model has {num_classes} classes "
-            f"(indices 0 to {num_classes - 1})."
-        )
-    return [entries.get(index, "") for index in range(num_classes)]
+    """The labels of a model with `num_classes` classes, "" where a class has none."""
+    try:
+        return class_map_grammar.parse_class_map(text, num_classes=num_classes)
+    except class_map_grammar.ClassMapRefused as refused:
+        raise InvalidClassMap(str(refused)) from None
 
 
 def class_map_text(*, labels: list[str]) -> str:
