@@ -339,6 +339,47 @@ def absolute_demo(*, demo: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     }
 
 
+def _demo_record(
+    *, seed: int, training: dict[str, Any], videos: list[dict[str, Any]], started: float
+) -> dict[str, Any]:
+    """demo.json's content (paths relative to the demo folder)."""
+    return {
+        "schema": 1,
+        "generator_version": synthetic.GENERATOR_VERSION,
+        "demo_version": DEMO_VERSION,
+        "seed": seed,
+        "model": MODEL_FILE,
+        "classmap": CLASSMAP_FILE,
+        "class_names": list(synthetic.CLASS_NAMES),
+        "input_shape": [MODEL_FRAMES, MODEL_SIZE, MODEL_SIZE, 3],
+        "preprocessing": {
+            "frame_stride": 2,
+            "first_frame": 1,
+            "resize": "stretch (INTER_AREA)",
+            "scale": "[0, 1]",
+        },
+        "train_accuracy": training["train_accuracy"],
+        "held_out_accuracy": training["held_out_accuracy"],
+        "training": training,
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "videos": videos,
+    }
+
+
+def _move_into_place(*, demo: dict[str, Any], staging: Path, out_dir: Path) -> None:
+    """Move the staged files into `out_dir`, the old demo.json removed first and the new one
+    written last, so demo.json never names a file that is not (yet) there."""
+    (out_dir / DEMO_JSON).unlink(missing_ok=True)  # invalidate the old demo first
+    (out_dir / "videos").mkdir(exist_ok=True)
+    for video in demo["videos"]:
+        os.replace(staging / video["path"], out_dir / video["path"])
+    os.replace(staging / MODEL_FILE, out_dir / MODEL_FILE)
+    os.replace(staging / CLASSMAP_FILE, out_dir / CLASSMAP_FILE)
+    partial = out_dir / f".{DEMO_JSON}.partial"
+    partial.write_text(json.dumps(demo, indent=1))
+    os.replace(partial, out_dir / DEMO_JSON)
+
+
 def make_demo(
     *, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -366,36 +407,8 @@ def make_demo(
         if progress:
             progress("writing sample videos", 0.92)
         videos = write_videos(model=model, out_dir=staging, seed=seed)
-        demo = {
-            "schema": 1,
-            "generator_version": synthetic.GENERATOR_VERSION,
-            "demo_version": DEMO_VERSION,
-            "seed": seed,
-            "model": MODEL_FILE,
-            "classmap": CLASSMAP_FILE,
-            "class_names": list(synthetic.CLASS_NAMES),
-            "input_shape": [MODEL_FRAMES, MODEL_SIZE, MODEL_SIZE, 3],
-            "preprocessing": {
-                "frame_stride": 2,
-                "first_frame": 1,
-                "resize": "stretch (INTER_AREA)",
-                "scale": "[0, 1]",
-            },
-            "train_accuracy": training["train_accuracy"],
-            "held_out_accuracy": training["held_out_accuracy"],
-            "training": training,
-            "total_seconds": round(time.perf_counter() - started, 2),
-            "videos": videos,
-        }
-        (out_path / DEMO_JSON).unlink(missing_ok=True)  # invalidate the old demo first
-        (out_path / "videos").mkdir(exist_ok=True)
-        for video in videos:
-            os.replace(staging / video["path"], out_path / video["path"])
-        os.replace(staging / MODEL_FILE, out_path / MODEL_FILE)
-        os.replace(staging / CLASSMAP_FILE, out_path / CLASSMAP_FILE)
-        partial = out_path / f".{DEMO_JSON}.partial"
-        partial.write_text(json.dumps(demo, indent=1))
-        os.replace(partial, out_path / DEMO_JSON)
+        demo = _demo_record(seed=seed, training=training, videos=videos, started=started)
+        _move_into_place(demo=demo, staging=staging, out_dir=out_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if progress:

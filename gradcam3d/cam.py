@@ -160,7 +160,7 @@ class FusedGradCam:
     (None for the element-wise methods).
     """
 
-    _traced_shapes: list[tuple[int, ...]]  # set while tracing (in `run`) and reset in __init__
+    _traced_shapes: list[tuple[int, ...]]  # set while tracing (in `_run`) and reset in __init__
 
     def __init__(
         self, *, probe: Callable[[Any], Any], method: str = "gradcam", pooling: str | None = "global"
@@ -170,60 +170,62 @@ class FusedGradCam:
 
         self.method = method
         self.pooling = pooling
-        cam_function = CAM_METHODS[method]  # the registry: one small function per method
-
-        def maps_for_target(target: Any, activations: Sequence[Any]) -> list[Any]:
-            # tf.gradients on the traced graph (not a GradientTape: the tape looks gradients
-            # up by op type and ignores the Conv3D override below). It builds only the ops
-            # between the activations and the target: no weight gradient, no input gradient.
-            gradients = tf.gradients(target, list(activations))
-            maps = []
-            for activation, gradient in zip(activations, gradients):
-                if gradient is None:  # the layer does not reach the logits: no evidence at all
-                    gradient = tf.zeros_like(activation)
-                # The weighted channel sum cancels heavily (positive and negative weights):
-                # in float64 it costs nothing next to the backward pass and keeps the map
-                # within float32 rounding of the exact formula.
-                activation64 = tf.cast(activation, tf.float64)
-                gradient64 = tf.cast(gradient, tf.float64)
-                maps.append(tf.cast(cam_function(activation64, gradient64, pooling), tf.float32))
-            return maps
-
-        def run(x: Any, expected: Any, *, with_expected: bool) -> tuple[Any, ...]:
-            # The probe's Conv3D and MaxPool3D ops get fast gradients (gradcam3d.fastgrad):
-            # for strides 1, dilations 1 and odd kernels, a forward conv with the flipped
-            # kernel, ~4x cheaper here than Conv3DBackpropInputV2; non-overlapping pools a
-            # mask; other convs and pools keep TF's own.
-            with activation_only_conv3d_gradients():
-                activations, logits = probe(x)
-            activations = list(activations)
-            # Static shapes are known while tracing; remember them for the manifest.
-            self._traced_shapes = [
-                tuple(-1 if d is None else int(d) for d in a.shape[1:]) for a in activations
-            ]
-            scores = logits[0]
-            predicted = tf.argmax(scores, output_type=tf.int32)
-            predicted_score = tf.gather(scores, predicted)
-            predicted_maps = maps_for_target(predicted_score, activations)
-            if not with_expected:
-                return (scores, predicted, *predicted_maps)
-            # Unconditional (no tf.cond): inside a cond branch the second backward pass escapes
-            # Grappler's whole-graph optimisation and ran 3x slower here; when the expected
-            # class equals the predicted one its maps are simply dropped.
-            expected_maps = maps_for_target(tf.gather(scores, expected), activations)
-            return (scores, predicted, *predicted_maps, *expected_maps)
-
+        self._cam_function = CAM_METHODS[method]  # the registry: one small function per method
+        self._probe = probe
+        self._traced_shapes = []
         # autograph=False: nothing here (nor in Keras 3 layers) branches on tensor values, and
         # AutoGraph's source-to-source conversion of every function it meets was about half
         # of the tracing time.
         self._with_expected = tf.function(
-            lambda x, e: run(x, e, with_expected=True), reduce_retracing=True, autograph=False
+            lambda x, e: self._run(x, e, with_expected=True), reduce_retracing=True, autograph=False
         )
         self._predicted_only = tf.function(
-            lambda x: run(x, None, with_expected=False), reduce_retracing=True, autograph=False
+            lambda x: self._run(x, None, with_expected=False), reduce_retracing=True, autograph=False
         )
-        self._probe = probe
-        self._traced_shapes = []
+
+    def _run(self, x: Any, expected: Any, *, with_expected: bool) -> tuple[Any, ...]:
+        """The traced graph: (scores, predicted class, the predicted class's maps per layer,
+        then, `with_expected`, the expected class's)."""
+        tf = import_tensorflow()
+        # The probe's Conv3D and MaxPool3D ops get fast gradients (gradcam3d.fastgrad):
+        # for strides 1, dilations 1 and odd kernels, a forward conv with the flipped
+        # kernel, ~4x cheaper here than Conv3DBackpropInputV2; non-overlapping pools a
+        # mask; other convs and pools keep TF's own.
+        with activation_only_conv3d_gradients():
+            activations, logits = self._probe(x)
+        activations = list(activations)
+        # Static shapes are known while tracing; remember them for the manifest.
+        self._traced_shapes = [tuple(-1 if d is None else int(d) for d in a.shape[1:]) for a in activations]
+        scores = logits[0]
+        predicted = tf.argmax(scores, output_type=tf.int32)
+        predicted_score = tf.gather(scores, predicted)
+        predicted_maps = self._maps_for_target(predicted_score, activations)
+        if not with_expected:
+            return (scores, predicted, *predicted_maps)
+        # Unconditional (no tf.cond): inside a cond branch the second backward pass escapes
+        # Grappler's whole-graph optimisation and ran 3x slower here; when the expected
+        # class equals the predicted one its maps are simply dropped.
+        expected_maps = self._maps_for_target(tf.gather(scores, expected), activations)
+        return (scores, predicted, *predicted_maps, *expected_maps)
+
+    def _maps_for_target(self, target: Any, activations: Sequence[Any]) -> list[Any]:
+        """One float32 map per layer, for the score `target`, inside the traced graph."""
+        tf = import_tensorflow()
+        # tf.gradients on the traced graph (not a GradientTape: the tape looks gradients
+        # up by op type and ignores the Conv3D override in `_run`). It builds only the ops
+        # between the activations and the target: no weight gradient, no input gradient.
+        gradients = tf.gradients(target, list(activations))
+        maps = []
+        for activation, gradient in zip(activations, gradients):
+            if gradient is None:  # the layer does not reach the logits: no evidence at all
+                gradient = tf.zeros_like(activation)
+            # The weighted channel sum cancels heavily (positive and negative weights):
+            # in float64 it costs nothing next to the backward pass and keeps the map
+            # within float32 rounding of the exact formula.
+            activation64 = tf.cast(activation, tf.float64)
+            gradient64 = tf.cast(gradient, tf.float64)
+            maps.append(tf.cast(self._cam_function(activation64, gradient64, self.pooling), tf.float32))
+        return maps
 
     def trace(self, x: np.ndarray, *, expected_class: int | None = None) -> None:
         """Build the graph now (tracing costs more than running on small models), for timing."""

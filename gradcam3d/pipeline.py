@@ -123,14 +123,7 @@ def run_analysis(
     report = progress or (lambda stage, fraction: None)
     if not isinstance(params, AnalysisParams):
         params = AnalysisParams.from_dict(params)
-    out_root = Path(out_dir)
-    if (out_root / "manifest.json").exists():
-        # Never overwrite a stored analysis piecemeal: a failure half-way would leave its
-        # manifest describing files that no longer match.
-        raise Refusal(
-            "The output folder already holds a finished analysis; choose a new folder.", code="out_exists"
-        )
-    out_root.mkdir(parents=True, exist_ok=True)
+    out_root = _fresh_out_dir(out_dir)
 
     # -- check everything cheap first: the model's config (no TensorFlow), classes, options ----
     report("loading model", 0.0)
@@ -151,15 +144,7 @@ def run_analysis(
             on_event=on_event,
             started=started,
             plan=plan,
-            preprocess=lambda: _timed(
-                lambda: preprocess_video(
-                    video_path,
-                    input_shape=tuple(plan.input_shape),
-                    params=plan.params.preprocess,
-                    limits=plan.params.limits,
-                    cancel=cancel,
-                )
-            ),
+            preprocess=_preprocess_job(video_path=video_path, plan=plan, cancel=cancel),
         )
     except BaseException:
         # A failure (a model that does not load, a refused video, an encoding error) ends the
@@ -169,6 +154,34 @@ def run_analysis(
     finally:
         # Then wait for the threads, so no FFmpeg child outlives the call.
         workers.shutdown()
+
+
+def _fresh_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """The output folder, created if needed; refused if it already holds a finished analysis."""
+    out_root = Path(out_dir)
+    if (out_root / "manifest.json").exists():
+        # Never overwrite a stored analysis piecemeal: a failure half-way would leave its
+        # manifest describing files that no longer match.
+        raise Refusal(
+            "The output folder already holds a finished analysis; choose a new folder.", code="out_exists"
+        )
+    out_root.mkdir(parents=True, exist_ok=True)
+    return out_root
+
+
+def _preprocess_job(
+    *, video_path: str | os.PathLike[str], plan: _Plan, cancel: threading.Event
+) -> Callable[[], tuple[PreprocessedClip, float]]:
+    """The timed preprocessing a worker thread runs while the model loads; `cancel` stops it."""
+    return lambda: _timed(
+        lambda: preprocess_video(
+            video_path,
+            input_shape=tuple(plan.input_shape),
+            params=plan.params.preprocess,
+            limits=plan.params.limits,
+            cancel=cancel,
+        )
+    )
 
 
 def _plan(*, params: AnalysisParams, info: dict[str, Any]) -> _Plan:
@@ -256,7 +269,6 @@ def _run_with_workers(
 ) -> dict[str, Any]:
     # Every timing is a measured stage; the prediction has none of its own (it comes out of
     # the Grad-CAM forward pass, inside "gradcam").
-    params = plan.params
     timings: dict[str, float] = {}
     clip_future = workers.images.submit(preprocess)
     probe, fused = _load_and_trace(
@@ -264,56 +276,30 @@ def _run_with_workers(
     )
 
     report("preprocessing video", 0.1)
-    mark = time.perf_counter()
-    clip, timings["preprocess"] = clip_future.result()
-    timings["preprocess_wait"] = time.perf_counter() - mark
-    scale = render.display_scale(height=plan.input_shape[1], min_height=params.display_min_height)
-    display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
     preprocessed_path = out_root / "preprocessed.mp4"
-    # Encoded while the Grad-CAM runs; its time is reported as "render_preprocessed_video".
-    preprocessed_video = workers.videos.submit(
-        _timed,
-        lambda: encode_video(display_frames, preprocessed_path, fps=params.video_fps, preset=VIDEO_PRESET),
+    clip, display_frames, scale, preprocessed_video = _await_clip_and_encode_it(
+        workers, clip_future=clip_future, plan=plan, path=preprocessed_path, timings=timings
     )
 
     report("computing Grad-CAM", 0.25)
-    mark = time.perf_counter()
-    result, prediction = _predict_and_explain(
-        fused=fused, clip=clip, plan=plan, output_activation=getattr(probe, "output_activation", None)
+    result, prediction, upsampled = _gradcam(
+        fused=fused, probe=probe, clip=clip, plan=plan, on_event=on_event, timings=timings
     )
-    if on_event:
-        on_event(
-            {
-                "event": "prediction",
-                "predicted_class": result.predicted_class,
-                "probabilities": prediction["probabilities"],
-            }
-        )
-    upsampled = _upsampled(
-        result=result,
-        expected=params.expected_class,
-        size=(plan.input_shape[0], plan.input_shape[1], plan.input_shape[2]),
-    )
-    timings["gradcam"] = time.perf_counter() - mark
 
     report("rendering", 0.5)
-    mark = time.perf_counter()
-    files = FileRecorder(root=out_root)
-    files.add(preprocessed_path, role="preprocessed_video")
-    renderer = _LayerRenderer(
-        params=params,
+    files, layer_entries = _render_layers(
+        workers,
+        plan=plan,
         out_root=out_root,
-        files=files,
-        workers=workers,
-        pending=[],
+        preprocessed_path=preprocessed_path,
         display_frames=display_frames,
         scale=scale,
         result=result,
         upsampled=upsampled,
         prediction=prediction,
+        report=report,
+        timings=timings,
     )
-    layer_entries = renderer.render_all(layers=plan.selected, report=report)
-    timings["render"] = time.perf_counter() - mark
     timings["render_preprocessed_video"] = preprocessed_video.result()[1]
 
     report("writing manifest", 0.97)
@@ -328,6 +314,98 @@ def _run_with_workers(
         files=files.finalise(),
     )
     return _finish(manifest=manifest, out_root=out_root, timings=timings, started=started, report=report)
+
+
+def _await_clip_and_encode_it(
+    workers: _Workers,
+    *,
+    clip_future: Future[tuple[PreprocessedClip, float]],
+    plan: _Plan,
+    path: Path,
+    timings: dict[str, float],
+) -> tuple[PreprocessedClip, np.ndarray, int, Future[tuple[Any, float]]]:
+    """Wait for the preprocessed clip, scale it for display and start encoding it to `path`:
+    (clip, display frames, display scale, the encoding's future)."""
+    params = plan.params
+    mark = time.perf_counter()
+    clip, timings["preprocess"] = clip_future.result()
+    timings["preprocess_wait"] = time.perf_counter() - mark
+    scale = render.display_scale(height=plan.input_shape[1], min_height=params.display_min_height)
+    display_frames = render.resize_frames(np.asarray(clip.frames_rgb, dtype=np.uint8), scale=scale)
+    # Encoded while the Grad-CAM runs; its time is reported as "render_preprocessed_video".
+    preprocessed_video = workers.videos.submit(
+        _timed,
+        lambda: encode_video(display_frames, path, fps=params.video_fps, preset=VIDEO_PRESET),
+    )
+    return clip, display_frames, scale, preprocessed_video
+
+
+def _gradcam(
+    *,
+    fused: FusedGradCam,
+    probe: Any,
+    clip: PreprocessedClip,
+    plan: _Plan,
+    on_event: EventCallback | None,
+    timings: dict[str, float],
+) -> tuple[FusedCamResult, dict[str, Any], dict[int, list[np.ndarray]]]:
+    """The timed "gradcam" stage: (raw maps result, prediction record, upsampled maps). The
+    prediction is announced through `on_event` as soon as it is known, before upsampling."""
+    mark = time.perf_counter()
+    result, prediction = _predict_and_explain(
+        fused=fused, clip=clip, plan=plan, output_activation=getattr(probe, "output_activation", None)
+    )
+    if on_event:
+        on_event(
+            {
+                "event": "prediction",
+                "predicted_class": result.predicted_class,
+                "probabilities": prediction["probabilities"],
+            }
+        )
+    upsampled = _upsampled(
+        result=result,
+        expected=plan.params.expected_class,
+        size=(plan.input_shape[0], plan.input_shape[1], plan.input_shape[2]),
+    )
+    timings["gradcam"] = time.perf_counter() - mark
+    return result, prediction, upsampled
+
+
+def _render_layers(
+    workers: _Workers,
+    *,
+    plan: _Plan,
+    out_root: Path,
+    preprocessed_path: Path,
+    display_frames: np.ndarray,
+    scale: int,
+    result: FusedCamResult,
+    upsampled: dict[int, list[np.ndarray]],
+    prediction: dict[str, Any],
+    report: ProgressCallback,
+    timings: dict[str, float],
+) -> tuple[FileRecorder, list[dict[str, Any]]]:
+    """The timed "render" stage, every layer's files written when it returns: (the files
+    recorded, the preprocessed video's included; the layers' manifest entries)."""
+    mark = time.perf_counter()
+    files = FileRecorder(root=out_root)
+    files.add(preprocessed_path, role="preprocessed_video")
+    renderer = _LayerRenderer(
+        params=plan.params,
+        out_root=out_root,
+        files=files,
+        workers=workers,
+        pending=[],
+        display_frames=display_frames,
+        scale=scale,
+        result=result,
+        upsampled=upsampled,
+        prediction=prediction,
+    )
+    entries = renderer.render_all(layers=plan.selected, report=report)
+    timings["render"] = time.perf_counter() - mark
+    return files, entries
 
 
 def _finish(

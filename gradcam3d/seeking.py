@@ -361,6 +361,37 @@ def _decode_segments(
 ) -> tuple[np.ndarray, list[float]] | None:
     """ONE FFmpeg process, one input per group; (frames, their times in seconds) or None."""
     expected = [pts for segment in segments for pts in segment.target_pts]
+    args = _segments_args(
+        segments, path=path, time_base=time_base, start_seconds=start_seconds, filters=filters, limits=limits
+    )
+    try:
+        result = run_ffmpeg(args, timeout=limits.processing_timeout_seconds, check=True, cancel=cancel)
+    except FFmpegCancelled:
+        raise
+    except FFmpegError:  # also a timeout: the straight decode then gets its own chance
+        return None
+    width, height = int(size[0]), int(size[1])
+    frame_bytes = width * height * 3
+    if len(result.stdout) != frame_bytes * len(expected):
+        return None
+    times = _times_of_exactly(expected, stderr=result.stderr)
+    if times is None:
+        return None
+    frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(len(expected), height, width, 3)
+    return frames, times
+
+
+def _segments_args(
+    segments: list[SeekSegment],
+    *,
+    path: str | os.PathLike[str],
+    time_base: Fraction,
+    start_seconds: float,
+    filters: list[str],
+    limits: VideoLimits,
+) -> list[str]:
+    """FFmpeg arguments: one seeking input per segment, each selecting its target frames, all
+    concatenated in order into one raw RGB stream on stdout."""
     args: list[str] = ["-v", "info", "-copyts"]
     chains: list[str] = []
     for number, segment in enumerate(segments):
@@ -383,7 +414,8 @@ def _decode_segments(
         chains.append(f"[{number}:V:0]select='{keep}',showinfo,{','.join(filters)}[s{number}]")
     labels = "".join(f"[s{number}]" for number in range(len(segments)))
     graph = ";".join(chains) + f";{labels}concat=n={len(segments)}:v=1:a=0[out]"
-    args += [
+    return [
+        *args,
         "-filter_threads",
         "1",
         "-filter_complex",
@@ -402,21 +434,15 @@ def _decode_segments(
         "rgb24",
         "pipe:1",
     ]
-    try:
-        result = run_ffmpeg(args, timeout=limits.processing_timeout_seconds, check=True, cancel=cancel)
-    except FFmpegCancelled:
-        raise
-    except FFmpegError:  # also a timeout: the straight decode then gets its own chance
-        return None
-    width, height = int(size[0]), int(size[1])
-    frame_bytes = width * height * 3
-    if len(result.stdout) != frame_bytes * len(expected):
-        return None
+
+
+def _times_of_exactly(expected: list[int], *, stderr: str) -> list[float] | None:
+    """The time in seconds of each `expected` pts, in order, from showinfo's lines; None unless
+    showinfo saw exactly those frames, each once."""
     seen: dict[int, list[str]] = {}
-    for match in SHOWINFO_RE.finditer(after_input_dump(result.stderr)):
+    for match in SHOWINFO_RE.finditer(after_input_dump(stderr)):
         if match["pts"] != "NOPTS":
             seen.setdefault(int(match["pts"]), []).append(match["t"])
     if sorted(seen) != sorted(expected) or any(len(times) != 1 for times in seen.values()):
         return None
-    frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(len(expected), height, width, 3)
-    return frames, [float(seen[pts][0]) for pts in expected]
+    return [float(seen[pts][0]) for pts in expected]

@@ -520,51 +520,7 @@ def transcode_for_browser(
     scale = f"scale={width}:{height}:flags=bicubic,setsar=1"
     try:
         run_ffmpeg(
-            # At most two decoder and two encoder threads and one filter thread (a 2-core
-            # target): one upload must not take every core of the machine.
-            [
-                "-v",
-                "error",
-                "-threads",
-                "2",
-                "-filter_threads",
-                "1",
-                *hardened_input_args(path=path, limits=limits),
-                "-map",
-                "0:V:0",
-                "-map",
-                "0:a:0?",
-                "-vf",
-                scale,
-                "-fps_mode",
-                "passthrough",
-                "-c:v",
-                "libx264",
-                "-threads",
-                "2",
-                "-preset",
-                "veryfast",
-                "-crf",
-                "23",
-                "-pix_fmt",
-                "yuv420p",
-                "-profile:v",
-                "high",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "128k",
-                "-ac",
-                "2",
-                "-map_metadata",
-                "-1",
-                "-movflags",
-                "+faststart",
-                "-f",
-                "mp4",
-                "-y",
-                str(partial_mp4),
-            ],
+            _transcode_args(path=path, limits=limits, scale=scale, output=partial_mp4),
             timeout=limits.processing_timeout_seconds,
         )
         _write_poster(rendition=partial_mp4, poster=partial_jpg, at_seconds=poster_at, limits=limits)
@@ -590,6 +546,58 @@ def transcode_for_browser(
         "rendition_width": width,
         "rendition_height": height,
     }
+
+
+def _transcode_args(
+    *, path: str | os.PathLike[str], limits: VideoLimits, scale: str, output: Path
+) -> list[str]:
+    """FFmpeg arguments turning the untrusted `path` into the browser's H.264/AAC MP4 at `output`.
+
+    At most two decoder and two encoder threads and one filter thread (a 2-core target): one
+    upload must not take every core of the machine."""
+    return [
+        "-v",
+        "error",
+        "-threads",
+        "2",
+        "-filter_threads",
+        "1",
+        *hardened_input_args(path=path, limits=limits),
+        "-map",
+        "0:V:0",
+        "-map",
+        "0:a:0?",
+        "-vf",
+        scale,
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-threads",
+        "2",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "23",
+        "-pix_fmt",
+        "yuv420p",
+        "-profile:v",
+        "high",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        "-y",
+        str(output),
+    ]
 
 
 def _write_poster(*, rendition: Path, poster: Path, at_seconds: float, limits: VideoLimits) -> None:

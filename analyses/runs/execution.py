@@ -225,10 +225,7 @@ def _run(attempt: Attempt) -> str:
     video_path = Path(analysis.video.file.path)
     for path, what in ((model_path, "model"), (video_path, "video")):
         if not path.is_file():
-            state.analysis_fail(
-                attempt=attempt, message=f"The {what} file of this analysis is missing from the server."
-            )
-            return state.analysis_status_now(analysis_id=analysis_id)
+            return _fail(attempt, f"The {what} file of this analysis is missing from the server.")
     work_dir = runner.work_root() / f"{analysis.code.hex}-{attempt.number}"
     shutil.rmtree(work_dir, ignore_errors=True)
     # The next spare starts only when this job's engine is done: on 2 cores its TensorFlow
@@ -257,37 +254,44 @@ def _run(attempt: Attempt) -> str:
                 return AnalysisStatus.CANCELLED
             return state.analysis_status_now(analysis_id=analysis_id)  # taken away (reaped) while running
         if outcome.kind != "succeeded":
-            state.analysis_fail(attempt=attempt, message=outcome.message)
-            return state.analysis_status_now(analysis_id=analysis_id)
-        try:
-            manifest = _load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
-        except (OSError, ValueError) as exc:
-            logger.error("analysis %s: unusable manifest: %s", analysis_id, exc)
-            state.analysis_fail(
-                attempt=attempt,
-                message="The analysis engine finished without a readable result; nothing was saved.",
-            )
-            return state.analysis_status_now(analysis_id=analysis_id)
-        try:
-            won = _publish(
-                attempt=attempt, analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome
-            )
-        except NotANumberError as exc:
-            logger.error("analysis %s: %s", analysis_id, exc)
-            state.analysis_fail(attempt=attempt, message=NOT_A_NUMBER_MESSAGE)
-            return state.analysis_status_now(analysis_id=analysis_id)
-        except OSError as exc:
-            logger.error("analysis %s: the results could not be moved into place: %s", analysis_id, exc)
-            state.analysis_fail(
-                attempt=attempt,
-                message="The analysis finished but its results could not be saved on the server; nothing was kept.",
-            )
-            return state.analysis_status_now(analysis_id=analysis_id)
-        if won:
-            return AnalysisStatus.SUCCEEDED
-        # Cancelled at the last moment: honour it (a no-op when the run was taken away).
-        if state.analysis_finish_cancelled(attempt=attempt):
-            return AnalysisStatus.CANCELLED
-        return state.analysis_status_now(analysis_id=analysis_id)
+            return _fail(attempt, outcome.message)
+        return _save_results(attempt=attempt, analysis=analysis, out_dir=out_dir, outcome=outcome)
     finally:
         runner.discard_engine(engine)
+
+
+def _fail(attempt: Attempt, message: str) -> str:
+    """Fail this attempt with `message` for the user; the row's status now (another may have won)."""
+    state.analysis_fail(attempt=attempt, message=message)
+    return state.analysis_status_now(analysis_id=attempt.analysis_id)
+
+
+def _save_results(
+    *, attempt: Attempt, analysis: Analysis, out_dir: Path, outcome: runner.EngineOutcome
+) -> str:
+    """A succeeded engine run: read its manifest and publish its folder; the final status."""
+    analysis_id = attempt.analysis_id
+    try:
+        manifest = _load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
+    except (OSError, ValueError) as exc:
+        logger.error("analysis %s: unusable manifest: %s", analysis_id, exc)
+        return _fail(attempt, "The analysis engine finished without a readable result; nothing was saved.")
+    try:
+        won = _publish(
+            attempt=attempt, analysis=analysis, out_dir=out_dir, manifest=manifest, outcome=outcome
+        )
+    except NotANumberError as exc:
+        logger.error("analysis %s: %s", analysis_id, exc)
+        return _fail(attempt, NOT_A_NUMBER_MESSAGE)
+    except OSError as exc:
+        logger.error("analysis %s: the results could not be moved into place: %s", analysis_id, exc)
+        return _fail(
+            attempt,
+            "The analysis finished but its results could not be saved on the server; nothing was kept.",
+        )
+    if won:
+        return AnalysisStatus.SUCCEEDED
+    # Cancelled at the last moment: honour it (a no-op when the run was taken away).
+    if state.analysis_finish_cancelled(attempt=attempt):
+        return AnalysisStatus.CANCELLED
+    return state.analysis_status_now(analysis_id=analysis_id)

@@ -640,6 +640,42 @@ def _classify(
     memory_limit_mb: float,
     limit: str | None = None,
 ) -> EngineOutcome:
+    # A stop the runner decided comes first; then a sandbox limit the engine ran into, unless
+    # the job succeeded all the same.
+    outcome = _stopped_outcome(
+        stopped=stopped,
+        exit_status=exit_status,
+        timeout_seconds=timeout_seconds,
+        memory_limit_mb=memory_limit_mb,
+    )
+    if outcome is not None:
+        return outcome
+    succeeded = final is not None and final.get("ok") is True and exit_status == 0
+    if limit is not None and not succeeded:
+        return EngineOutcome(
+            kind="limit", exit_status=exit_status, message=f"The analysis was stopped: {limit}."
+        )
+    if final is not None and succeeded:
+        manifest = final.get("manifest")
+        return EngineOutcome(
+            kind="succeeded",
+            exit_status=exit_status,
+            manifest_path=Path(str(manifest)) if manifest else None,
+        )
+    if exit_status == 2 and final is not None and final.get("ok") is False:
+        return EngineOutcome(
+            kind="refused",
+            exit_status=exit_status,
+            message=_one_line(str(final.get("error") or "The input was refused.")),
+            refusal_code=str(final.get("code") or "refused"),
+        )
+    return _crashed_outcome(final=final, exit_status=exit_status)
+
+
+def _stopped_outcome(
+    *, stopped: OutcomeKind | None, exit_status: int | None, timeout_seconds: float, memory_limit_mb: float
+) -> EngineOutcome | None:
+    """The outcome of a job the runner stopped (timeout, memory, cancel), else None."""
     if stopped == "timeout":
         return EngineOutcome(
             kind="timeout",
@@ -657,24 +693,11 @@ def _classify(
         )
     if stopped == "cancelled":
         return EngineOutcome(kind="cancelled", exit_status=exit_status, message="Cancelled by the user.")
-    if limit is not None and not (final is not None and final.get("ok") is True and exit_status == 0):
-        return EngineOutcome(
-            kind="limit", exit_status=exit_status, message=f"The analysis was stopped: {limit}."
-        )
-    if final is not None and final.get("ok") is True and exit_status == 0:
-        manifest = final.get("manifest")
-        return EngineOutcome(
-            kind="succeeded",
-            exit_status=exit_status,
-            manifest_path=Path(str(manifest)) if manifest else None,
-        )
-    if exit_status == 2 and final is not None and final.get("ok") is False:
-        return EngineOutcome(
-            kind="refused",
-            exit_status=exit_status,
-            message=_one_line(str(final.get("error") or "The input was refused.")),
-            refusal_code=str(final.get("code") or "refused"),
-        )
+    return None
+
+
+def _crashed_outcome(*, final: dict[str, Any] | None, exit_status: int | None) -> EngineOutcome:
+    """A job that neither succeeded nor was refused nor stopped: killed by a signal, or failed."""
     if exit_status is not None and exit_status < 0:
         reason = f"was killed by {_signal_name(-exit_status)}"
         if -exit_status == signal.SIGKILL:
