@@ -1,11 +1,13 @@
 """The project's import rules, read from the source with `.ci/architecture.py` (ast, so imports
 inside functions count): no cycles, the engine and the web side never import each other,
-accounts never imports analyses, audit is a leaf, and functions stay short (web and engine)."""
+accounts never imports analyses (the web side's one engine import is the class-map grammar,
+which loads only the standard library), audit is a leaf, and functions stay short (web and engine)."""
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -66,10 +68,41 @@ def test_the_engine_never_imports_the_web_side(package: str) -> None:
     assert architecture.package_imports(package) & forbidden == set()
 
 
+# The one engine module the web side may import: the class-map grammar, so that the page and the
+# engine's `--labels` share one implementation. It loads nothing but the standard library
+# (pinned below), so no web or worker process loads NumPy, OpenCV or TensorFlow through it.
+WEB_MAY_IMPORT_FROM_ENGINE = {"gradcam3d.classmap"}
+
+
 @pytest.mark.parametrize("package", WEB_PACKAGES)
-def test_the_web_side_never_imports_the_engine_nor_tensorflow(package: str) -> None:
-    forbidden = {"gradcam3d", "demo", "tensorflow", "keras"}
+def test_the_web_side_never_imports_the_engine_nor_tensorflow(
+    package: str, graph: dict[str, set[str]]
+) -> None:
+    forbidden = {"demo", "tensorflow", "keras", "cv2", "h5py"}
     assert architecture.package_imports(package) & forbidden == set()
+    engine_modules = {
+        target
+        for module, targets in graph.items()
+        if module.split(".")[0] == package
+        for target in targets
+        if target.split(".")[0] == "gradcam3d"
+    }
+    assert engine_modules <= WEB_MAY_IMPORT_FROM_ENGINE
+
+
+def test_the_engine_module_the_web_imports_loads_only_the_standard_library() -> None:
+    probe = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        f"for name in {sorted(WEB_MAY_IMPORT_FROM_ENGINE)!r}: __import__(name)\n"
+        "loaded = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(sorted(loaded - set(sys.stdlib_module_names) - {'gradcam3d'}))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
 
 
 def test_accounts_never_imports_analyses() -> None:

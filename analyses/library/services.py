@@ -29,6 +29,7 @@ from django.db.models import ProtectedError
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+import gradcam3d.classmap as class_map_grammar
 from accounts.models import Team
 from accounts.selectors import user_is_team_member
 from analyses.library.models import Classifier, ProcessingStatus, Video
@@ -41,7 +42,6 @@ from analyses.library.processing import (
 from analyses.quota import storage_use
 from analyses.worker import engine_client
 from audit.log import audit_log
-from gradcam3d import classmap as class_map_grammar
 
 # A library entry that analyses use: deleted, or archived while analyses still refer to it.
 _LibraryT = TypeVar("_LibraryT", Classifier, Video)
