@@ -143,10 +143,18 @@ class HistoryFilter(django_filters.FilterSet):
         choices=OUTCOME_CHOICES, method="filter_outcome", label="Correct / wrong", empty_label="Any outcome"
     )
     predicted = ClassFilter(
-        method="filter_class", label="Predicted class", max_length=MAX_LABEL_VALUE_CHARS, strip=True
+        method="filter_class",
+        label="Predicted class",
+        max_length=MAX_LABEL_VALUE_CHARS,
+        strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "Label or index"}),
     )
     expected = ClassFilter(
-        method="filter_class", label="Expected class", max_length=MAX_LABEL_VALUE_CHARS, strip=True
+        method="filter_class",
+        label="Expected class",
+        max_length=MAX_LABEL_VALUE_CHARS,
+        strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "Label or index"}),
     )
     method = django_filters.ChoiceFilter(
         choices=[(name, name) for name in METHODS], label="Method", empty_label="Any method"
