@@ -59,7 +59,6 @@ def _child(runs: int) -> dict[str, Any]:
 
     from accounts.models import Team
     from analyses.models import Analysis, Classifier, Video
-
     from tests.web.history_factories import bulk_history
 
     setup_test_environment()
