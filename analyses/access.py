@@ -35,6 +35,16 @@ def visible(queryset: QuerySet[ModelT], *, user: Any) -> QuerySet[ModelT]:
     return queryset.filter(Q(owner=user) | Q(team_id__in=team_ids))
 
 
+def shared_with(queryset: QuerySet[ModelT], *, user: Any) -> QuerySet[ModelT]:
+    """Of `queryset` (already scoped to the user), the rows others share with the user: today,
+    those that belong to one of the user's teams and that the user does not own. A per-user
+    share (a row naming the user) is to be OR'ed in here, so every "shared with me" follows."""
+    if is_anonymous(user):
+        return queryset.none()
+    team_ids = TeamMembership.objects.filter(user=user).values("team_id")
+    return queryset.filter(team_id__in=team_ids).exclude(owner=user)
+
+
 def can_write(*, user: Any, obj: Any) -> bool:
     if is_anonymous(user):
         return False

@@ -37,6 +37,8 @@ from analyses.library.forms import (
 )
 from analyses.library.services import DuplicateUpload, LibraryError, class_map_text
 from analyses.quota import storage_use
+from analyses.runs.filters import history_preview
+from analyses.runs.presentation import history_rows
 from gradcam_site.middleware import large_upload_view
 
 # --------------------------------------------------------------------------- upload size
@@ -342,6 +344,12 @@ def _scaling_context(classifier: Any) -> dict[str, str]:
     return {"scaling_label": _SCALING_LABELS.get(scaling, scaling), "scaling_reason": reason}
 
 
+def _history(request: HttpRequest, *, preset: dict[str, str]) -> dict[str, Any]:
+    """The newest analyses of this classifier or video, through the history's own filters."""
+    preview = history_preview(user=request.user, preset=preset)
+    return {**preview, "rows": history_rows(preview["analyses"])}
+
+
 def _classifier_detail_page(
     request: HttpRequest, *, classifier: Any, form: ClassifierEditForm, status: int
 ) -> HttpResponse:
@@ -361,6 +369,7 @@ def _classifier_detail_page(
             "form": form,
             "can_write": can_write(user=request.user, obj=classifier),
             "analysis_count": classifier.analyses.count(),
+            "history": _history(request, preset={"classifier": str(classifier.code)}),
             **_scaling_context(classifier),
         },
         status=status,
@@ -471,6 +480,7 @@ def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm,
             else "",
             "can_write": can_write(user=request.user, obj=video),
             "analysis_count": video.analyses.count(),
+            "history": _history(request, preset={"video": str(video.code)}),
             "megapixels": round(video.width * video.height / 1e6, 2),
         },
         status=status,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from analyses.library.models import Classifier, OwnedModel, Video
@@ -53,6 +55,13 @@ class Analysis(OwnedModel):
 
     predicted_class = models.IntegerField(null=True, blank=True)
     predictions = models.JSONField(default=dict, blank=True)
+    # Denormalised from `params` and `predictions` so the history filters and sorts in SQL:
+    # `method` copies params["method"] (set on save: params never change after creation);
+    # `confidence` (the predicted class's probability) and `is_correct` (predicted ==
+    # expected; None without an expected class) are written by state.analysis_publish.
+    method = models.CharField(max_length=16, blank=True, default="")
+    confidence = models.FloatField(null=True, blank=True)
+    is_correct = models.BooleanField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     versions = models.JSONField(default=dict, blank=True)
     input_hashes = models.JSONField(default=dict, blank=True)
@@ -64,9 +73,30 @@ class Analysis(OwnedModel):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "analyses"
+        # What the history (analyses.runs.filters) filters on, each with the default order.
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="analysis_owner_created"),
+            models.Index(fields=["team", "-created_at"], name="analysis_team_created"),
+            models.Index(fields=["classifier", "-created_at"], name="analysis_clf_created"),
+            models.Index(fields=["video", "-created_at"], name="analysis_video_created"),
+            models.Index(fields=["status", "-created_at"], name="analysis_status_created"),
+            models.Index(fields=["method", "-created_at"], name="analysis_method_created"),
+            models.Index(fields=["is_correct", "-created_at"], name="analysis_correct_created"),
+            models.Index(fields=["predicted_class"], name="analysis_predicted"),
+            models.Index(fields=["expected_class"], name="analysis_expected"),
+            models.Index(fields=["-confidence"], name="analysis_confidence"),
+            models.Index(fields=["-created_at"], name="analysis_created"),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Analysis {str(self.code)[:8]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.method = str((self.params or {}).get("method") or "")[:16]
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "params" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "method"}
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:

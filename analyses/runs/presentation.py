@@ -312,3 +312,27 @@ def result_context(analysis: Analysis) -> dict[str, Any]:
         "manifest_url": _file_url(analysis, "manifest.json"),
         "zip_url": reverse("analyses_run:zip", kwargs={"code": analysis.code}),
     }
+
+
+def history_rows(analyses: Any) -> list[dict[str, Any]]:
+    """One row per analysis of a history page: the analysis and the words its columns show."""
+    rows = []
+    for analysis in analyses:
+        classifier = analysis.classifier
+        rows.append(
+            {
+                "analysis": analysis,
+                "percent": int(round(max(0.0, min(1.0, float(analysis.progress or 0.0))) * 100)),
+                "predicted_label": classifier.label_for(analysis.predicted_class)
+                if analysis.predicted_class is not None
+                else "",
+                "expected_label": classifier.label_for(analysis.expected_class)
+                if analysis.expected_class is not None
+                else "",
+                "confidence_percent": None
+                if analysis.confidence is None
+                else round(max(0.0, min(1.0, analysis.confidence)) * 100, 1),
+                "has_poster": bool(analysis.video.poster),
+            }
+        )
+    return rows

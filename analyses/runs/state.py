@@ -16,13 +16,14 @@ The django-q2 task (`analyses.tasks.run_analysis_task`, named by its dotted path
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import BooleanField, Case, F, QuerySet, Value, When
 from django.utils import timezone
 
 from analyses.runs.models import Analysis, AnalysisStatus
@@ -154,9 +155,42 @@ def analysis_finish_cancelled(*, attempt: Attempt) -> bool:
     )
 
 
+def prediction_confidence(*, predictions: Any, predicted_class: Any) -> float | None:
+    """The predicted class's probability from a `predictions` record, or None when it has none."""
+    if not isinstance(predictions, dict) or not isinstance(predicted_class, int) or predicted_class < 0:
+        return None
+    probabilities = predictions.get("probabilities")
+    if not isinstance(probabilities, list) or predicted_class >= len(probabilities):
+        return None
+    value = probabilities[predicted_class]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _is_correct(predicted_class: Any) -> Any:
+    """is_correct as an SQL expression over the row's own expected class (fixed at creation)."""
+    if not isinstance(predicted_class, int):
+        return Value(None, output_field=BooleanField())
+    return Case(
+        When(expected_class__isnull=True, then=Value(None)),
+        When(expected_class=predicted_class, then=Value(True)),
+        default=Value(False),
+        output_field=BooleanField(),
+    )
+
+
 def analysis_publish(*, attempt: Attempt, results_dir: str, fields: dict[str, Any]) -> bool:
-    """running -> succeeded with the results, unless cancelled or no longer this attempt's."""
+    """running -> succeeded with the results, unless cancelled or no longer this attempt's.
+
+    Also writes the columns the history filters and sorts on: `confidence` and `is_correct`."""
     now = timezone.now()
+    predicted = fields.get("predicted_class")
+    fields = {
+        **fields,
+        "confidence": prediction_confidence(predictions=fields.get("predictions"), predicted_class=predicted),
+        "is_correct": _is_correct(predicted),
+    }
     return analysis_transition(
         analysis_id=attempt.analysis_id,
         from_status=AnalysisStatus.RUNNING,

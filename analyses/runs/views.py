@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
@@ -28,10 +29,11 @@ from analyses.files import clean_result_name, private_file_response, resolve_res
 from analyses.library import selectors as library_selectors
 from analyses.library.models import Classifier, Preview, ProcessingStatus
 from analyses.runs import selectors
+from analyses.runs.filters import history_filter
 from analyses.runs.forms import AnalysisForm, initial_from_analysis
 from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.params import ELEMENTWISE_METHODS, AnalysisError
-from analyses.runs.presentation import result_context
+from analyses.runs.presentation import history_rows, result_context
 from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
 from analyses.runs.services import (
     analysis_cancel,
@@ -40,7 +42,7 @@ from analyses.runs.services import (
     analysis_rerun,
 )
 
-LIST_LIMIT = 200
+HISTORY_PAGE_SIZE = 25
 ZIP_CHUNK_BYTES = 256 * 1024
 # Already-compressed media gain nothing from deflate; store them (faster, streams sooner).
 _STORED_MEDIA_TYPES = ("video/", "image/")
@@ -241,17 +243,29 @@ def preview_clip(request: HttpRequest, code: uuid.UUID) -> HttpResponseBase:
 @login_required
 @require_GET
 def analysis_list(request: HttpRequest) -> HttpResponse:
-    analyses = list(selectors.analyses_visible_to(user=request.user).order_by("-created_at")[:LIST_LIMIT])
-    rows = [
+    """The history: every analysis the user can see, filtered by the URL's query, paginated."""
+    history = history_filter(data=request.GET, user=request.user, request=request)
+    page = Paginator(history.qs, HISTORY_PAGE_SIZE).get_page(_bounded_page(request.GET.get("page")))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "analyses/analysis/list.html",
         {
-            "analysis": analysis,
-            "percent": _percent(analysis.progress),
-            "predicted_label": analysis.classifier.label_for(analysis.predicted_class),
-            "expected_label": analysis.classifier.label_for(analysis.expected_class),
-        }
-        for analysis in analyses
-    ]
-    return render(request, "analyses/analysis/list.html", {"rows": rows})
+            "filter": history,
+            "page": page,
+            "rows": history_rows(page.object_list),
+            "query": query.urlencode(),
+            "filtered": history.active,
+        },
+    )
+
+
+def _bounded_page(value: str | None) -> int:
+    """A page number from the URL: 1 unless it is a positive number of at most 9 digits
+    (Paginator then answers the last page for anything beyond it)."""
+    value = (value or "").strip()
+    return max(1, int(value)) if value.isdigit() and len(value) <= 9 else 1
 
 
 def _initial_for_new(request: HttpRequest) -> dict[str, Any]:
