@@ -184,11 +184,7 @@
 
     function poll(url, mine, failures) {
       if (mine !== generation) return;
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
-        .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
-        })
+      window.studioFetchStatus(url)
         .then(function (payload) {
           if (mine !== generation) return;
           if (payload.status === "ready") showPreview(payload);
@@ -254,11 +250,7 @@
     var failures = 0;
 
     function poll() {
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
-        .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
-        })
+      window.studioFetchStatus(url)
         .then(function (status) {
           failures = 0;
           stage.textContent = status.stage || status.status_label;

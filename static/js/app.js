@@ -7,6 +7,7 @@
  *   tab is kept in the URL hash so a reload or a shared link opens the same tab.
  * - form[data-confirm="question"]: asks for confirmation before submitting.
  * - [data-submit-once] forms: disable their submit buttons after the first submit (uploads).
+ * - window.studioFetchStatus(url): a promise of a status JSON (no cache, HTTP errors rejected).
  * - [data-poll-url]: a job a worker is doing (an upload being inspected or converted): its
  *   status JSON is polled; [data-poll-message] shows its message; once it is no longer
  *   "processing", a [data-poll-reload] element reloads the page to show the result.
@@ -98,16 +99,23 @@
 
   var POLL_MS = 1500;
 
+  // GET a status JSON of ours, never from a cache; rejects on any HTTP error. Shared with the
+  // page scripts (analysis.js), which run after this one.
+  function fetchStatus(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      });
+  }
+  window.studioFetchStatus = fetchStatus;
+
   function pollJob(node) {
     var url = node.getAttribute("data-poll-url");
     var message = node.querySelector("[data-poll-message]");
     var failures = 0;
     function poll() {
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store" })
-        .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
-        })
+      fetchStatus(url)
         .then(function (payload) {
           failures = 0;
           if (message && payload.message) message.textContent = payload.message;
