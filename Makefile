@@ -39,10 +39,12 @@ run: demo
 # bubblewrap). Without it, `make run` (a development set-up, DEBUG=1) runs them unsandboxed
 # and says so loudly; production refuses to start without it.
 ifeq ($(GRADCAM_SANDBOX),)
-ifeq ($(shell command -v bwrap 2>/dev/null),)
+# Probed by running it, not only by looking for it: bwrap may be installed where user namespaces
+# are not allowed.
+ifeq ($(shell bwrap --ro-bind / / --dev /dev true 2>/dev/null && echo works),)
 run demo migrate: export GRADCAM_SANDBOX := off
 ifneq ($(filter run demo,$(MAKECMDGOALS)),)
-$(warning bubblewrap (bwrap) is not installed: uploaded files are parsed WITHOUT a sandbox. Install it: apt-get install bubblewrap)
+$(warning bubblewrap (bwrap) is not installed or cannot run here: uploaded files are parsed WITHOUT a sandbox. Install it: apt-get install bubblewrap)
 endif
 endif
 endif

@@ -13,6 +13,8 @@ class AnalysesConfig(AppConfig):
         from analyses.worker import sandbox
 
         reaper.connect_worker_signals()
-        # Start-up (runserver, qcluster, migrate, check) says it loudly when uploaded files would
-        # be parsed without the sandbox: an error if bubblewrap cannot run, a warning when it is off.
-        checks.register(sandbox.check_sandbox, checks.Tags.security)
+        # `check --deploy` says it loudly when uploaded files would be parsed without the sandbox
+        # (an error if bubblewrap cannot run, a warning when it is off). It is not an ordinary
+        # check: migrate, runserver and shell start no engine child and must work without
+        # bubblewrap; the commands and workers that do start one call require_working_sandbox.
+        checks.register(sandbox.check_sandbox, checks.Tags.security, deploy=True)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from analyses.library.processing import processing_reap
 from analyses.runs.previews import previews_sweep
 from analyses.runs.state import analysis_reap_stale
-from analyses.worker import runner
+from analyses.worker import runner, sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,12 @@ def connect_worker_signals() -> None:
 
 
 def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
+    try:
+        sandbox.require_working_sandbox()
+    except ImproperlyConfigured as problem:
+        # The worker still runs so that the reaper keeps runs honest, but every engine child it
+        # starts fails with this message (the sandbox refuses to start it): say why, loudly.
+        logger.critical("engine children cannot start in this worker: %s", problem)
     try:
         reaper_schedule_ensure()
         reap_everything()

@@ -614,8 +614,10 @@ def sandbox_problem() -> str | None:
 
 
 def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """System check (registered by AnalysesConfig): an Error when GRADCAM_SANDBOX=bwrap cannot
-    run, a Warning when the sandbox is off."""
+    """Deployment check (`check --deploy`, registered by AnalysesConfig): an Error when
+    GRADCAM_SANDBOX=bwrap cannot run, a Warning when the sandbox is off. Commands that start
+    engine children also call `require_working_sandbox`; the others (migrate, runserver, shell)
+    never start one, so a missing bubblewrap does not stop them."""
     if not enabled():
         return [
             checks.Warning(
@@ -639,3 +641,12 @@ def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             id="analyses.E001",
         )
     ]
+
+
+def require_working_sandbox() -> None:
+    """For the processes that start engine children (run_studio, make_demo, each django-q2
+    worker): ImproperlyConfigured with the check's message and hint when the configured sandbox
+    cannot run, before any uploaded file is touched."""
+    for message in check_sandbox():
+        if message.is_serious():
+            raise ImproperlyConfigured(f"{message.msg} {message.hint}")

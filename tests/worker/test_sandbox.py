@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -449,7 +450,9 @@ def test_start_up_check_names_the_setting_and_the_package_when_bwrap_is_missing(
     settings.GRADCAM_SANDBOX = "bwrap"
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
     errors = [
-        message for message in checks.run_checks(tags=[checks.Tags.security]) if message.id == "analyses.E001"
+        message
+        for message in checks.run_checks(tags=[checks.Tags.security], include_deployment_checks=True)
+        if message.id == "analyses.E001"
     ]
     assert len(errors) == 1 and errors[0].level == checks.ERROR
     assert "GRADCAM_SANDBOX=bwrap" in errors[0].msg and "bwrap" in errors[0].msg
@@ -493,3 +496,40 @@ def test_the_sandbox_can_be_switched_off_only_in_debug_mode_and_bad_values_stop_
     assert "is not one of: bwrap, off" in _settings_error(GRADCAM_SANDBOX="firejail")
     assert "is root" in _settings_error(GRADCAM_SANDBOX_USER="root")
     assert "no such user" in _settings_error(GRADCAM_SANDBOX_USER="no-such-user-here")
+
+
+def _manage(*arguments: str, path: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`manage.py ARGUMENTS` in a fresh process with the default sandbox setting (bwrap), DEBUG=1,
+    its own SQLite database and PATH set to `path`."""
+    base = {name: value for name, value in os.environ.items() if not name.startswith("GRADCAM_SANDBOX")}
+    environment = {
+        **base,
+        "DEBUG": "1",
+        "PATH": path,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        "GRADCAM_VAR_DIR": str(tmp_path / "var"),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+
+
+def test_migrate_works_without_bubblewrap_and_make_demo_refuses_saying_why(tmp_path: Path) -> None:
+    """Only what starts engine children needs the sandbox: a fresh set-up can migrate without it."""
+    no_bwrap = str(tmp_path / "bin")  # an empty PATH folder: no bwrap, no ffmpeg
+    (tmp_path / "bin").mkdir()
+    migrated = _manage("migrate", "--noinput", path=no_bwrap, tmp_path=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "E001" not in migrated.stderr
+    refused = _manage("make_demo", path=no_bwrap, tmp_path=tmp_path)
+    assert refused.returncode == 1
+    assert "GRADCAM_SANDBOX=bwrap" in refused.stderr and "apt-get install bubblewrap" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    deploy = _manage("check", "--deploy", path=no_bwrap, tmp_path=tmp_path)
+    assert deploy.returncode != 0 and "analyses.E001" in deploy.stderr

@@ -21,6 +21,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from analyses.library import services as library_services
+from analyses.management.sandbox_required import require_sandbox_for_command
 from analyses.models import Classifier, Video
 from analyses.worker import engine_client
 
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=DEMO_TRAINING_TIMEOUT_SECONDS)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_sandbox_for_command()
         out_dir = Path(options["out"] or Path(settings.VAR_DIR) / "demo").resolve()
         manifest = self._build_or_reuse(
             out_dir=out_dir, seed=options["seed"], rebuild=options["rebuild"], timeout=options["timeout"]

@@ -17,6 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from analyses.management.sandbox_required import require_sandbox_for_command
+
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password-3d"
 _STOP_GRACE_SECONDS = 10.0
@@ -32,6 +34,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from analyses.reaper import reap_everything, reaper_schedule_ensure
 
+        require_sandbox_for_command()
         reaper_schedule_ensure()
         reap_everything()
         manage = str(Path(settings.BASE_DIR) / "manage.py")
