@@ -34,7 +34,8 @@ def team_get_for_user(*, code: uuid.UUID | str, user: Any) -> Team:
     if not getattr(user, "is_authenticated", False):
         raise Http404("No such team.")
     try:
-        return Team.objects.get(code=code, memberships__user=user)
+        parsed = code if isinstance(code, uuid.UUID) else uuid.UUID(str(code))
+        return Team.objects.get(code=parsed, memberships__user=user)
     except (Team.DoesNotExist, ValueError) as exc:  # ValueError: a malformed code
         raise Http404("No such team.") from exc
 

@@ -1,7 +1,7 @@
 """The models Django loads for the `analyses` app, defined in its contexts.
 
 `analyses.library.models` (classifiers, videos, previews and their processing state) and
-`analyses.runs.models` (analyses). Migrations 0001-0003 name the upload path functions as
+`analyses.runs.models` (analyses), `analyses.sharing.models` (shares and share links). Migrations 0001-0003 name the upload path functions as
 `analyses.models.*_upload_path`, so they are re-exported here too.
 """
 
@@ -17,3 +17,4 @@ from analyses.library.models import (  # noqa: F401 - re-exported for Django and
     video_upload_path,
 )
 from analyses.runs.models import ACTIVE_STATUSES, Analysis, AnalysisStatus  # noqa: F401
+from analyses.sharing.models import Share, SharedInboxVisit, ShareLink, ShareRole  # noqa: F401

@@ -24,7 +24,7 @@ from django.utils.datastructures import ImmutableList
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analyses.access import can_write
+from analyses.access import can_write, holds_files
 from analyses.files import private_file_response
 from analyses.library import selectors
 from analyses.library import services as library_services
@@ -39,6 +39,7 @@ from analyses.library.services import DuplicateUpload, LibraryError, class_map_t
 from analyses.quota import storage_use
 from analyses.runs.filters import history_preview
 from analyses.runs.presentation import history_rows
+from analyses.sharing.presentation import sharing_panel
 from gradcam_site.middleware import large_upload_view
 
 # --------------------------------------------------------------------------- upload size
@@ -368,6 +369,10 @@ def _classifier_detail_page(
             "classes": classes,
             "form": form,
             "can_write": can_write(user=request.user, obj=classifier),
+            "download_view": "library:classifier_download"
+            if holds_files(user=request.user, obj=classifier)
+            else "",
+            **sharing_panel(user=request.user, target=classifier),
             "analysis_count": classifier.analyses.count(),
             "history": _history(request, preset={"classifier": str(classifier.code)}),
             **_scaling_context(classifier),
@@ -416,6 +421,9 @@ def classifier_delete(request: HttpRequest, code: str) -> HttpResponse:
 @require_GET
 def classifier_download(request: HttpRequest, code: str) -> HttpResponseBase:
     classifier = selectors.classifier_get_for_user(code=code, user=request.user)
+    if not holds_files(user=request.user, obj=classifier):
+        # Shared read-only: the model can be used here, but its file stays with its owner/team.
+        raise Http404("No such model file")
     return _original_file_response(request, classifier)
 
 
@@ -476,8 +484,10 @@ def _video_detail_page(request: HttpRequest, *, video: Any, form: VideoEditForm,
             "video": video,
             "form": form,
             "download_view": "library:video_original"
-            if video.archived_at is None or video.owner_id == request.user.pk
+            if holds_files(user=request.user, obj=video)
+            and (video.archived_at is None or video.owner_id == request.user.pk)
             else "",
+            **sharing_panel(user=request.user, target=video),
             "can_write": can_write(user=request.user, obj=video),
             "analysis_count": video.analyses.count(),
             "history": _history(request, preset={"video": str(video.code)}),
@@ -527,6 +537,8 @@ def video_delete(request: HttpRequest, code: str) -> HttpResponse:
 @require_GET
 def video_original(request: HttpRequest, code: str) -> HttpResponseBase:
     video = selectors.video_get_for_user(code=code, user=request.user)
+    if not holds_files(user=request.user, obj=video):
+        raise Http404("No such video")  # shared read-only: the original stays with its owner/team
     if video.archived_at is not None and video.owner_id != request.user.pk:
         # Deleted by its owner but kept for the analyses that use it: those show their own
         # frames; the original file itself is its owner's alone from now on.

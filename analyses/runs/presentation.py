@@ -6,6 +6,8 @@ that the views only parse, call and render.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.urls import reverse
@@ -206,7 +208,11 @@ def _add_layer_file(
 
 
 def _result_files(
-    analysis: Analysis, manifest: dict[str, Any], *, timestamps: list[float], source_indices: list[int]
+    manifest: dict[str, Any],
+    *,
+    file_url: Callable[[str], str],
+    timestamps: list[float],
+    source_indices: list[int],
 ) -> tuple[list[dict[str, Any]], str, str]:
     """(layers in the model's order with their files, preprocessed clip URL, legend URL)."""
     layers: dict[str, dict[str, Any]] = {}
@@ -215,7 +221,7 @@ def _result_files(
     preprocessed_url = legend_url = ""
     for record in manifest.get("files") or []:
         role, path, layer_name = record.get("role"), str(record.get("path") or ""), record.get("layer")
-        url = _file_url(analysis, path)
+        url = file_url(path)
         if role == "preprocessed_video":
             preprocessed_url = url
         elif role == "inference_legend":
@@ -271,8 +277,14 @@ def _predicted_probability(prediction: dict[str, Any], *, predicted: int | None)
     return probabilities[predicted] if predicted is not None and predicted < len(probabilities) else None
 
 
-def result_context(analysis: Analysis) -> dict[str, Any]:
-    """Everything the result page shows, read from the stored manifest."""
+def result_context(
+    analysis: Analysis, *, file_url: Callable[[str], str] | None = None, zip_url: str | None = None
+) -> dict[str, Any]:
+    """Everything the result page shows, read from the stored manifest. `file_url` and `zip_url`
+    address the result files (by default the signed-in pages' checked views; a share link's
+    page passes its own, equally checked)."""
+    if file_url is None:
+        file_url = partial(_file_url, analysis)
     manifest = analysis.manifest or {}
     classifier = analysis.classifier
     prediction = manifest.get("prediction") or {}
@@ -282,7 +294,7 @@ def result_context(analysis: Analysis) -> dict[str, Any]:
     timestamps = [float(value) for value in preprocess.get("timestamps") or []]
     source_indices = [int(value) for value in preprocess.get("source_frame_indices") or []]
     layer_list, preprocessed_url, legend_url = _result_files(
-        analysis, manifest, timestamps=timestamps, source_indices=source_indices
+        manifest, file_url=file_url, timestamps=timestamps, source_indices=source_indices
     )
     inputs = manifest.get("inputs") or {}
     return {
@@ -309,8 +321,8 @@ def result_context(analysis: Analysis) -> dict[str, Any]:
             for name, record in inputs.items()
         ],
         "file_count": len(manifest.get("files") or []) + 1,
-        "manifest_url": _file_url(analysis, "manifest.json"),
-        "zip_url": reverse("analyses_run:zip", kwargs={"code": analysis.code}),
+        "manifest_url": file_url("manifest.json"),
+        "zip_url": zip_url or reverse("analyses_run:zip", kwargs={"code": analysis.code}),
     }
 
 

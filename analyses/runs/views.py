@@ -41,6 +41,7 @@ from analyses.runs.services import (
     analysis_delete,
     analysis_rerun,
 )
+from analyses.sharing.presentation import sharing_panel
 
 HISTORY_PAGE_SIZE = 25
 ZIP_CHUNK_BYTES = 256 * 1024
@@ -378,6 +379,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "can_write": can_write(user=request.user, obj=analysis),
         "parent": visible.filter(pk=analysis.parent_id).first() if analysis.parent_id else None,
         "reruns": list(visible.filter(parent=analysis).order_by("created_at")),
+        **sharing_panel(user=request.user, target=analysis),
     }
     if analysis.status == AnalysisStatus.SUCCEEDED and analysis.manifest:
         context.update(result_context(analysis))
@@ -413,6 +415,11 @@ def _results_ready(analysis: Analysis) -> None:
 @require_GET
 def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpResponseBase:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
+    return result_file_response(request, analysis=analysis, path=path)
+
+
+def result_file_response(request: HttpRequest, *, analysis: Analysis, path: str) -> HttpResponseBase:
+    """One listed result file of an analysis the caller has already authorised (Range-aware)."""
     _results_ready(analysis)
     if clean_result_name(path) is None or path not in _listed_result_names(analysis):
         raise Http404("No such result file")
@@ -480,6 +487,11 @@ def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
 @require_GET
 def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
+    return result_zip_response(analysis=analysis)
+
+
+def result_zip_response(*, analysis: Analysis) -> StreamingHttpResponse:
+    """The streamed ZIP of an analysis the caller has already authorised."""
     _results_ready(analysis)
     members: list[tuple[Path, str, str]] = [
         (resolve_result_path(results_dir=analysis.results_dir, name=name), name, result_media_type(name))

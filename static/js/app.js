@@ -11,6 +11,7 @@
  * - [data-poll-url]: a job a worker is doing (an upload being inspected or converted): its
  *   status JSON is polled; [data-poll-message] shows its message; once it is no longer
  *   "processing", a [data-poll-reload] element reloads the page to show the result.
+ * - [data-copy-from="selector"]: a button that copies that input's value to the clipboard.
  * - .meter-fill[data-percent], [data-width]: set a bar's width in %; [data-swatch]: a legend
  *   colour (no inline styles: the Content-Security-Policy forbids them).
  */
@@ -97,6 +98,23 @@
     });
   }
 
+  function setupCopyButtons() {
+    document.querySelectorAll("[data-copy-from]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var input = document.querySelector(button.getAttribute("data-copy-from"));
+        if (!input) { return; }
+        input.select();
+        var done = function () { button.textContent = "Copied"; };
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(input.value).then(done, function () { document.execCommand("copy"); done(); });
+        } else {
+          document.execCommand("copy");
+          done();
+        }
+      });
+    });
+  }
+
   var POLL_MS = 1500;
 
   // GET a status JSON of ours, never from a cache; rejects on any HTTP error. Shared with the
@@ -157,5 +175,6 @@
     setupConfirmAndSubmitOnce();
     setupPolling();
     setupMeters();
+    setupCopyButtons();
   });
 })();

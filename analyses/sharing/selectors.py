@@ -1,0 +1,96 @@
+"""Reads of shares and share links, scoped to the user asking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import TeamMembership
+from analyses.access import get_for_user, is_anonymous
+from analyses.library.selectors import classifiers_visible_to, videos_visible_to
+from analyses.runs.models import Analysis, AnalysisStatus
+from analyses.runs.selectors import analyses_visible_to
+from analyses.sharing.models import Share, SharedInboxVisit, ShareLink
+from analyses.sharing.services import Shareable, link_problem, token_digest
+
+# A token is 43 URL-safe characters; anything much longer is not one of ours.
+TOKEN_MAX_LENGTH = 64
+
+
+def shares_of(*, target: Shareable) -> QuerySet[Share]:
+    field = target._meta.model_name or ""
+    return Share.objects.filter(**{field: target}).select_related("user", "team", "created_by")
+
+
+def share_links_of(*, analysis: Analysis) -> QuerySet[ShareLink]:
+    return ShareLink.objects.filter(analysis=analysis).select_related("created_by", "revoked_by")
+
+
+def share_get_for_user(*, code: Any, user: Any) -> Share:
+    """A share the user can see: one on an object they can see (404 otherwise)."""
+    visible_shares = Share.objects.filter(
+        Q(analysis__in=analyses_visible_to(user=user).values("pk"))
+        | Q(classifier__in=classifiers_visible_to(user=user, include_archived=True).values("pk"))
+        | Q(video__in=videos_visible_to(user=user, include_archived=True).values("pk"))
+    ).select_related("analysis", "classifier", "video", "user", "team")
+    return get_for_user(visible_shares, code=code, user=user, for_write=False)
+
+
+def share_link_get_for_user(*, code: Any, user: Any) -> ShareLink:
+    links = ShareLink.objects.filter(analysis__in=analyses_visible_to(user=user).values("pk")).select_related(
+        "analysis"
+    )
+    return get_for_user(links, code=code, user=user, for_write=False)
+
+
+def share_link_live(*, token: str) -> ShareLink | None:
+    """The link this token opens, if it still works: not revoked, not expired, its analysis
+    finished, and its maker still allowed to share the analysis and both inputs."""
+    if not token or len(token) > TOKEN_MAX_LENGTH:
+        return None
+    link = (
+        ShareLink.objects.select_related(
+            "analysis", "analysis__classifier", "analysis__video", "analysis__owner", "created_by"
+        )
+        .filter(token_sha256=token_digest(token), revoked_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
+    if link is None or link.analysis.status != AnalysisStatus.SUCCEEDED:
+        return None
+    if link_problem(user=link.created_by, analysis=link.analysis):
+        return None
+    return link
+
+
+def _shared_with_user(*, user: Any) -> QuerySet[Share]:
+    team_ids = TeamMembership.objects.filter(user=user).values("team_id")
+    return Share.objects.filter(Q(user=user) | Q(team_id__in=team_ids)).exclude(created_by=user)
+
+
+def shared_items_for(*, user: Any) -> dict[str, list[Any]]:
+    """What others shared with the user (or a team of theirs) that the user can open, newest
+    share first: {"analysis": [...], "classifier": [...], "video": [...]}, each item once."""
+    shares = _shared_with_user(user=user).order_by("-created_at")
+    visible = {
+        "analysis": analyses_visible_to(user=user),
+        "classifier": classifiers_visible_to(user=user, include_archived=False),
+        "video": videos_visible_to(user=user, include_archived=False),
+    }
+    items: dict[str, list[Any]] = {}
+    for kind, queryset in visible.items():
+        ids = shares.filter(**{f"{kind}__isnull": False}).values(f"{kind}_id")
+        items[kind] = list(queryset.filter(pk__in=ids)[:200])
+    return items
+
+
+def shared_new_count(*, user: Any) -> int:
+    """Shares made for the user (or a team of theirs) since they last opened "Shared with me"."""
+    if is_anonymous(user):
+        return 0
+    seen = SharedInboxVisit.objects.filter(user=user).values_list("seen_at", flat=True).first()
+    shares = _shared_with_user(user=user)
+    if seen is not None:
+        shares = shares.filter(created_at__gt=seen)
+    return shares.count()
