@@ -568,7 +568,13 @@ def _delete_or_archive(obj: _LibraryT, *, actor: Any, media_names: Callable[[_Li
                         actor=actor,
                         action=f"{kind}.deleted",
                         target=locked,
-                        data={"name": locked.name, "sha256": locked.sha256},
+                        data={  # the tombstone: what was deleted, with the file's hash
+                            "name": locked.name,
+                            "sha256": locked.sha256,
+                            "original_filename": locked.original_filename,
+                            "size_bytes": locked.size_bytes,
+                            "created_at": locked.created_at.isoformat(),
+                        },
                     )
                     locked.delete()
             except ProtectedError:

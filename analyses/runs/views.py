@@ -39,6 +39,7 @@ from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
     analysis_delete,
+    analysis_record_read,
     analysis_rerun,
 )
 
@@ -381,6 +382,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     }
     if analysis.status == AnalysisStatus.SUCCEEDED and analysis.manifest:
         context.update(result_context(analysis))
+    analysis_record_read(user=request.user, analysis=analysis, action="analysis.viewed")
     return render(request, "analyses/analysis/detail.html", context)
 
 
@@ -420,6 +422,9 @@ def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpRespo
     download_name = None
     if request.GET.get("download") or media_type == "application/octet-stream":
         download_name = f"{analysis.code.hex[:8]}-{path.replace('/', '-')}"
+        analysis_record_read(
+            user=request.user, analysis=analysis, action="analysis.file_downloaded", file_name=path
+        )
     return private_file_response(
         request,
         path=resolve_result_path(results_dir=analysis.results_dir, name=path),
@@ -486,6 +491,7 @@ def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse
         for name in _listed_result_names(analysis)
     ]
     name = f"analysis-{analysis.code.hex[:8]}.zip"
+    analysis_record_read(user=request.user, analysis=analysis, action="analysis.zip_downloaded", file_name=name)
     response = StreamingHttpResponse(_zip_stream(members), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"
