@@ -34,12 +34,10 @@ def audit_events_visible_to(*, user: Any) -> QuerySet[AuditEvent]:
         return events.none()
     if user.is_staff:
         return events
-    owned_teams = team_model().objects.filter(
-        memberships__user=user, memberships__role=TEAM_OWNER_ROLE
-    ).values("pk")
-    return events.filter(
-        Q(actor=user) | Q(subject_owner=user) | Q(target_type="team", team__in=owned_teams)
+    owned_teams = (
+        team_model().objects.filter(memberships__user=user, memberships__role=TEAM_OWNER_ROLE).values("pk")
     )
+    return events.filter(Q(actor=user) | Q(subject_owner=user) | Q(target_type="team", team__in=owned_teams))
 
 
 def audit_teams_for(*, user: Any) -> QuerySet[Any]:

@@ -62,9 +62,7 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered events as CSV (all pages), streamed, with the page's scoping."""
     events = audit_filter(data=request.GET, user=request.user, request=request)
     writer = csv.writer(_Echo())
-    lines = (
-        writer.writerow(row) for row in csv_lines(events.qs.iterator(chunk_size=EXPORT_CHUNK_ROWS))
-    )
+    lines = (writer.writerow(row) for row in csv_lines(events.qs.iterator(chunk_size=EXPORT_CHUNK_ROWS)))
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     stamp = datetime.now(tz=timezone.get_current_timezone()).strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'

@@ -491,7 +491,9 @@ def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse
         for name in _listed_result_names(analysis)
     ]
     name = f"analysis-{analysis.code.hex[:8]}.zip"
-    analysis_record_read(user=request.user, analysis=analysis, action="analysis.zip_downloaded", file_name=name)
+    analysis_record_read(
+        user=request.user, analysis=analysis, action="analysis.zip_downloaded", file_name=name
+    )
     response = StreamingHttpResponse(_zip_stream(members), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"

@@ -29,7 +29,9 @@ def _record(path: str, role: str, data: bytes, media_type: str) -> dict[str, Any
     }
 
 
-def succeeded_analysis(*, owner: Any, team: Any, classifier: Any, video: Any, media_root: Path, title: str) -> Any:
+def succeeded_analysis(
+    *, owner: Any, team: Any, classifier: Any, video: Any, media_root: Path, title: str
+) -> Any:
     """A succeeded analysis with a raw-maps file and a heatmap image in its results folder."""
     from analyses.models import Analysis
 

@@ -51,7 +51,9 @@ def _codes(response: Any) -> set[str]:
     """The event codes listed on an audit page."""
     import re
 
-    return set(re.findall(r'data-testid="audit-row" data-action="[^"]*" data-code="([0-9a-f-]{36})"', response.text))
+    return set(
+        re.findall(r'data-testid="audit-row" data-action="[^"]*" data-code="([0-9a-f-]{36})"', response.text)
+    )
 
 
 def _actions(response: Any) -> list[str]:
@@ -162,13 +164,17 @@ def test_each_filter_narrows_the_events_and_they_combine(
         "target_type=analysis": _visible(trail, "member_on_owners"),
         "target_type=team": _visible(trail, "team_event"),
         f"target={world['member_net'].code}": _visible(trail, "owner_on_members"),
-        f"team={team.code}": _visible(trail, "owner_on_own", "member_on_owners", "owner_on_members", "team_event"),
+        f"team={team.code}": _visible(
+            trail, "owner_on_own", "member_on_owners", "owner_on_members", "team_event"
+        ),
         f"created_after={today + timedelta(days=1)}": set(),
         f"created_before={today - timedelta(days=1)}": set(),
         f"created_after={today}&created_before={today}": _visible(
             trail, "owner_on_own", "member_on_owners", "owner_on_members", "team_event"
         ),
-        f"actor=olivia_owner&action=classifier.&target={world['kinetics'].code}": _visible(trail, "owner_on_own"),
+        f"actor=olivia_owner&action=classifier.&target={world['kinetics'].code}": _visible(
+            trail, "owner_on_own"
+        ),
     }
     for query, codes in cases.items():
         response = client.get(f"/audit/?{query}")
@@ -427,7 +433,9 @@ def test_deleting_a_classifier_leaves_its_events_and_a_tombstone(
     from tests.web.history_factories import make_classifier
 
     unused = make_classifier(owner=owner, name="Unused", labels=["a", "b"])
-    audit_log(actor=owner, action="classifier.updated", target=unused, data={"name": {"from": "x", "to": "Unused"}})
+    audit_log(
+        actor=owner, action="classifier.updated", target=unused, data={"name": {"from": "x", "to": "Unused"}}
+    )
     client = web(owner)
     assert client.post(f"/classifiers/{unused.code}/delete/").status_code == 302
     assert client.get(f"/classifiers/{unused.code}/").status_code == 404
