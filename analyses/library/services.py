@@ -791,3 +791,14 @@ def video_delete(*, video: Video, actor: Any) -> str:
     return _delete_or_archive(
         video, actor=actor, media_names=lambda obj: [obj.file.name, obj.rendition.name, obj.poster.name]
     )
+
+
+def library_file_downloaded(*, user: Any, obj: Classifier | Video) -> None:
+    """Record a download of an uploaded model or original video (classifier.downloaded,
+    video.downloaded), with the file's name and hash."""
+    audit_log(
+        actor=user,
+        action=f"{obj._meta.model_name}.downloaded",
+        target=obj,
+        data={"file": obj.original_filename, "sha256": obj.sha256},
+    )

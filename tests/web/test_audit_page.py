@@ -461,3 +461,22 @@ def test_the_actors_username_stays_after_they_are_deactivated(
     assert "mark_member" in response.text and 'data-testid="actor-deactivated"' in response.text
     rows = _csv_rows(web(owner).get("/audit/export.csv?actor=mark_member"))
     assert [row["actor"] for row in rows] == ["mark_member"]
+
+
+def test_downloading_an_uploaded_model_or_video_is_recorded_with_the_downloader(
+    web: Any, owner: Any, member: Any, world: dict[str, Any], media_root: Path
+) -> None:
+    for obj, path in ((world["kinetics"], "classifiers"), (world["street"], "videos")):
+        (media_root / obj.file.name).parent.mkdir(parents=True, exist_ok=True)
+        (media_root / obj.file.name).write_bytes(b"uploaded " + path.encode())
+    assert web(member).get(f"/classifiers/{world['kinetics'].code}/file/").status_code == 200
+    assert web(owner).get(f"/videos/{world['street'].code}/original/").status_code == 200
+    model_download = AuditEvent.objects.get(action="classifier.downloaded")
+    assert model_download.actor == member and model_download.subject_owner == owner
+    assert model_download.data == {"file": "Kinetics.keras", "sha256": world["kinetics"].sha256}
+    video_download = AuditEvent.objects.get(action="video.downloaded")
+    assert video_download.actor == owner and video_download.target_code == world["street"].code
+    # A download that fails (the file is gone) records nothing.
+    (media_root / world["kinetics"].file.name).unlink()
+    assert web(owner).get(f"/classifiers/{world['kinetics'].code}/file/").status_code == 404
+    assert AuditEvent.objects.filter(action="classifier.downloaded").count() == 1
