@@ -13,9 +13,17 @@ from audit.models import AuditEvent
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     # The username recorded with the event, not the account's current one.
-    list_display = ("created_at", "action", "actor_username", "team", "target_type", "target_code")
+    list_display = (
+        "created_at",
+        "action",
+        "actor_username",
+        "subject_owner_username",
+        "team",
+        "target_type",
+        "target_code",
+    )
     list_filter = ("action", "target_type", "team", "created_at")
-    search_fields = ("action", "actor_username", "target_code", "code")
+    search_fields = ("action", "actor_username", "subject_owner_username", "target_code", "code")
     list_select_related = ("actor", "team")
     date_hierarchy = "created_at"
 

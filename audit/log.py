@@ -23,6 +23,14 @@ def _mask(value: Any) -> Any:
     return value
 
 
+def _owner_of(target: models.Model | None) -> Any | None:
+    """The user who owns `target` (its `owner`), when it has one: whose object the event is about."""
+    if target is None or not hasattr(target, "owner_id"):
+        return None
+    owner = getattr(target, "owner", None)
+    return owner if hasattr(owner, "get_username") else None
+
+
 def audit_log(
     *,
     actor: Any | None,
@@ -38,9 +46,12 @@ def audit_log(
         if team is not None and team.__class__.__name__ != "Team":
             team = None
     acting_user = actor if getattr(actor, "is_authenticated", False) else None
+    subject_owner = _owner_of(target)
     return AuditEvent.objects.create(
         actor=acting_user,
         actor_username=acting_user.get_username() if acting_user is not None else "",
+        subject_owner=subject_owner,
+        subject_owner_username=subject_owner.get_username() if subject_owner is not None else "",
         team=team,
         action=action,
         # model_name is set for every model class; the stubs type it Optional (unset Options).

@@ -50,6 +50,17 @@ class AuditEvent(models.Model):
     team = models.ForeignKey(
         "accounts.Team", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # Whose object the event is about (the target's owner when it has one), kept on the row so
+    # "events on my objects" is one indexed filter, and still answers after the object is deleted.
+    subject_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    subject_owner_username = models.CharField(
+        max_length=150,
+        blank=True,
+        editable=False,
+        help_text="The username of the target's owner when the event was recorded",
+    )
     action = models.CharField(max_length=100, db_index=True, help_text="Dotted code, e.g. classifier.created")
     target_type = models.CharField(max_length=50, blank=True)
     target_code = models.UUIDField(null=True, blank=True, db_index=True)
@@ -60,6 +71,12 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         db_table = "analyses_auditevent"
+        # The audit page's scopes, each in its newest-first order.
+        indexes = [
+            models.Index(fields=["actor", "-created_at"], name="audit_actor_created"),
+            models.Index(fields=["subject_owner", "-created_at"], name="audit_subject_owner_created"),
+            models.Index(fields=["team", "-created_at"], name="audit_team_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"

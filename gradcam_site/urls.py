@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("audit/", include("audit.urls")),
     path("", include("analyses.library.urls")),
     path("", include("analyses.runs.urls")),
     path("", include("analyses.sharing.urls")),

@@ -568,7 +568,13 @@ def _delete_or_archive(obj: _LibraryT, *, actor: Any, media_names: Callable[[_Li
                         actor=actor,
                         action=f"{kind}.deleted",
                         target=locked,
-                        data={"name": locked.name, "sha256": locked.sha256},
+                        data={  # the tombstone: what was deleted, with the file's hash
+                            "name": locked.name,
+                            "sha256": locked.sha256,
+                            "original_filename": locked.original_filename,
+                            "size_bytes": locked.size_bytes,
+                            "created_at": locked.created_at.isoformat(),
+                        },
                     )
                     locked.delete()
             except ProtectedError:
@@ -784,4 +790,15 @@ def video_delete(*, video: Video, actor: Any) -> str:
     """Delete the video and its rendition/poster, or archive it when analyses use it."""
     return _delete_or_archive(
         video, actor=actor, media_names=lambda obj: [obj.file.name, obj.rendition.name, obj.poster.name]
+    )
+
+
+def library_file_downloaded(*, user: Any, obj: Classifier | Video) -> None:
+    """Record a download of an uploaded model or original video (classifier.downloaded,
+    video.downloaded), with the file's name and hash."""
+    audit_log(
+        actor=user,
+        action=f"{obj._meta.model_name}.downloaded",
+        target=obj,
+        data={"file": obj.original_filename, "sha256": obj.sha256},
     )

@@ -264,13 +264,15 @@ def _delete_outcome_response(
 
 
 def _original_file_response(request: HttpRequest, obj: Any) -> HttpResponseBase:
-    """The uploaded file itself, under the name it was uploaded with."""
-    return private_file_response(
+    """The uploaded file itself, under the name it was uploaded with (each download audited)."""
+    response = private_file_response(
         request,
         storage_path=obj.file.name,
         content_type="application/octet-stream",
         download_name=obj.original_filename,
     )
+    library_services.library_file_downloaded(user=request.user, obj=obj)
+    return response
 
 
 # --------------------------------------------------------------------------- home

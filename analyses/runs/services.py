@@ -141,16 +141,25 @@ def analysis_rerun(
         or analysis_share_problem(classifier=analysis.classifier, video=analysis.video, team=team)
     ):
         team = None
-    return analysis_create(
-        user=user,
-        classifier=analysis.classifier,
-        video=analysis.video,
-        expected_class=analysis.expected_class if expected_class is _UNCHANGED else expected_class,
-        params={**(analysis.params or {}), **(params_changes or {})},
-        team=team,
-        title=analysis.title if title is None else title,
-        parent=analysis,
-    )
+    with transaction.atomic():
+        rerun = analysis_create(
+            user=user,
+            classifier=analysis.classifier,
+            video=analysis.video,
+            expected_class=analysis.expected_class if expected_class is _UNCHANGED else expected_class,
+            params={**(analysis.params or {}), **(params_changes or {})},
+            team=team,
+            title=analysis.title if title is None else title,
+            parent=analysis,
+        )
+        # On the original too (analysis.created names the parent), so its own events show it.
+        audit_log(
+            actor=user,
+            action="analysis.rerun",
+            target=analysis,
+            data={"rerun": str(rerun.code), "params_changes": params_changes or {}},
+        )
+    return rerun
 
 
 # --------------------------------------------------------------------------- cancel, delete
@@ -174,6 +183,40 @@ def analysis_results_path(analysis: Analysis) -> Path:
     return Path(settings.MEDIA_ROOT) / RESULTS_FOLDER / analysis.code.hex
 
 
+def _raw_map_hashes(manifest: dict[str, Any]) -> dict[str, str]:
+    """Result file -> sha256, for the raw maps the manifest lists (role raw_maps)."""
+    hashes: dict[str, str] = {}
+    for record in manifest.get("files") or []:
+        if isinstance(record, dict) and record.get("role") == "raw_maps" and record.get("path"):
+            hashes[str(record["path"])] = str(record.get("sha256") or "")
+    return hashes
+
+
+def analysis_tombstone(analysis: Analysis) -> dict[str, Any]:
+    """What the audit trail keeps of a deleted analysis: what it was (title, inputs with their
+    names, codes and hashes, parameters, outcome) and the hashes of its raw maps, so a copy of
+    its results can still be checked against the trail after the files are gone."""
+    classifier, video = analysis.classifier, analysis.video
+    return {
+        "title": analysis.title,
+        "status": analysis.status,
+        "created_at": analysis.created_at.isoformat(),
+        "owner": analysis.owner.get_username(),
+        "team": analysis.team.name if analysis.team_id and analysis.team else None,
+        "classifier": {"code": str(classifier.code), "name": classifier.name, "sha256": classifier.sha256},
+        "video": {"code": str(video.code), "name": video.name, "sha256": video.sha256},
+        "parent": str(analysis.parent.code) if analysis.parent_id and analysis.parent else None,
+        "params": analysis.params,
+        "expected_class": analysis.expected_class,
+        "predicted_class": analysis.predicted_class,
+        "input_hashes": analysis.input_hashes,
+        "raw_maps_sha256": _raw_map_hashes(analysis.manifest or {}),
+        "versions": analysis.versions,
+        "results_dir": analysis.results_dir,
+        "results_bytes": analysis.results_bytes,
+    }
+
+
 def analysis_delete(*, user: Any, analysis: Analysis) -> None:
     """Delete a finished (or queued) analysis with its results folder."""
     if not can_write(user=user, obj=analysis):
@@ -185,17 +228,27 @@ def analysis_delete(*, user: Any, analysis: Analysis) -> None:
             analysis_id=analysis.pk
         ):
             raise AnalysisError("This analysis has just started: cancel it and wait until it stops.")
-        audit_log(
-            actor=user,
-            action="analysis.deleted",
-            target=analysis,
-            data={
-                "status": analysis.status,
-                "results_dir": analysis.results_dir,
-                "classifier": str(analysis.classifier.code),
-                "video": str(analysis.video.code),
-            },
-        )
+        audit_log(actor=user, action="analysis.deleted", target=analysis, data=analysis_tombstone(analysis))
         results = analysis_results_path(analysis)
         analysis.delete()
         transaction.on_commit(lambda: shutil.rmtree(results, ignore_errors=True))
+
+
+# --------------------------------------------------------------------------- reads
+READ_ACTIONS = ("analysis.viewed", "analysis.file_downloaded", "analysis.zip_downloaded")
+
+
+def analysis_record_read(
+    *, user: Any, analysis: Analysis, action: str, file_name: str = "", via: str = ""
+) -> None:
+    """Record that `user` read a result: its page (analysis.viewed), one result file downloaded
+    (analysis.file_downloaded) or the ZIP (analysis.zip_downloaded), with the file's name.
+    The page's images and video requests are not recorded one by one: the view is."""
+    if action not in READ_ACTIONS:
+        raise ValueError(f"Not a read of an analysis: {action!r}")
+    data: dict[str, Any] = {"status": analysis.status}
+    if file_name:
+        data["file"] = file_name
+    if via:
+        data["via"] = via
+    audit_log(actor=user, action=action, target=analysis, data=data)

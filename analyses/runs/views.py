@@ -39,6 +39,7 @@ from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
     analysis_delete,
+    analysis_record_read,
     analysis_rerun,
 )
 from analyses.sharing.presentation import sharing_panel
@@ -383,6 +384,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     }
     if analysis.status == AnalysisStatus.SUCCEEDED and analysis.manifest:
         context.update(result_context(analysis))
+    analysis_record_read(user=request.user, analysis=analysis, action="analysis.viewed")
     return render(request, "analyses/analysis/detail.html", context)
 
 
@@ -418,8 +420,11 @@ def analysis_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpRespo
     return result_file_response(request, analysis=analysis, path=path)
 
 
-def result_file_response(request: HttpRequest, *, analysis: Analysis, path: str) -> HttpResponseBase:
-    """One listed result file of an analysis the caller has already authorised (Range-aware)."""
+def result_file_response(
+    request: HttpRequest, *, analysis: Analysis, path: str, via: str = ""
+) -> HttpResponseBase:
+    """One listed result file of an analysis the caller has already authorised (Range-aware);
+    `via` names how they were (a share link's code), for the audit trail."""
     _results_ready(analysis)
     if clean_result_name(path) is None or path not in _listed_result_names(analysis):
         raise Http404("No such result file")
@@ -427,6 +432,9 @@ def result_file_response(request: HttpRequest, *, analysis: Analysis, path: str)
     download_name = None
     if request.GET.get("download") or media_type == "application/octet-stream":
         download_name = f"{analysis.code.hex[:8]}-{path.replace('/', '-')}"
+        analysis_record_read(
+            user=request.user, analysis=analysis, action="analysis.file_downloaded", file_name=path, via=via
+        )
     return private_file_response(
         request,
         path=resolve_result_path(results_dir=analysis.results_dir, name=path),
@@ -487,10 +495,10 @@ def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
 @require_GET
 def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
-    return result_zip_response(analysis=analysis)
+    return result_zip_response(request, analysis=analysis)
 
 
-def result_zip_response(*, analysis: Analysis) -> StreamingHttpResponse:
+def result_zip_response(request: HttpRequest, *, analysis: Analysis, via: str = "") -> StreamingHttpResponse:
     """The streamed ZIP of an analysis the caller has already authorised."""
     _results_ready(analysis)
     members: list[tuple[Path, str, str]] = [
@@ -498,6 +506,9 @@ def result_zip_response(*, analysis: Analysis) -> StreamingHttpResponse:
         for name in _listed_result_names(analysis)
     ]
     name = f"analysis-{analysis.code.hex[:8]}.zip"
+    analysis_record_read(
+        user=request.user, analysis=analysis, action="analysis.zip_downloaded", file_name=name, via=via
+    )
     response = StreamingHttpResponse(_zip_stream(members), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"

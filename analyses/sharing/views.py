@@ -169,13 +169,15 @@ def link_page(request: HttpRequest, token: str) -> HttpResponseBase:
 @require_GET
 def link_file(request: HttpRequest, token: str, path: str) -> HttpResponseBase:
     link = _live_link(token)
-    return _no_store(result_file_response(request, analysis=link.analysis, path=path))
+    return _no_store(
+        result_file_response(request, analysis=link.analysis, path=path, via=f"share link {link.code}")
+    )
 
 
 @login_not_required  # the token is the permission, checked by _live_link
 @require_GET
 def link_zip(request: HttpRequest, token: str) -> StreamingHttpResponse:
     link = _live_link(token)
-    response = result_zip_response(analysis=link.analysis)
+    response = result_zip_response(request, analysis=link.analysis, via=f"share link {link.code}")
     _no_store(response)
     return response

@@ -1,0 +1,11 @@
+"""The audit page and its CSV export."""
+
+from django.urls import path
+
+from audit import views
+
+app_name = "audit"
+urlpatterns = [
+    path("", views.audit_page, name="list"),
+    path("export.csv", views.audit_export, name="export"),
+]
