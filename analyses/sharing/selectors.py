@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import TeamMembership
@@ -86,11 +86,13 @@ def shared_items_for(*, user: Any) -> dict[str, list[Any]]:
 
 
 def shared_new_count(*, user: Any) -> int:
-    """Shares made for the user (or a team of theirs) since they last opened "Shared with me"."""
+    """Shares made for the user (or a team of theirs) since they last opened "Shared with me"
+    (one query: it runs on every signed-in page)."""
     if is_anonymous(user):
         return 0
-    seen = SharedInboxVisit.objects.filter(user=user).values_list("seen_at", flat=True).first()
-    shares = _shared_with_user(user=user)
-    if seen is not None:
-        shares = shares.filter(created_at__gt=seen)
-    return shares.count()
+    seen = SharedInboxVisit.objects.filter(user=user).values("seen_at")[:1]
+    return (
+        _shared_with_user(user=user)
+        .filter(Q(created_at__gt=Subquery(seen)) | ~Exists(SharedInboxVisit.objects.filter(user=user)))
+        .count()
+    )
