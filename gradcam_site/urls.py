@@ -8,4 +8,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("analyses.library.urls")),
     path("", include("analyses.runs.urls")),
+    path("", include("analyses.compare.urls")),
 ]
