@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from analyses.compare import selectors
 from analyses.compare.models import MAX_COLUMNS, MIN_COLUMNS, ComparisonDifference, DifferenceStatus
-from analyses.compare.presentation import comparison_context
+from analyses.compare.presentation import DifferencePayload, comparison_context
 from analyses.compare.selectors import Column, ComparisonError
 from analyses.compare.services import comparison_create, comparison_delete, difference_request
 from analyses.files import clean_result_name, private_file_response, resolve_result_path
@@ -87,11 +87,12 @@ def _render_comparison(
     columns: list[Column],
     file_url: FileUrl,
     extra: dict[str, Any],
+    difference_state: DifferencePayload = _stored_difference_payload,
 ) -> HttpResponse:
-    """The comparison page for columns someone already authorised."""
-    context = comparison_context(
-        columns=columns, file_url=file_url, difference_payload=_stored_difference_payload
-    )
+    """The comparison page for columns someone already authorised. `file_url` names result
+    files and `difference_state` describes a pair's difference row (its status and file URLs):
+    a page reached another way (a share link) passes its own checked views for both."""
+    context = comparison_context(columns=columns, file_url=file_url, difference_payload=difference_state)
     context.update(extra)
     return render(request, "analyses/compare/page.html", context)
 

@@ -319,3 +319,29 @@ def test_reaper_requeues_a_difference_whose_worker_died(owner: Any, published: d
     row.refresh_from_db()
     assert row.status == "queued" and row.lease == ""
     assert run_queued_tasks() == ["ready"]
+
+
+def test_owner_of_a_saved_comparison_who_lost_access_to_its_analyses_sees_why_and_can_delete_it(
+    web: Any, member: Any, published: dict[str, Any]
+) -> None:
+    from accounts.models import TeamMembership
+    from analyses.compare.selectors import Column
+    from analyses.compare.services import comparison_create
+    from analyses.models import Comparison
+
+    comparison = comparison_create(
+        user=member,
+        title="Mine, on the team's analyses",
+        columns=[
+            Column(analysis=published["gradcam"], layer_name=""),
+            Column(analysis=published["gradcampp"], layer_name=""),
+        ],
+    )
+    TeamMembership.objects.filter(user=member).delete()
+    client = web(member)
+    page = client.get(f"/compare/{comparison.code}/")
+    assert page.status_code == 200 and 'data-testid="compare-gone"' in page.text
+    assert "2 of this comparison's analyses are no longer available to you" in page.text
+    assert "/files/" not in page.text  # nothing of the analyses it may no longer see
+    assert client.post(f"/compare/{comparison.code}/delete/").status_code == 302
+    assert not Comparison.objects.exists()
