@@ -5,6 +5,11 @@
 `analyses.models.*_upload_path`, so they are re-exported here too.
 """
 
+from analyses.compare.models import (  # noqa: F401 - side-by-side comparisons and their difference jobs
+    Comparison,
+    ComparisonColumn,
+    ComparisonDifference,
+)
 from analyses.library.models import (  # noqa: F401 - re-exported for Django and the migrations
     Classifier,
     ModelFormat,

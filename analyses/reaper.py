@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from analyses.compare.services import differences_reap
 from analyses.library.processing import processing_reap
 from analyses.runs.previews import previews_sweep
 from analyses.runs.state import analysis_reap_stale
@@ -27,6 +28,8 @@ def reap_everything() -> dict[str, int]:
     for key, value in processing_reap().items():
         counts[f"uploads_{key}"] = value
     counts["preview_folders_removed"] = previews_sweep()
+    for key, value in differences_reap().items():
+        counts[f"differences_{key}"] = value
     return counts
 
 

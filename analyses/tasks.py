@@ -9,6 +9,7 @@ contexts (it imports them; nothing imports it): `analyses.runs.state`,
 
 from __future__ import annotations
 
+from analyses.compare.services import difference_build
 from analyses.library import services as library_services
 from analyses.reaper import reap_everything
 from analyses.runs.execution import analysis_run
@@ -38,3 +39,8 @@ def process_video_task(video_id: int) -> str:
 def build_preview_task(preview_id: int) -> str:
     """Decode the frames of a preview (queued by the analysis form)."""
     return preview_build(preview_id=preview_id)
+
+
+def build_difference_task(difference_id: int) -> str:
+    """Compute a comparison's difference row (queued by the comparison page)."""
+    return difference_build(difference_id=difference_id)

@@ -1,4 +1,4 @@
-"""The command line, `python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker}`.
+"""The command line, `python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker,difference}`.
 
 All argument parsing lives here; the library modules only have functions. Every sub-command
 prints JSON on its last stdout line (docs/engine-contract.md). On refusal it exits with status 2
@@ -50,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gradcam3d", description="3D Grad-CAM engine")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for add_command in (_add_inspect, _add_probe, _add_transcode, _add_preview, _add_analyze, _add_worker):
+    for add_command in (
+        _add_inspect,
+        _add_probe,
+        _add_transcode,
+        _add_preview,
+        _add_analyze,
+        _add_worker,
+        _add_difference,
+    ):
         add_command(subparsers)
     return parser
 
@@ -390,3 +398,35 @@ def _read_job(line: str) -> dict[str, Any]:
     if not isinstance(job.get("params") or {}, dict):
         raise Refusal("The worker's job 'params' must be an object.", code="bad_job")
     return job
+
+
+# ---------------------------------------------------------------------------------------------
+# difference (the comparison page's difference row)
+
+
+def _add_difference(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "difference", help="signed difference of two maps of the same shape, as images and a legend"
+    )
+    parser.add_argument("a_npz", help="raw_maps.npz of the first analysis")
+    parser.add_argument("a_key", help="its map, e.g. upsampled_class3")
+    parser.add_argument("b_npz", help="raw_maps.npz of the second analysis")
+    parser.add_argument("b_key", help="its map")
+    parser.add_argument("--out", required=True, help="output folder (frames/NNNN.png, legend.png)")
+    parser.add_argument("--label-a", default="A", help="what A is, for the legend")
+    parser.add_argument("--label-b", default="B", help="what B is, for the legend")
+    parser.set_defaults(handler=_difference_command)
+
+
+def _difference_command(args: argparse.Namespace) -> dict[str, Any]:
+    from gradcam3d.difference import compute_difference
+
+    return compute_difference(
+        args.a_npz,
+        args.a_key,
+        args.b_npz,
+        args.b_key,
+        out_dir=args.out,
+        label_a=str(args.label_a)[:60],
+        label_b=str(args.label_b)[:60],
+    )

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("analyses.library.urls")),
     path("", include("analyses.runs.urls")),
     path("", include("analyses.sharing.urls")),
+    path("", include("analyses.compare.urls")),
 ]

@@ -7,7 +7,6 @@ that the views only parse, call and render.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from django.urls import reverse
@@ -63,6 +62,11 @@ _PARAM_LABELS = {
 
 def _file_url(analysis: Analysis, path: str) -> str:
     return reverse("analyses_run:file", kwargs={"code": analysis.code, "path": path})
+
+
+# How a page names an analysis's result file: the checked view by default; a page reached
+# another way (a comparison, a share link) passes its own checked view.
+FileUrl = Callable[[Analysis, str], str]
 
 
 def _short_layer_name(name: str) -> str:
@@ -208,11 +212,12 @@ def _add_layer_file(
 
 
 def _result_files(
+    analysis: Analysis,
     manifest: dict[str, Any],
     *,
-    file_url: Callable[[str], str],
     timestamps: list[float],
     source_indices: list[int],
+    file_url: FileUrl = _file_url,
 ) -> tuple[list[dict[str, Any]], str, str]:
     """(layers in the model's order with their files, preprocessed clip URL, legend URL)."""
     layers: dict[str, dict[str, Any]] = {}
@@ -221,7 +226,7 @@ def _result_files(
     preprocessed_url = legend_url = ""
     for record in manifest.get("files") or []:
         role, path, layer_name = record.get("role"), str(record.get("path") or ""), record.get("layer")
-        url = file_url(path)
+        url = file_url(analysis, path)
         if role == "preprocessed_video":
             preprocessed_url = url
         elif role == "inference_legend":
@@ -278,13 +283,11 @@ def _predicted_probability(prediction: dict[str, Any], *, predicted: int | None)
 
 
 def result_context(
-    analysis: Analysis, *, file_url: Callable[[str], str] | None = None, zip_url: str | None = None
+    analysis: Analysis, *, file_url: FileUrl = _file_url, zip_url: str | None = None
 ) -> dict[str, Any]:
-    """Everything the result page shows, read from the stored manifest. `file_url` and `zip_url`
-    address the result files (by default the signed-in pages' checked views; a share link's
-    page passes its own, equally checked)."""
-    if file_url is None:
-        file_url = partial(_file_url, analysis)
+    """Everything the result page shows, read from the stored manifest; `file_url` and `zip_url`
+    address the result files (by default the analysis's own checked views; a share link's page
+    passes its own, equally checked)."""
     manifest = analysis.manifest or {}
     classifier = analysis.classifier
     prediction = manifest.get("prediction") or {}
@@ -294,7 +297,7 @@ def result_context(
     timestamps = [float(value) for value in preprocess.get("timestamps") or []]
     source_indices = [int(value) for value in preprocess.get("source_frame_indices") or []]
     layer_list, preprocessed_url, legend_url = _result_files(
-        manifest, file_url=file_url, timestamps=timestamps, source_indices=source_indices
+        analysis, manifest, timestamps=timestamps, source_indices=source_indices, file_url=file_url
     )
     inputs = manifest.get("inputs") or {}
     return {
@@ -321,7 +324,7 @@ def result_context(
             for name, record in inputs.items()
         ],
         "file_count": len(manifest.get("files") or []) + 1,
-        "manifest_url": file_url("manifest.json"),
+        "manifest_url": file_url(analysis, "manifest.json"),
         "zip_url": zip_url or reverse("analyses_run:zip", kwargs={"code": analysis.code}),
     }
 

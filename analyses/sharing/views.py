@@ -158,7 +158,7 @@ def link_page(request: HttpRequest, token: str) -> HttpResponseBase:
         "status": status_payload(analysis),
         **result_context(
             analysis,
-            file_url=lambda path: reverse("sharing:link_file", kwargs={"token": token, "path": path}),
+            file_url=lambda _analysis, path: reverse("sharing:link_file", kwargs={"token": token, "path": path}),
             zip_url=reverse("sharing:link_zip", kwargs={"token": token}),
         ),
     }

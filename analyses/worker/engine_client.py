@@ -470,3 +470,36 @@ def make_demo(
         if isinstance(video, dict):
             _paths_to_host(video, files=files, keys=["path"])
     return _paths_to_host(result, files=files, keys=["model", "classmap", "demo_json"])
+
+
+def difference_maps(
+    *,
+    a_npz: str | os.PathLike[str],
+    a_key: str,
+    b_npz: str | os.PathLike[str],
+    b_key: str,
+    out_dir: str | os.PathLike[str],
+    label_a: str,
+    label_b: str,
+    timeout_seconds: float,
+) -> dict[str, Any]:
+    """The signed difference of two maps (`python -m gradcam3d difference`) as images in
+    `out_dir`, the only folder the child may write. The `.npz` files were written by engine
+    children that ran untrusted models: only this sandboxed child parses them."""
+    files = ChildFiles(inputs=[Path(a_npz), Path(b_npz)], output_dir=Path(out_dir))
+    return run_engine(
+        command="difference",
+        arguments=[
+            files.inside(a_npz),
+            a_key,
+            files.inside(b_npz),
+            b_key,
+            "--out",
+            files.inside(out_dir),
+            f"--label-a={label_a}",  # "=": a label starting with "-" stays a value
+            f"--label-b={label_b}",
+        ],
+        timeout_seconds=timeout_seconds,
+        what="Computing the difference of the maps",
+        files=files,
+    )

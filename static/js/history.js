@@ -10,3 +10,20 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 });
+
+// "Compare selected": enabled for 2-4 ticked analyses (the server refuses other counts too).
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("#compare-selected-form");
+  if (!form) return;
+  const button = form.querySelector("[data-compare-submit]");
+  const count = form.querySelector("[data-compare-count]");
+  const boxes = () => document.querySelectorAll('input[form="compare-selected-form"][name="a"]');
+  const update = () => {
+    const ticked = Array.from(boxes()).filter((box) => box.checked).length;
+    button.disabled = ticked < 2 || ticked > 4;
+    count.textContent = ticked === 0 ? "Tick 2–4 analyses to compare them side by side."
+      : ticked > 4 ? `${ticked} ticked: at most 4 can be compared.` : `${ticked} ticked.`;
+  };
+  for (const box of boxes()) box.addEventListener("change", update);
+  update();
+});
