@@ -171,6 +171,34 @@ def comparison_get_for_user(*, code: Any, user: Any) -> AuthorisedComparison:
     return AuthorisedComparison(comparison=comparison, columns=columns, missing=len(stored) - len(columns))
 
 
+def comparison_columns_for_link(*, comparison: Comparison) -> list[Column]:
+    """Every column of a saved comparison, for a share link whose maker was checked to be
+    allowed to share each of its analyses (analyses.sharing); not scoped to a viewer."""
+    stored = list(comparison.columns.select_related("analysis", "analysis__classifier").order_by("position"))
+    return [
+        Column(
+            analysis=column.analysis,
+            layer_name=_layer_for(column.analysis, name=column.layer_name),
+            class_index=column.class_index,
+        )
+        for column in stored
+    ]
+
+
+def difference_get_for_analyses(*, code: Any, analysis_ids: set[int]) -> ComparisonDifference:
+    """A difference between two of these analyses (a share link's columns); 404 otherwise."""
+    try:
+        parsed = code if isinstance(code, uuid.UUID) else uuid.UUID(str(code))
+    except (ValueError, TypeError, AttributeError):
+        raise Http404("No such difference") from None
+    difference = ComparisonDifference.objects.filter(
+        code=parsed, analysis_a__in=analysis_ids, analysis_b__in=analysis_ids
+    ).first()
+    if difference is None:
+        raise Http404("No such difference")
+    return difference
+
+
 def difference_get_for_user(*, code: Any, user: Any) -> ComparisonDifference:
     """A difference whose two analyses the user may both see; 404 otherwise."""
     try:

@@ -10,11 +10,12 @@ authorised columns and the function naming their files (a share-link page passes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,6 +29,7 @@ from analyses.compare.services import comparison_create, comparison_delete, diff
 from analyses.files import clean_result_name, private_file_response, resolve_result_path
 from analyses.runs.presentation import FileUrl
 from analyses.runs.selectors import analyses_visible_to, analysis_get_for_user
+from analyses.sharing.presentation import comparison_link_panel
 
 _MAX_VALUES = 20  # read at most this many `a` values before counting them
 
@@ -76,12 +78,42 @@ def difference_payload(
     return payload
 
 
+def link_difference_payload(
+    difference: ComparisonDifference | None,
+    *,
+    column_a: Column,
+    column_b: Column,
+    file_url: Callable[[ComparisonDifference, str], str],
+) -> dict[str, Any]:
+    """A difference row as a share link shows it: read-only (nothing can be requested), only a
+    difference already computed, its files named by the link's own checked view."""
+    if difference is None or difference.status != DifferenceStatus.READY:
+        return {
+            "a": column_a.value,
+            "b": column_b.value,
+            "status": "unavailable",
+            "message": "Not computed yet: it appears here once someone signed in computes it.",
+        }
+    result = difference.result or {}
+    return {
+        "a": column_a.value,
+        "b": column_b.value,
+        "status": "ready",
+        "message": "",
+        "frames": [file_url(difference, name) for name in result.get("frames") or []],
+        "legend_url": file_url(difference, str(result.get("legend") or "legend.png")),
+        "mean_abs": result.get("mean_abs"),
+        "max_abs": result.get("max_abs"),
+        "mean_abs_per_frame": result.get("mean_abs_per_frame") or [],
+    }
+
+
 def _stored_difference_payload(column_a: Column, column_b: Column) -> dict[str, Any]:
     stored = selectors.difference_for_pair(column_a=column_a, column_b=column_b)
     return difference_payload(stored, column_a=column_a, column_b=column_b)
 
 
-def _render_comparison(
+def render_comparison(
     request: HttpRequest,
     *,
     columns: list[Column],
@@ -120,7 +152,7 @@ def compare_page(request: HttpRequest) -> HttpResponse:
         columns = selectors.columns_from_values(values=_values(request, request.GET), user=request.user)
     except ComparisonError as error:
         return _error_page(request, error)
-    return _render_comparison(
+    return render_comparison(
         request, columns=columns, file_url=analysis_file_url, extra={"comparison": None, "can_delete": False}
     )
 
@@ -148,10 +180,11 @@ def comparison_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "comparison": comparison,
         "missing": authorised.missing,
         "can_delete": comparison.owner_id == request.user.pk,
+        **comparison_link_panel(user=request.user, comparison=comparison),
     }
     if len(authorised.columns) < MIN_COLUMNS:
         return render(request, "analyses/compare/gone.html", extra)
-    return _render_comparison(request, columns=authorised.columns, file_url=analysis_file_url, extra=extra)
+    return render_comparison(request, columns=authorised.columns, file_url=analysis_file_url, extra=extra)
 
 
 @login_required
@@ -234,11 +267,16 @@ def difference_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
 def difference_file(request: HttpRequest, code: uuid.UUID, path: str) -> HttpResponseBase:
     """A difference image or its legend, after the same check as the difference's status."""
     difference = selectors.difference_get_for_user(code=code, user=request.user)
+    return difference_file_response(request, difference=difference, path=path)
+
+
+def difference_file_response(
+    request: HttpRequest, *, difference: ComparisonDifference, path: str
+) -> HttpResponseBase:
+    """One listed file of a difference the caller has already authorised."""
     result = difference.result or {}
     listed = {*map(str, result.get("frames") or []), str(result.get("legend") or "")}
     if difference.status != DifferenceStatus.READY or clean_result_name(path) is None or path not in listed:
-        from django.http import Http404
-
         raise Http404("No such difference file")
     return private_file_response(
         request,

@@ -4,13 +4,15 @@ A `Share` names one object (an analysis, a classifier or a video) and one recipi
 a team) with a role; today the only role is read-only ("viewer"): a share never gives the right
 to change, delete or re-share. Unique constraints keep one row per object and recipient.
 
-A `ShareLink` is an unguessable token for one analysis's result, shown once to its maker and
-stored only as its SHA-256, with an expiry; revoking it or its expiry ends it at once.
+A `ShareLink` is an unguessable token for one analysis's result, or for one saved comparison,
+shown once to its maker and stored only as its SHA-256, with an expiry; revoking it or its
+expiry ends it at once.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -93,7 +95,12 @@ class Share(models.Model):
 class ShareLink(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     token_sha256 = models.CharField(max_length=64, unique=True, editable=False)
-    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="share_links")
+    analysis = models.ForeignKey(
+        Analysis, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
+    comparison = models.ForeignKey(
+        "analyses.Comparison", on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
     label = models.CharField(max_length=100, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,9 +114,19 @@ class ShareLink(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=_exactly_one("analysis", "comparison"), name="share_link_one_target"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.label or f"Link {str(self.code)[:8]}"
+
+    @property
+    def target(self) -> Any:
+        """The analysis or the comparison the link shows."""
+        return self.analysis if self.analysis_id is not None else self.comparison
 
 
 class SharedInboxVisit(models.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Exists, Q, QuerySet, Subquery
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import TeamMembership
@@ -13,7 +14,7 @@ from analyses.library.selectors import classifiers_visible_to, videos_visible_to
 from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.selectors import analyses_visible_to
 from analyses.sharing.models import Share, SharedInboxVisit, ShareLink
-from analyses.sharing.services import Shareable, link_problem, token_digest
+from analyses.sharing.services import Shareable, comparison_link_problem, link_problem, token_digest
 
 # A token is 43 URL-safe characters; anything much longer is not one of ours.
 TOKEN_MAX_LENGTH = 64
@@ -39,29 +40,44 @@ def share_get_for_user(*, code: Any, user: Any) -> Share:
 
 
 def share_link_get_for_user(*, code: Any, user: Any) -> ShareLink:
-    links = ShareLink.objects.filter(analysis__in=analyses_visible_to(user=user).values("pk")).select_related(
-        "analysis"
-    )
+    """A link the user may manage: on an analysis they can see, or on a comparison they own."""
+    if is_anonymous(user):
+        raise Http404("No such link")
+    links = ShareLink.objects.filter(
+        Q(analysis__in=analyses_visible_to(user=user).values("pk")) | Q(comparison__owner=user)
+    ).select_related("analysis", "comparison")
     return get_for_user(links, code=code, user=user, for_write=False)
 
 
 def share_link_live(*, token: str) -> ShareLink | None:
-    """The link this token opens, if it still works: not revoked, not expired, its analysis
-    finished, and its maker still allowed to share the analysis and both inputs."""
+    """The link this token opens, if it still works: not revoked, not expired, and its maker
+    still allowed to make it (the analysis, or every analysis of the comparison, finished and
+    shareable with both inputs by them)."""
     if not token or len(token) > TOKEN_MAX_LENGTH:
         return None
     link = (
         ShareLink.objects.select_related(
-            "analysis", "analysis__classifier", "analysis__video", "analysis__owner", "created_by"
+            "analysis",
+            "analysis__classifier",
+            "analysis__video",
+            "analysis__owner",
+            "comparison",
+            "created_by",
         )
         .filter(token_sha256=token_digest(token), revoked_at__isnull=True, expires_at__gt=timezone.now())
         .first()
     )
-    if link is None or link.analysis.status != AnalysisStatus.SUCCEEDED:
+    if link is None:
         return None
-    if link_problem(user=link.created_by, analysis=link.analysis):
+    if link.comparison is not None:
+        return None if comparison_link_problem(user=link.created_by, comparison=link.comparison) else link
+    if link.analysis is None or link.analysis.status != AnalysisStatus.SUCCEEDED:
         return None
-    return link
+    return None if link_problem(user=link.created_by, analysis=link.analysis) else link
+
+
+def share_links_of_comparison(*, comparison: Any) -> QuerySet[ShareLink]:
+    return ShareLink.objects.filter(comparison=comparison).select_related("created_by", "revoked_by")
 
 
 def _shared_with_user(*, user: Any) -> QuerySet[Share]:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from accounts.models import Team
 from accounts.selectors import user_is_team_member
 from analyses.access import can_write
+from analyses.compare.models import Comparison
 from analyses.library.models import Classifier, Video
 from analyses.library.selectors import classifiers_visible_to, videos_visible_to
 from analyses.runs.models import Analysis, AnalysisStatus
@@ -192,6 +193,24 @@ def link_problem(*, user: Any, analysis: Analysis) -> str:
     return ""
 
 
+def comparison_link_problem(*, user: Any, comparison: Comparison) -> str:
+    """Why `user` may not make (or keep alive) a link to a saved comparison ("" when they may):
+    they must be allowed to make a link to every one of its analyses."""
+    analyses = [
+        column.analysis
+        for column in comparison.columns.select_related("analysis__classifier", "analysis__video")
+    ]
+    if not analyses:
+        return "This comparison has no analyses left."
+    for analysis in analyses:
+        problem = link_problem(user=user, analysis=analysis)
+        if problem:
+            return f"“{analysis}”: {problem}"
+        if analysis.status != AnalysisStatus.SUCCEEDED:
+            return f"“{analysis}” has no results: only finished analyses can be shared by link."
+    return ""
+
+
 def _bounded_days(days: Any) -> int:
     try:
         value = int(str(days).strip() or LINK_DEFAULT_DAYS)
@@ -203,27 +222,29 @@ def _bounded_days(days: Any) -> int:
 
 
 def share_link_create(
-    *, actor: Any, analysis: Analysis, days: Any = LINK_DEFAULT_DAYS, label: str = ""
+    *, actor: Any, target: Analysis | Comparison, days: Any = LINK_DEFAULT_DAYS, label: str = ""
 ) -> tuple[ShareLink, str]:
-    """A new link to `analysis`; returns it with its token, which is shown once and never stored."""
-    problem = link_problem(user=actor, analysis=analysis)
+    """A new link to an analysis or a saved comparison; returns it with its token, which is
+    shown once and never stored."""
+    if isinstance(target, Comparison):
+        field, problem = "comparison", comparison_link_problem(user=actor, comparison=target)
+    else:
+        field, problem = "analysis", link_problem(user=actor, analysis=target)
+        if not problem and target.status != AnalysisStatus.SUCCEEDED:
+            problem = "Only a finished analysis can be shared by link."
     if problem:
         raise SharingError(problem)
-    if analysis.status != AnalysisStatus.SUCCEEDED:
-        raise SharingError("Only a finished analysis can be shared by link.")
     valid_days = _bounded_days(days)
     now = timezone.now()
-    if (
-        ShareLink.objects.filter(analysis=analysis, revoked_at__isnull=True, expires_at__gt=now).count()
-        >= LINK_MAX_ACTIVE_PER_ANALYSIS
-    ):
+    live = ShareLink.objects.filter(**{field: target}, revoked_at__isnull=True, expires_at__gt=now)
+    if live.count() >= LINK_MAX_ACTIVE_PER_ANALYSIS:
         raise SharingError(
-            f"This analysis has {LINK_MAX_ACTIVE_PER_ANALYSIS} live share links, the most allowed: revoke one first."
+            f"This has {LINK_MAX_ACTIVE_PER_ANALYSIS} live share links, the most allowed: revoke one first."
         )
     token = secrets.token_urlsafe(32)
     link = ShareLink.objects.create(
         token_sha256=token_digest(token),
-        analysis=analysis,
+        **{field: target},
         label=(label or "").strip()[:100],
         created_by=actor,
         expires_at=now + timedelta(days=valid_days),
@@ -231,10 +252,16 @@ def share_link_create(
     audit_log(
         actor=actor,
         action="share_link.created",
-        target=analysis,
+        target=target,
         data={"link": str(link.code), "label": link.label, "expires_at": link.expires_at.isoformat()},
     )
     return link, token
+
+
+def _may_manage_links(*, user: Any, link: ShareLink) -> bool:
+    if link.comparison is not None:
+        return bool(link.comparison.owner_id == getattr(user, "pk", None))
+    return link.analysis is not None and may_share(user=user, target=link.analysis)
 
 
 def share_link_revoke(*, actor: Any, link: ShareLink, as_admin: bool = False) -> None:
@@ -242,7 +269,7 @@ def share_link_revoke(*, actor: Any, link: ShareLink, as_admin: bool = False) ->
     if (
         not staff
         and link.created_by_id != getattr(actor, "pk", None)
-        and not may_share(user=actor, target=link.analysis)
+        and not _may_manage_links(user=actor, link=link)
     ):
         raise SharingError(
             "Only the person who made this link, or whoever may change the analysis, can revoke it."
@@ -251,9 +278,7 @@ def share_link_revoke(*, actor: Any, link: ShareLink, as_admin: bool = False) ->
         link.revoked_at = timezone.now()
         link.revoked_by = actor
         link.save(update_fields=["revoked_at", "revoked_by"])
-        audit_log(
-            actor=actor, action="share_link.revoked", target=link.analysis, data={"link": str(link.code)}
-        )
+        audit_log(actor=actor, action="share_link.revoked", target=link.target, data={"link": str(link.code)})
 
 
 def share_link_followed(*, link: ShareLink, address: str) -> None:
@@ -262,7 +287,7 @@ def share_link_followed(*, link: ShareLink, address: str) -> None:
     audit_log(
         actor=None,
         action="share_link.followed",
-        target=link.analysis,
+        target=link.target,
         data={"link": str(link.code), "address": address[:45]},
     )
 

@@ -12,6 +12,12 @@ urlpatterns = [
     path("analyses/<uuid:code>/links/", views.share_link_create_view, name="link_create"),
     path("links/<uuid:code>/revoke/", views.share_link_revoke_view, name="link_revoke"),
     path("s/<str:token>/", views.link_page, name="link_page"),
-    path("s/<str:token>/files/<path:path>", views.link_file, name="link_file"),
+    path("compare/<uuid:code>/links/", views.comparison_link_create_view, name="comparison_link_create"),
+    path("s/<str:token>/a/<uuid:code>/files/<path:path>", views.link_file, name="link_file"),
+    path(
+        "s/<str:token>/d/<uuid:code>/files/<path:path>",
+        views.link_difference_file,
+        name="link_difference_file",
+    ),
     path("s/<str:token>/download.zip", views.link_zip, name="link_zip"),
 ]

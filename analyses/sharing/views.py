@@ -16,7 +16,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.selectors import team_get_for_user
+from analyses.compare.selectors import (
+    Column,
+    comparison_columns_for_link,
+    comparison_get_for_user,
+    difference_for_pair,
+    difference_get_for_analyses,
+)
+from analyses.compare.views import difference_file_response, link_difference_payload, render_comparison
 from analyses.library.selectors import classifier_get_for_user, video_get_for_user
+from analyses.runs.models import Analysis
 from analyses.runs.presentation import result_context
 from analyses.runs.selectors import analysis_get_for_user
 from analyses.runs.views import result_file_response, result_zip_response, status_payload
@@ -95,7 +104,7 @@ def share_link_create_view(request: HttpRequest, code: uuid.UUID) -> HttpRespons
     try:
         link, token = services.share_link_create(
             actor=request.user,
-            analysis=analysis,
+            target=analysis,
             days=request.POST.get("days") or services.LINK_DEFAULT_DAYS,
             label=request.POST.get("label") or "",
         )
@@ -119,6 +128,9 @@ def share_link_revoke_view(request: HttpRequest, code: uuid.UUID) -> HttpRespons
     except SharingError as exc:
         return render(request, "403.html", {"exception": str(exc)}, status=403)
     messages.success(request, "Share link revoked: it no longer opens anything.")
+    if link.comparison is not None:
+        return redirect("compare:detail", code=link.comparison.code)
+    assert link.analysis is not None
     return _target_page(link.analysis)
 
 
@@ -129,6 +141,28 @@ def shared_with_me(request: HttpRequest) -> HttpResponse:
     items = selectors.shared_items_for(user=request.user)
     services.inbox_mark_seen(user=request.user)
     return render(request, "analyses/sharing/shared_with_me.html", {"items": items, "new_count": new_count})
+
+
+@login_required
+@require_POST
+def comparison_link_create_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    comparison = comparison_get_for_user(code=code, user=request.user).comparison
+    try:
+        link, token = services.share_link_create(
+            actor=request.user,
+            target=comparison,
+            days=request.POST.get("days") or services.LINK_DEFAULT_DAYS,
+            label=request.POST.get("label") or "",
+        )
+    except SharingError as exc:
+        messages.error(request, str(exc))
+        return redirect("compare:detail", code=comparison.code)
+    url = request.build_absolute_uri(reverse("sharing:link_page", kwargs={"token": token}))
+    response = render(
+        request, "analyses/sharing/link_created.html", {"comparison": comparison, "link": link, "url": url}
+    )
+    response["Cache-Control"] = "no-store"  # the token is shown this once
+    return response
 
 
 # --------------------------------------------------------------------------- share link pages
@@ -146,38 +180,100 @@ def _no_store(response: HttpResponseBase) -> HttpResponseBase:
     return response
 
 
+def _link_columns(link: ShareLink) -> list[Column]:
+    """The columns of a comparison link: every analysis of the comparison (the link checked that
+    its maker may share each one)."""
+    assert link.comparison is not None
+    return comparison_columns_for_link(comparison=link.comparison)
+
+
+def _link_analysis(link: ShareLink, code: uuid.UUID) -> Analysis:
+    """The analysis the link shows with this code: its own, or one column's of its comparison."""
+    if link.analysis is not None:
+        if link.analysis.code != code:
+            raise Http404("No such result file")
+        return link.analysis
+    for column in _link_columns(link):
+        if column.analysis.code == code:
+            return column.analysis
+    raise Http404("No such result file")
+
+
 @login_not_required  # the token is the permission, checked by _live_link
 @require_GET
 def link_page(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _live_link(token)
-    analysis = link.analysis
     services.share_link_followed(link=link, address=request.META.get("REMOTE_ADDR") or "")
+    if link.comparison is not None:
+        return _no_store(_comparison_link_page(request, token=token, link=link))
+    analysis = link.analysis
+    assert analysis is not None
     context = {
         "analysis": analysis,
         "link": link,
         "status": status_payload(analysis),
         **result_context(
             analysis,
-            file_url=lambda _analysis, path: reverse("sharing:link_file", kwargs={"token": token, "path": path}),
+            file_url=lambda shown, path: reverse(
+                "sharing:link_file", kwargs={"token": token, "code": shown.code, "path": path}
+            ),
             zip_url=reverse("sharing:link_zip", kwargs={"token": token}),
         ),
     }
     return _no_store(render(request, "analyses/sharing/link_result.html", context))
 
 
+def _comparison_link_page(request: HttpRequest, *, token: str, link: ShareLink) -> HttpResponse:
+    def file_url(analysis: Any, path: str) -> str:
+        return reverse("sharing:link_file", kwargs={"token": token, "code": analysis.code, "path": path})
+
+    def difference_state(column_a: Column, column_b: Column) -> dict[str, Any]:
+        stored = difference_for_pair(column_a=column_a, column_b=column_b)
+        return link_difference_payload(
+            stored,
+            column_a=column_a,
+            column_b=column_b,
+            file_url=lambda difference, name: reverse(
+                "sharing:link_difference_file", kwargs={"token": token, "code": difference.code, "path": name}
+            ),
+        )
+
+    return render_comparison(
+        request,
+        columns=_link_columns(link),
+        file_url=file_url,
+        extra={"comparison": link.comparison, "can_delete": False, "shared_link": link},
+        difference_state=difference_state,
+    )
+
+
 @login_not_required  # the token is the permission, checked by _live_link
 @require_GET
-def link_file(request: HttpRequest, token: str, path: str) -> HttpResponseBase:
+def link_file(request: HttpRequest, token: str, code: uuid.UUID, path: str) -> HttpResponseBase:
     link = _live_link(token)
+    analysis = _link_analysis(link, code)
     return _no_store(
-        result_file_response(request, analysis=link.analysis, path=path, via=f"share link {link.code}")
+        result_file_response(request, analysis=analysis, path=path, via=f"share link {link.code}")
     )
+
+
+@login_not_required  # the token is the permission, checked by _live_link
+@require_GET
+def link_difference_file(request: HttpRequest, token: str, code: uuid.UUID, path: str) -> HttpResponseBase:
+    link = _live_link(token)
+    if link.comparison is None:
+        raise Http404("No such difference")
+    analyses = {column.analysis.pk for column in _link_columns(link)}
+    difference = difference_get_for_analyses(code=code, analysis_ids=analyses)
+    return _no_store(difference_file_response(request, difference=difference, path=path))
 
 
 @login_not_required  # the token is the permission, checked by _live_link
 @require_GET
 def link_zip(request: HttpRequest, token: str) -> StreamingHttpResponse:
     link = _live_link(token)
+    if link.analysis is None:
+        raise Http404("A comparison has no ZIP: download each analysis's from its own page")
     response = result_zip_response(request, analysis=link.analysis, via=f"share link {link.code}")
     _no_store(response)
     return response

@@ -300,6 +300,8 @@
         retry.textContent = "Try again";
         retry.addEventListener("click", function () { request(row); });
         row.status.appendChild(retry);
+      } else if (payload.status === "unavailable") {
+        row.status.textContent = payload.message || "Not available.";
       } else {
         row.status.textContent = payload.status === "running" ? "Computing the difference…" : "Waiting for a worker to compute the difference…";
       }
@@ -347,6 +349,7 @@
     rows.forEach(function (row) {
       if (!row.payload) return;
       render(row);
+      if (!row.payload.request_url) return;  // a share link's page: read-only
       if (row.payload.status === "none" || row.payload.status === "failed") request(row);
       else if (row.payload.status === "queued" || row.payload.status === "running") poll(row, 0);
     });

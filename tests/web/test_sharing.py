@@ -74,7 +74,7 @@ def link_paths(token: str, analysis: Any) -> list[str]:
         roles.setdefault(record["role"], record["path"])
     return [
         f"/s/{token}/",
-        *[f"/s/{token}/files/{path}" for path in ["manifest.json", *roles.values()]],
+        *[f"/s/{token}/a/{analysis.code}/files/{path}" for path in ["manifest.json", *roles.values()]],
         f"/s/{token}/download.zip",
     ]
 
@@ -290,14 +290,17 @@ def test_a_share_link_shows_the_result_and_every_file_to_anyone_until_revoked(
         page.headers["Cache-Control"] == "private, no-store"
         and page.headers["Referrer-Policy"] == "no-referrer"
     )
-    assert "Shared result (read-only)" in page.text and f"/s/{token}/files/" in page.text
+    assert (
+        "Shared result (read-only)" in page.text
+        and f"/s/{token}/a/{private_analysis.code}/files/" in page.text
+    )
     assert f"/analyses/{private_analysis.code}/" not in page.text  # no links into signed-in pages
-    manifest = anonymous.get(f"/s/{token}/files/manifest.json")
+    manifest = anonymous.get(f"/s/{token}/a/{private_analysis.code}/files/manifest.json")
     assert manifest.json()["inputs"]["model"]["sha256"] == private_analysis.input_hashes["model"]
     ranged = anonymous.get(paths[2], headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and len(ranged.content) == 10
     for bad in ("../manifest.json", "notes.txt", "layers/../../../etc/passwd"):
-        assert anonymous.get(f"/s/{token}/files/{bad}").status_code == 404
+        assert anonymous.get(f"/s/{token}/a/{private_analysis.code}/files/{bad}").status_code == 404
     assert anonymous.get(f"/analyses/{private_analysis.code}/", allow_redirects=False).status_code == 302
     link.refresh_from_db()
     assert link.use_count == 2 and link.last_used_at is not None
@@ -334,8 +337,8 @@ def test_an_expired_link_a_wrong_token_and_a_link_of_another_analysis_open_nothi
         for r in other.manifest["files"]
         if r["path"] not in {p["path"] for p in private_analysis.manifest["files"]}
     ]
-    for path in other_only[:3]:
-        assert anonymous.get(f"/s/{token}/files/{path}").status_code == 404
+    for path in [*other_only[:3], "manifest.json"]:
+        assert anonymous.get(f"/s/{token}/a/{other.code}/files/{path}").status_code == 404
     page = anonymous.get(f"/s/{token}/")
     assert page.status_code == 200 and str(private_analysis) in page.text
     for bad in ("x", "A" * 43, "A" * 5000, token[:-1]):
