@@ -13,6 +13,7 @@ from analyses.library import services as library_services
 from analyses.reaper import reap_everything
 from analyses.runs.execution import analysis_run
 from analyses.runs.previews import preview_build
+from analyses.runs.verifying import verification_run
 
 
 def run_analysis_task(analysis_id: int) -> str:
@@ -38,3 +39,8 @@ def process_video_task(video_id: int) -> str:
 def build_preview_task(preview_id: int) -> str:
     """Decode the frames of a preview (queued by the analysis form)."""
     return preview_build(preview_id=preview_id)
+
+
+def verify_analysis_task(verification_id: int) -> str:
+    """Re-run a past analysis into a scratch folder and compare its maps (queued by Verify)."""
+    return verification_run(verification_id=verification_id)

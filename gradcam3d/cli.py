@@ -1,4 +1,4 @@
-"""The command line, `python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker}`.
+"""The command line, `python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker,compare-maps}`.
 
 All argument parsing lives here; the library modules only have functions. Every sub-command
 prints JSON on its last stdout line (docs/engine-contract.md). On refusal it exits with status 2
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add_command in (_add_inspect, _add_probe, _add_transcode, _add_preview, _add_analyze, _add_worker):
         add_command(subparsers)
+    _add_compare_maps(subparsers)
     return parser
 
 
@@ -390,3 +391,29 @@ def _read_job(line: str) -> dict[str, Any]:
     if not isinstance(job.get("params") or {}, dict):
         raise Refusal("The worker's job 'params' must be an object.", code="bad_job")
     return job
+
+
+# ---------------------------------------------------------------------------------------------
+# compare-maps (verifying a past analysis)
+
+
+def _add_compare_maps(subparsers: Any) -> None:
+    from gradcam3d import mapcompare
+
+    parser = subparsers.add_parser(
+        "compare-maps", help="compare two raw_maps.npz files array by array (A is the reference)"
+    )
+    parser.add_argument("a", help="the reference .npz (the stored maps)")
+    parser.add_argument("b", help="the .npz to compare with it (a re-run's maps)")
+    parser.add_argument("--max-bytes", type=int, default=mapcompare.DEFAULT_MAX_FILE_BYTES)
+    parser.add_argument("--max-arrays", type=int, default=mapcompare.DEFAULT_MAX_ARRAYS)
+    parser.add_argument("--max-elements", type=int, default=mapcompare.DEFAULT_MAX_ARRAY_ELEMENTS)
+    parser.set_defaults(handler=_compare_maps_command)
+
+
+def _compare_maps_command(args: argparse.Namespace) -> dict[str, Any]:
+    from gradcam3d.mapcompare import compare_map_files
+
+    return compare_map_files(
+        args.a, args.b, max_bytes=args.max_bytes, max_arrays=args.max_arrays, max_elements=args.max_elements
+    )

@@ -35,12 +35,14 @@ from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.params import ELEMENTWISE_METHODS, AnalysisError
 from analyses.runs.presentation import history_rows, result_context
 from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
+from analyses.runs.provenance import provenance_context
 from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
     analysis_delete,
     analysis_rerun,
 )
+from analyses.runs.verification import verifications_recent
 
 HISTORY_PAGE_SIZE = 25
 ZIP_CHUNK_BYTES = 256 * 1024
@@ -381,6 +383,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     }
     if analysis.status == AnalysisStatus.SUCCEEDED and analysis.manifest:
         context.update(result_context(analysis))
+        context.update(provenance_context(analysis, verifications=verifications_recent(analysis=analysis)))
     return render(request, "analyses/analysis/detail.html", context)
 
 
