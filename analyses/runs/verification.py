@@ -57,16 +57,12 @@ def verifications_recent(
     *, analysis: Analysis, limit: int = RECENT_VERIFICATIONS_SHOWN
 ) -> list[Verification]:
     """The latest verifications of an analysis, newest first (the caller may see the analysis)."""
-    return list(
-        Verification.objects.filter(analysis=analysis)
-        .select_related("requested_by")
-        .order_by("-created_at")[:limit]
-    )
+    return list(analysis.verifications.select_related("requested_by").order_by("-created_at")[:limit])
 
 
 def verification_of_analysis(*, analysis: Analysis, code: Any) -> Verification | None:
     """The verification `code` of this analysis, or None (the caller may see the analysis)."""
-    return Verification.objects.filter(analysis=analysis, code=code).first()
+    return analysis.verifications.filter(code=code).first()
 
 
 def _active(queryset: QuerySet[Verification]) -> QuerySet[Verification]:

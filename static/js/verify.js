@@ -38,6 +38,8 @@
     document.querySelectorAll("[data-verification]").forEach(follow);
   }
 
-  if (document.readyState !== "loading") start();
+  // This script is included with the panel, before app.js (which defines studioFetchStatus):
+  // start once every deferred script has run.
+  if (document.readyState === "complete") start();
   else document.addEventListener("DOMContentLoaded", start);
 })();

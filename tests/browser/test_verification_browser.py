@@ -41,7 +41,10 @@ def test_clicking_verify_reruns_the_analysis_and_shows_an_identical_verdict(
 
     entry = demo_video_entry(demo, mislabelled=True)
     video = make_video(
-        owner=owner, video_path=Path(entry["path"]), media_root=media_root, expected_class=entry["labelled_class"]
+        owner=owner,
+        video_path=Path(entry["path"]),
+        media_root=media_root,
+        expected_class=entry["labelled_class"],
     )
     cluster = start_cluster()
     analysis = analysis_create(
@@ -58,21 +61,54 @@ def test_clicking_verify_reruns_the_analysis_and_shows_an_identical_verdict(
     for record in raw_maps:
         assert record["sha256"] in provenance.inner_text()
     assert page.locator("[data-testid=no-verifications]").is_visible()
-    provenance.scroll_into_view_if_needed()
-    screenshot(page, "verification-provenance")
+    _screenshot_from_top(page, "verification-provenance")
 
     page.click("[data-testid=verify-button]")
     page.wait_for_selector("[data-testid=verification-progress]")
     assert "Verification queued" in page.locator(".messages").inner_text()
-    screenshot(page, "verification-running")
+    _screenshot_from_top(page, "verification-running")
 
     # The page polls the status and reloads itself when the verdict is in.
     page.wait_for_selector("[data-testid=verdict-0]", timeout=VERIFY_TIMEOUT_MS)
     verdict = page.locator("[data-testid=verdict-0]")
-    assert verdict.locator("[data-testid=verdict-outcome]").inner_text() == "identical", cluster.log()
+    assert verdict.locator("[data-testid=verdict-outcome]").text_content().strip() == "identical", (
+        cluster.log()
+    )
     assert "byte-for-byte" in verdict.locator("[data-testid=verdict-summary]").inner_text()
     assert "asked by olivia_owner" in verdict.inner_text()
     assert page.locator("[data-testid=verify-button]").is_visible()  # may verify again
-    page.locator("#verification").scroll_into_view_if_needed()
-    screenshot(page, "verification-verdict")
+    _screenshot_from_top(page, "verification-verdict")
     assert AuditEvent.objects.filter(action="analysis.verified", target_code=analysis.code).count() == 1
+
+    # ---- the stored maps of one layer changed behind the platform's back: verify again
+    record = raw_maps[0]
+    _scale_stored_raw_map(media_root / analysis.results_dir / record["path"], factor=1.5)
+    page.click("[data-testid=verify-button]")
+    page.wait_for_selector("[data-testid=verification-progress]")
+    page.wait_for_selector("[data-testid=verdict-1]", timeout=VERIFY_TIMEOUT_MS)
+    newest = page.locator("[data-testid=verdict-0]")
+    assert newest.locator("[data-testid=verdict-outcome]").text_content().strip() == "differs", cluster.log()
+    table = newest.locator("[data-testid=verdict-layers]").inner_text()
+    assert record["layer"] in table and "stored file changed" in table.lower() and "0.333" in table
+    assert (
+        page.locator("[data-testid=verdict-1] [data-testid=verdict-outcome]").text_content().strip()
+        == "identical"
+    )
+    _screenshot_from_top(page, "verification-differs")
+
+
+def _scale_stored_raw_map(path: Path, *, factor: float) -> None:
+    import numpy as np
+
+    from gradcam3d.manifest import save_npz_deterministic
+
+    with np.load(path, allow_pickle=False) as maps:
+        arrays = {name: maps[name] for name in maps.files}
+    arrays["raw_class0"] = arrays["raw_class0"] * np.float32(factor)
+    save_npz_deterministic(path, arrays)
+
+
+def _screenshot_from_top(page: Any, name: str) -> None:
+    # A full-page screenshot taken while scrolled draws the sticky header mid-page.
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot(page, name)
