@@ -146,8 +146,9 @@ def _verify(*, verification_id: int, reporter: VerificationReporter) -> str:
         except (OSError, ValueError) as exc:
             logger.error("verification %s: unusable manifest: %s", verification_id, exc)
             return _fail(reporter, "The re-run finished without a readable result.")
-        reporter.save({"stage": "comparing the maps", "progress": RERUN_SHARE})
-        verdict = _compare(stored=stored, rerun=rerun, rerun_dir=out_dir, manifest=manifest, inputs=inputs)
+        verdict = _compare(
+            stored=stored, rerun=rerun, rerun_dir=out_dir, manifest=manifest, inputs=inputs, reporter=reporter
+        )
     return _finish(reporter, verdict)
 
 
@@ -163,13 +164,12 @@ def sha256_of(path: Path) -> str:
 def _inputs_now(analysis: Analysis) -> dict[str, dict[str, Any]]:
     """Per input: the SHA-256 recorded when the analysis ran, the one of the stored file now."""
     recorded_inputs = (analysis.manifest or {}).get("inputs") or {}
-    paths = {"model": Path(analysis.classifier.file.path), "video": Path(analysis.video.file.path)}
     inputs: dict[str, dict[str, Any]] = {}
-    for name, path in paths.items():
+    for name, stored_file in (("model", analysis.classifier.file), ("video", analysis.video.file)):
         recorded = (analysis.input_hashes or {}).get(name) or (recorded_inputs.get(name) or {}).get("sha256")
         try:
-            now: str | None = sha256_of(path)
-        except OSError:
+            now: str | None = sha256_of(Path(stored_file.path))
+        except (OSError, ValueError):  # ValueError: no file associated with the field
             now = None  # missing or unreadable: changed
         inputs[name] = {"recorded": recorded, "now": now, "changed": not recorded or now != recorded}
     return inputs
@@ -293,14 +293,27 @@ def _compare(
     rerun_dir: Path,
     manifest: dict[str, Any],
     inputs: dict[str, dict[str, Any]],
+    reporter: VerificationReporter,
 ) -> dict[str, Any]:
     rerun_records = _raw_map_records(rerun)
-    layers = [
-        _layer_verdict(
-            layer=layer, stored=stored.get(layer), rerun_record=rerun_records.get(layer), rerun_dir=rerun_dir
+    names = [*stored, *(name for name in rerun_records if name not in stored)]
+    layers = []
+    for position, layer in enumerate(names):
+        # Also the heartbeat: each comparison is a child process of up to a couple of minutes.
+        reporter.save(
+            {
+                "stage": f"comparing the maps (layer {position + 1} of {len(names)})",
+                "progress": round(RERUN_SHARE + (1 - RERUN_SHARE) * position / len(names), 4),
+            }
         )
-        for layer in [*stored, *(name for name in rerun_records if name not in stored)]
-    ]
+        layers.append(
+            _layer_verdict(
+                layer=layer,
+                stored=stored.get(layer),
+                rerun_record=rerun_records.get(layer),
+                rerun_dir=rerun_dir,
+            )
+        )
     identical = bool(layers) and all(layer["identical"] for layer in layers)
     relatives = [layer["max_relative_diff"] for layer in layers if layer["max_relative_diff"] is not None]
     versions = _versions_changed(manifest.get("engine") or {}, rerun.get("engine") or {})
