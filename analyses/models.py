@@ -21,5 +21,11 @@ from analyses.library.models import (  # noqa: F401 - re-exported for Django and
     classifier_upload_path,
     video_upload_path,
 )
-from analyses.runs.models import ACTIVE_STATUSES, Analysis, AnalysisStatus  # noqa: F401
+from analyses.runs.models import (  # noqa: F401
+    ACTIVE_STATUSES,
+    Analysis,
+    AnalysisStatus,
+    Verification,
+    VerificationStatus,
+)
 from analyses.sharing.models import Share, SharedInboxVisit, ShareLink, ShareRole  # noqa: F401

@@ -13,6 +13,7 @@ from analyses.compare.services import differences_reap
 from analyses.library.processing import processing_reap
 from analyses.runs.previews import previews_sweep
 from analyses.runs.state import analysis_reap_stale
+from analyses.runs.verification import verifications_reap
 from analyses.worker import runner, sandbox
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ REAPER_SCHEDULE_NAME = "gradcam: reap stale analyses"
 
 
 def reap_everything() -> dict[str, int]:
-    """Runs whose worker died, lost tasks, upload and preview jobs, stale folders."""
+    """Runs and verifications whose worker died, lost tasks, upload and preview jobs, stale folders."""
     counts = analysis_reap_stale()
     counts["work_folders_removed"] = runner.work_folders_sweep()
     for key, value in processing_reap().items():
@@ -30,6 +31,8 @@ def reap_everything() -> dict[str, int]:
     counts["preview_folders_removed"] = previews_sweep()
     for key, value in differences_reap().items():
         counts[f"differences_{key}"] = value
+    for key, value in verifications_reap().items():
+        counts[f"verifications_{key}"] = value
     return counts
 
 

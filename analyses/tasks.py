@@ -14,6 +14,7 @@ from analyses.library import services as library_services
 from analyses.reaper import reap_everything
 from analyses.runs.execution import analysis_run
 from analyses.runs.previews import preview_build
+from analyses.runs.verifying import verification_run
 
 
 def run_analysis_task(analysis_id: int) -> str:
@@ -44,3 +45,8 @@ def build_preview_task(preview_id: int) -> str:
 def build_difference_task(difference_id: int) -> str:
     """Compute a comparison's difference row (queued by the comparison page)."""
     return difference_build(difference_id=difference_id)
+
+
+def verify_analysis_task(verification_id: int) -> str:
+    """Re-run a past analysis into a scratch folder and compare its maps (queued by Verify)."""
+    return verification_run(verification_id=verification_id)

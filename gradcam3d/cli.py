@@ -1,4 +1,4 @@
-"""The command line, `python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker,difference}`.
+"""The command line, `python -m gradcam3d {inspect,probe,transcode,preview,analyze,worker,difference,compare-maps}`.
 
 All argument parsing lives here; the library modules only have functions. Every sub-command
 prints JSON on its last stdout line (docs/engine-contract.md). On refusal it exits with status 2
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_difference,
     ):
         add_command(subparsers)
+    _add_compare_maps(subparsers)
     return parser
 
 
@@ -429,4 +430,29 @@ def _difference_command(args: argparse.Namespace) -> dict[str, Any]:
         out_dir=args.out,
         label_a=str(args.label_a)[:60],
         label_b=str(args.label_b)[:60],
+    )
+
+
+# compare-maps (verifying a past analysis)
+
+
+def _add_compare_maps(subparsers: Any) -> None:
+    from gradcam3d import mapcompare
+
+    parser = subparsers.add_parser(
+        "compare-maps", help="compare two raw_maps.npz files array by array (A is the reference)"
+    )
+    parser.add_argument("a", help="the reference .npz (the stored maps)")
+    parser.add_argument("b", help="the .npz to compare with it (a re-run's maps)")
+    parser.add_argument("--max-bytes", type=int, default=mapcompare.DEFAULT_MAX_FILE_BYTES)
+    parser.add_argument("--max-arrays", type=int, default=mapcompare.DEFAULT_MAX_ARRAYS)
+    parser.add_argument("--max-elements", type=int, default=mapcompare.DEFAULT_MAX_ARRAY_ELEMENTS)
+    parser.set_defaults(handler=_compare_maps_command)
+
+
+def _compare_maps_command(args: argparse.Namespace) -> dict[str, Any]:
+    from gradcam3d.mapcompare import compare_map_files
+
+    return compare_map_files(
+        args.a, args.b, max_bytes=args.max_bytes, max_arrays=args.max_arrays, max_elements=args.max_elements
     )

@@ -15,6 +15,8 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +105,7 @@ def engine_job_params(analysis: Analysis) -> dict[str, Any]:
     return params
 
 
-def _load_manifest(*, manifest_path: Path | None, out_dir: Path) -> dict[str, Any]:
+def load_manifest(*, manifest_path: Path | None, out_dir: Path) -> dict[str, Any]:
     if manifest_path is None:
         manifest_path = out_dir / "manifest.json"
     manifest_path = manifest_path.resolve()
@@ -227,28 +229,15 @@ def _run(attempt: Attempt) -> str:
         if not path.is_file():
             return _fail(attempt, f"The {what} file of this analysis is missing from the server.")
     work_dir = runner.work_root() / f"{analysis.code.hex}-{attempt.number}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    # The next spare starts only when this job's engine is done: on 2 cores its TensorFlow
-    # import would otherwise slow this analysis down by 30-70 % (bench/latency.py).
-    engine = runner.take_engine(work_dir=work_dir, start_next_spare=False)
-    try:
-        out_dir = engine.work_dir / "out"
-        reporter = RunReporter(attempt=attempt)
-        reporter.save({"stage": "loading the model"})
-        outcome = runner.run_engine_job(
-            engine=engine,
-            job={
-                "model": str(model_path),
-                "video": str(video_path),
-                "out": str(out_dir),
-                "params": engine_job_params(analysis),
-            },
-            timeout_seconds=float(settings.GRADCAM_ANALYSIS_TIMEOUT),
-            memory_limit_mb=float(settings.GRADCAM_ANALYSIS_MEMORY_MB),
-            on_event=reporter.on_event,
-            should_cancel=reporter.should_cancel,
-        )
-        runner.start_spare()
+    reporter = RunReporter(attempt=attempt)
+    reporter.save({"stage": "loading the model"})
+    with engine_run(
+        analysis=analysis,
+        work_dir=work_dir,
+        params=engine_job_params(analysis),
+        on_event=reporter.on_event,
+        should_cancel=reporter.should_cancel,
+    ) as (outcome, out_dir):
         if outcome.kind == "cancelled":
             if state.analysis_finish_cancelled(attempt=attempt):
                 return AnalysisStatus.CANCELLED
@@ -256,6 +245,42 @@ def _run(attempt: Attempt) -> str:
         if outcome.kind != "succeeded":
             return _fail(attempt, outcome.message)
         return _save_results(attempt=attempt, analysis=analysis, out_dir=out_dir, outcome=outcome)
+
+
+@contextmanager
+def engine_run(
+    *,
+    analysis: Analysis,
+    work_dir: Path,
+    params: dict[str, Any],
+    on_event: Callable[[dict[str, Any]], None],
+    should_cancel: Callable[[], bool],
+) -> Iterator[tuple[runner.EngineOutcome, Path]]:
+    """Run the engine once on the analysis's stored model and video with `params`, writing into
+    `work_dir`/out, and give (its outcome, that folder); nothing is published. On exit the engine
+    is discarded and `work_dir` removed with whatever is still in it (the run publishes by
+    renaming its output folder out first; a verification only reads it)."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    # The next spare starts only when this job's engine is done: on 2 cores its TensorFlow
+    # import would otherwise slow this analysis down by 30-70 % (bench/latency.py).
+    engine = runner.take_engine(work_dir=work_dir, start_next_spare=False)
+    try:
+        out_dir = engine.work_dir / "out"
+        outcome = runner.run_engine_job(
+            engine=engine,
+            job={
+                "model": str(Path(analysis.classifier.file.path)),
+                "video": str(Path(analysis.video.file.path)),
+                "out": str(out_dir),
+                "params": params,
+            },
+            timeout_seconds=float(settings.GRADCAM_ANALYSIS_TIMEOUT),
+            memory_limit_mb=float(settings.GRADCAM_ANALYSIS_MEMORY_MB),
+            on_event=on_event,
+            should_cancel=should_cancel,
+        )
+        runner.start_spare()
+        yield outcome, out_dir
     finally:
         runner.discard_engine(engine)
 
@@ -272,7 +297,7 @@ def _save_results(
     """A succeeded engine run: read its manifest and publish its folder; the final status."""
     analysis_id = attempt.analysis_id
     try:
-        manifest = _load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
+        manifest = load_manifest(manifest_path=outcome.manifest_path, out_dir=out_dir)
     except (OSError, ValueError) as exc:
         logger.error("analysis %s: unusable manifest: %s", analysis_id, exc)
         return _fail(attempt, "The analysis engine finished without a readable result; nothing was saved.")

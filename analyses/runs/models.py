@@ -1,9 +1,12 @@
-"""Analyses: one run of a classifier on a video, with its run state and its results."""
+"""Analyses: one run of a classifier on a video, with its run state and its results; and the
+verifications of past analyses."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 from analyses.library.models import Classifier, OwnedModel, Video
@@ -109,3 +112,61 @@ class Analysis(OwnedModel):
             and self.predicted_class is not None
             and self.expected_class != self.predicted_class
         )
+
+
+class VerificationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"  # the verdict says identical, differs or inputs changed
+    FAILED = "failed", "Failed"  # no verdict: the re-run could not be done
+
+
+ACTIVE_VERIFICATION_STATUSES = (VerificationStatus.QUEUED, VerificationStatus.RUNNING)
+
+
+class Verification(models.Model):
+    """One check of a past analysis: re-run in the worker on its stored inputs and parameters,
+    into a scratch folder, and its raw maps compared with the stored ones (analyses.runs.verification).
+
+    It changes nothing in the analysis. The verdict is kept here (for the page) and in the audit
+    trail (action "analysis.verified").
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="verifications")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=16, choices=VerificationStatus.choices, default=VerificationStatus.QUEUED, db_index=True
+    )
+    stage = models.CharField(max_length=100, blank=True)
+    progress = models.FloatField(default=0.0)
+    verdict = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    # "<host>:<pid>:<process start ticks>" of the worker process running it (as Analysis.worker_lease).
+    worker_lease = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One verification at a time per analysis, even when two requests race.
+            models.UniqueConstraint(
+                fields=["analysis"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="verification_one_active_per_analysis",
+            )
+        ]
+        indexes = [models.Index(fields=["requested_by", "status"], name="verification_user_status")]
+
+    def __str__(self) -> str:
+        return f"Verification {str(self.code)[:8]} of {self.analysis_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_VERIFICATION_STATUSES

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from analyses.runs import verification_views
 from analyses.runs import views as analysis
 
 app_name = "analyses_run"
@@ -18,4 +19,10 @@ urlpatterns = [
     path("analyses/<uuid:code>/rerun/", analysis.analysis_rerun_view, name="rerun"),
     path("analyses/<uuid:code>/cancel/", analysis.analysis_cancel_view, name="cancel"),
     path("analyses/<uuid:code>/delete/", analysis.analysis_delete_view, name="delete"),
+    path("analyses/<uuid:code>/verify/", verification_views.analysis_verify_view, name="verify"),
+    path(
+        "analyses/<uuid:code>/verifications/<uuid:verification_code>/status.json",
+        verification_views.verification_status,
+        name="verification_status",
+    ),
 ]

@@ -35,6 +35,7 @@ from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.params import ELEMENTWISE_METHODS, AnalysisError
 from analyses.runs.presentation import history_rows, result_context
 from analyses.runs.previews import PreviewError, preview_clip_name, preview_create
+from analyses.runs.provenance import provenance_context
 from analyses.runs.services import (
     analysis_cancel,
     analysis_create,
@@ -42,6 +43,7 @@ from analyses.runs.services import (
     analysis_record_read,
     analysis_rerun,
 )
+from analyses.runs.verification import verifications_recent
 from analyses.sharing.presentation import sharing_panel
 
 HISTORY_PAGE_SIZE = 25
@@ -384,6 +386,7 @@ def analysis_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     }
     if analysis.status == AnalysisStatus.SUCCEEDED and analysis.manifest:
         context.update(result_context(analysis))
+        context.update(provenance_context(analysis, verifications=verifications_recent(analysis=analysis)))
     analysis_record_read(user=request.user, analysis=analysis, action="analysis.viewed")
     return render(request, "analyses/analysis/detail.html", context)
 

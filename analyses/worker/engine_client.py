@@ -503,3 +503,29 @@ def difference_maps(
         what="Computing the difference of the maps",
         files=files,
     )
+
+
+COMPARE_MAPS_TIMEOUT_SECONDS = 120.0
+COMPARE_MAPS_MAX_BYTES = 512 * 1024 * 1024
+
+
+def compare_raw_maps(reference: str | os.PathLike[str], other: str | os.PathLike[str]) -> dict[str, Any]:
+    """Compare two `raw_maps.npz` files array by array (`python -m gradcam3d compare-maps`).
+
+    Both were written by an engine child that ran an untrusted model: they are read only in this
+    sandboxed child (no pickles, sizes bounded). Returns its result: "arrays" {name: {"same_shape",
+    "max_abs_diff", "relative_diff", ...}}, "only_in_a", "only_in_b", "identical", "max_relative_diff".
+    """
+    files = ChildFiles(inputs=[Path(reference), Path(other)])
+    return run_engine(
+        command="compare-maps",
+        arguments=[
+            files.inside(reference),
+            files.inside(other),
+            "--max-bytes",
+            str(COMPARE_MAPS_MAX_BYTES),
+        ],
+        timeout_seconds=COMPARE_MAPS_TIMEOUT_SECONDS,
+        what="Comparing the maps",
+        files=files,
+    )

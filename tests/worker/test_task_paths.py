@@ -11,14 +11,16 @@ def test_every_enqueued_task_path_names_a_function() -> None:
     from analyses.library.processing import JOB_KINDS
     from analyses.reaper import REAPER_FUNCTION
     from analyses.runs.state import TASK_FUNCTION
+    from analyses.runs.verification import TASK_FUNCTION as VERIFY_FUNCTION
 
-    paths = {TASK_FUNCTION, REAPER_FUNCTION, *(kind.task for kind in JOB_KINDS.values())}
+    paths = {TASK_FUNCTION, VERIFY_FUNCTION, REAPER_FUNCTION, *(kind.task for kind in JOB_KINDS.values())}
     assert paths == {
         "analyses.tasks.run_analysis_task",
         "analyses.tasks.reap_stale_analyses_task",
         "analyses.tasks.process_classifier_task",
         "analyses.tasks.process_video_task",
         "analyses.tasks.build_preview_task",
+        "analyses.tasks.verify_analysis_task",
     }
     for path in paths:
         assert callable(pydoc.locate(path)), path
