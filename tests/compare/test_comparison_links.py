@@ -108,3 +108,32 @@ def test_only_someone_who_may_share_every_analysis_makes_a_comparison_link_and_i
     owner.is_active = False
     owner.save()
     assert web().get(f"/s/{token}/").status_code == 404
+
+
+def test_a_comparison_opens_for_a_user_both_analyses_are_shared_with_until_one_share_is_revoked(
+    web: Any, owner: Any, stranger: Any, published: dict[str, Any]
+) -> None:
+    from analyses.models import Share
+
+    gradcam, plus = published["gradcam"], published["gradcampp"]
+    code = save_comparison(web(owner), gradcam, plus)
+    paths = [f"/compare/{code}/", f"/compare/?a={gradcam.code}&a={plus.code}"]
+    for path in paths:
+        assert web(stranger).get(path).status_code == 404
+    for analysis in (gradcam, plus):
+        response = web(owner).post(
+            f"/share/analysis/{analysis.code}/", data={"username": stranger.username, "with_inputs": "on"}
+        )
+        assert response.status_code == 302
+    for path in paths:
+        assert web(stranger).get(path).status_code == 200, path
+    file_path = f"/analyses/{plus.code}/files/manifest.json"
+    assert web(stranger).get(file_path).status_code == 200
+    assert web(stranger).post(f"/compare/{code}/delete/").status_code == 403
+    response = web(stranger).post(f"/compare/{code}/links/", data={"days": "7"}, allow_redirects=True)
+    assert response.status_code == 200 and "can make a share link" in response.text
+
+    share = Share.objects.get(analysis=plus, user=stranger)
+    assert web(owner).post(f"/shares/{share.code}/revoke/").status_code == 302
+    for path in [*paths, file_path]:
+        assert web(stranger).get(path).status_code == 404, path
