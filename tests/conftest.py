@@ -19,6 +19,7 @@ also available as fixtures of the same names returning the function.
 from __future__ import annotations
 
 import os
+import sys
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,6 +86,17 @@ def _fast_password_hashing() -> Iterator[None]:
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_warm_engine_left_behind() -> Iterator[None]:
+    """A test that ran a job in this process (run_queued_tasks) leaves the runner's warm spare
+    engine started with that test's settings; the next test would take it instead of starting
+    its own (e.g. with another GRADCAM_ENGINE_PYTHON). Discard it after each test."""
+    yield
+    runner = sys.modules.get("analyses.worker.runner")
+    if runner is not None:
+        runner._discard_spare_at_exit()
 
 
 @pytest.fixture(scope="session", autouse=True)

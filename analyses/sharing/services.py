@@ -195,7 +195,9 @@ def link_problem(*, user: Any, analysis: Analysis) -> str:
 
 def comparison_link_problem(*, user: Any, comparison: Comparison) -> str:
     """Why `user` may not make (or keep alive) a link to a saved comparison ("" when they may):
-    they must be allowed to make a link to every one of its analyses."""
+    they must own it and be allowed to make a link to every one of its analyses."""
+    if comparison.owner_id != getattr(user, "pk", None):
+        return "Only the owner of this comparison can make a share link to it."
     analyses = [
         column.analysis
         for column in comparison.columns.select_related("analysis__classifier", "analysis__video")

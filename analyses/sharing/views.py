@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.selectors import team_get_for_user
+from analyses.compare.models import Comparison
 from analyses.compare.selectors import (
     Column,
     comparison_columns_for_link,
@@ -97,26 +98,30 @@ def share_revoke_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     return _target_page(target)
 
 
-@login_required
-@require_POST
-def share_link_create_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    analysis = analysis_get_for_user(code=code, user=request.user)
+def _link_create(request: HttpRequest, *, target: Analysis | Comparison, back: HttpResponse) -> HttpResponse:
+    """Make a share link from the posted form: the page showing it once, or `back` with why not."""
     try:
         link, token = services.share_link_create(
             actor=request.user,
-            target=analysis,
+            target=target,
             days=request.POST.get("days") or services.LINK_DEFAULT_DAYS,
             label=request.POST.get("label") or "",
         )
     except SharingError as exc:
         messages.error(request, str(exc))
-        return _target_page(analysis)
+        return back
     url = request.build_absolute_uri(reverse("sharing:link_page", kwargs={"token": token}))
-    response = render(
-        request, "analyses/sharing/link_created.html", {"analysis": analysis, "link": link, "url": url}
-    )
+    kind = "comparison" if isinstance(target, Comparison) else "analysis"
+    response = render(request, "analyses/sharing/link_created.html", {kind: target, "link": link, "url": url})
     response["Cache-Control"] = "no-store"  # the token is shown this once
     return response
+
+
+@login_required
+@require_POST
+def share_link_create_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    analysis = analysis_get_for_user(code=code, user=request.user)
+    return _link_create(request, target=analysis, back=_target_page(analysis))
 
 
 @login_required
@@ -147,22 +152,7 @@ def shared_with_me(request: HttpRequest) -> HttpResponse:
 @require_POST
 def comparison_link_create_view(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     comparison = comparison_get_for_user(code=code, user=request.user).comparison
-    try:
-        link, token = services.share_link_create(
-            actor=request.user,
-            target=comparison,
-            days=request.POST.get("days") or services.LINK_DEFAULT_DAYS,
-            label=request.POST.get("label") or "",
-        )
-    except SharingError as exc:
-        messages.error(request, str(exc))
-        return redirect("compare:detail", code=comparison.code)
-    url = request.build_absolute_uri(reverse("sharing:link_page", kwargs={"token": token}))
-    response = render(
-        request, "analyses/sharing/link_created.html", {"comparison": comparison, "link": link, "url": url}
-    )
-    response["Cache-Control"] = "no-store"  # the token is shown this once
-    return response
+    return _link_create(request, target=comparison, back=redirect("compare:detail", code=comparison.code))
 
 
 # --------------------------------------------------------------------------- share link pages

@@ -95,6 +95,8 @@ def test_only_someone_who_may_share_every_analysis_makes_a_comparison_link_and_i
     member_code = save_comparison(web(member), gradcam, plus)
     response = web(member).post(f"/compare/{member_code}/links/", data={"days": "7"}, allow_redirects=True)
     assert response.status_code == 200 and "can make a share link" in response.text
+    response = web(member).post(f"/compare/{code}/links/", data={"days": "7"}, allow_redirects=True)
+    assert response.status_code == 200 and "Only the owner of this comparison" in response.text
     assert web(stranger).post(f"/compare/{code}/links/", data={"days": "7"}).status_code == 404
     assert not ShareLink.objects.exists()
 

@@ -107,6 +107,25 @@ def _analysis(owner: Any, team: Any) -> Analysis:
     )
 
 
+def _share(owner: Any, team: Any) -> Any:
+    from analyses.models import Share
+
+    return Share.objects.create(analysis=_analysis(owner, team), team=team, created_by=owner)
+
+
+def _share_link(owner: Any, team: Any) -> Any:
+    from datetime import timedelta
+
+    from analyses.models import ShareLink
+
+    return ShareLink.objects.create(
+        analysis=_analysis(owner, team),
+        token_sha256="0" * 64,
+        created_by=owner,
+        expires_at=timezone.now() + timedelta(days=7),
+    )
+
+
 def _task(*, success: bool) -> Any:
     now = timezone.now()
     return Task.objects.create(
@@ -148,6 +167,8 @@ _ADMIN_CASES: dict[str, tuple[Callable[[Any, Any], Any], int]] = {
     "analyses.classifier": (_classifier, 403),
     "analyses.video": (_video, 403),
     "analyses.analysis": (_analysis, 403),
+    "analyses.share": (lambda owner, team: _share(owner, team), 403),
+    "analyses.sharelink": (lambda owner, team: _share_link(owner, team), 403),
     "audit.auditevent": (
         lambda owner, team: audit_log(
             actor=owner, action="team.created", target=team, data={"name": team.name}
