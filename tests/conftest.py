@@ -19,8 +19,8 @@ also available as fixtures of the same names returning the function.
 from __future__ import annotations
 
 import os
-import sys
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
