@@ -1,0 +1,50 @@
+"""The API's shared behaviour over real HTTP: the one error shape, authentication answers,
+the offline schema and docs, and the current user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def assert_error_shape(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["status"] == status and error["code"] and error["message"]
+    return error
+
+
+def test_anonymous_requests_get_a_json_error_not_a_login_redirect(web: Any) -> None:
+    for path in ("/api/v1/me/", "/api/v1/classifiers/", "/api/v1/classifiers/00000000-0000-0000-0000-000000000000/"):
+        error = assert_error_shape(web().get(path), 401)
+        assert "credentials were not provided" in error["message"]
+
+
+def test_me_lists_the_user_and_their_teams_with_their_role(web: Any, owner: Any, member: Any, team: Any) -> None:
+    response = web(member).get("/api/v1/me/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["username"] == member.username
+    assert body["teams"] == [{"code": str(team.code), "name": team.name, "role": "member"}]
+
+
+def test_unknown_codes_and_objects_of_others_are_404_in_the_one_shape(web: Any, owner: Any) -> None:
+    error = assert_error_shape(web(owner).get("/api/v1/classifiers/6f1d2c3e-0000-4000-8000-000000000000/"), 404)
+    assert error["code"] == "not_found"
+    assert web(owner).get("/api/v1/classifiers/not-a-uuid/").status_code == 404
+
+
+def test_the_schema_and_offline_docs_are_served_without_any_cdn(web: Any, owner: Any) -> None:
+    schema = web(owner).get("/api/v1/schema/", headers={"Accept": "application/vnd.oai.openapi+json"})
+    assert schema.status_code == 200
+    assert schema.json()["openapi"].startswith("3.")
+    assert "/api/v1/classifiers/" in schema.json()["paths"]
+    docs = web(owner).get("/api/v1/docs/")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text.lower() and "https://" not in docs.text
+    for src in __import__("re").findall(r'src="([^"]+)"', docs.text):
+        assert web(owner).get(src).status_code == 200, src
