@@ -29,7 +29,10 @@ class Me(APIView):
     @extend_schema(operation_id="me_retrieve", responses={200: MeSerializer, **error_responses(401)})
     def get(self, request: Request) -> Response:
         user = request.user
-        teams = [{"code": team.code, "name": team.name, "role": team.my_role} for team in teams_of(user=user)]
+        teams = [
+            {"code": team.code, "name": team.name, "role": getattr(team, "my_role", "")}
+            for team in teams_of(user=user)
+        ]
         return Response(
             {"username": user.get_username(), "email": user.email, "is_staff": user.is_staff, "teams": teams}
         )

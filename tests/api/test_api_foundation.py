@@ -19,12 +19,18 @@ def assert_error_shape(response: Any, status: int) -> dict[str, Any]:
 
 
 def test_anonymous_requests_get_a_json_error_not_a_login_redirect(web: Any) -> None:
-    for path in ("/api/v1/me/", "/api/v1/classifiers/", "/api/v1/classifiers/00000000-0000-0000-0000-000000000000/"):
+    for path in (
+        "/api/v1/me/",
+        "/api/v1/classifiers/",
+        "/api/v1/classifiers/00000000-0000-0000-0000-000000000000/",
+    ):
         error = assert_error_shape(web().get(path), 401)
         assert "credentials were not provided" in error["message"]
 
 
-def test_me_lists_the_user_and_their_teams_with_their_role(web: Any, owner: Any, member: Any, team: Any) -> None:
+def test_me_lists_the_user_and_their_teams_with_their_role(
+    web: Any, owner: Any, member: Any, team: Any
+) -> None:
     response = web(member).get("/api/v1/me/")
     assert response.status_code == 200
     body = response.json()
@@ -33,7 +39,9 @@ def test_me_lists_the_user_and_their_teams_with_their_role(web: Any, owner: Any,
 
 
 def test_unknown_codes_and_objects_of_others_are_404_in_the_one_shape(web: Any, owner: Any) -> None:
-    error = assert_error_shape(web(owner).get("/api/v1/classifiers/6f1d2c3e-0000-4000-8000-000000000000/"), 404)
+    error = assert_error_shape(
+        web(owner).get("/api/v1/classifiers/6f1d2c3e-0000-4000-8000-000000000000/"), 404
+    )
     assert error["code"] == "not_found"
     assert web(owner).get("/api/v1/classifiers/not-a-uuid/").status_code == 404
 
