@@ -198,7 +198,12 @@ FILE_UPLOAD_HANDLERS = [
 GRADCAM_API_UPLOADS_PER_HOUR = env_int("GRADCAM_API_UPLOADS_PER_HOUR", 120, minimum=1)
 GRADCAM_API_ANALYSES_PER_HOUR = env_int("GRADCAM_API_ANALYSES_PER_HOUR", 600, minimum=1)
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Tokens first: DRF's WWW-Authenticate header (so a 401, not a 403, for anonymous requests)
+    # comes from the first class, and a bad token is refused even beside a session cookie.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [

@@ -56,3 +56,20 @@ def test_the_schema_and_offline_docs_are_served_without_any_cdn(web: Any, owner:
     assert "cdn" not in docs.text.lower() and "https://" not in docs.text
     for src in __import__("re").findall(r'src="([^"]+)"', docs.text):
         assert web(owner).get(src).status_code == 200, src
+
+
+def test_a_personal_token_authenticates_script_requests_without_a_session_or_csrf(
+    live_server: Any, owner: Any
+) -> None:
+    import requests
+
+    from accounts.tokens import api_token_create, api_token_revoke
+
+    token, secret = api_token_create(user=owner, name="ci", expires_in_days=None)
+    headers = {"Authorization": f"Bearer {secret}"}
+    response = requests.get(f"{live_server.url}/api/v1/me/", headers=headers, timeout=10)
+    assert response.status_code == 200 and response.json()["username"] == owner.username
+    api_token_revoke(actor=owner, token=token)
+    response = requests.get(f"{live_server.url}/api/v1/me/", headers=headers, timeout=10)
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["error"]["message"] == "This API token was revoked."

@@ -26,7 +26,7 @@ def _call(live_server: Any, authorization: str | None) -> requests.Response:
 def _refused_with(response: requests.Response, sentence: str) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert response.json()["detail"] == sentence
+    assert response.json()["error"]["message"] == sentence
 
 
 def test_a_valid_token_authenticates_as_its_owner_with_bearer_or_token(live_server: Any, owner: Any) -> None:
@@ -69,7 +69,7 @@ def test_an_unknown_or_malformed_token_is_invalid(live_server: Any, owner: Any) 
     for value in ("Bearer", f"Bearer {secret} extra", "Token "):
         response = _call(live_server, value)
         assert response.status_code == 401
-        assert "Invalid Authorization header" in response.json()["detail"]
+        assert "Invalid Authorization header" in response.json()["error"]["message"]
 
 
 def test_a_token_of_a_deactivated_user_is_refused(live_server: Any, owner: Any) -> None:
@@ -92,7 +92,7 @@ def test_an_oversize_header_is_refused_before_any_lookup(live_server: Any, owner
 def test_another_scheme_is_not_ours_and_stays_anonymous(live_server: Any, owner: Any) -> None:
     response = _call(live_server, "Basic b2xpdmlhOnNlY3JldA==")
     assert response.status_code == 401
-    assert response.json()["detail"] == "Authentication credentials were not provided."
+    assert response.json()["error"]["message"] == "Authentication credentials were not provided."
 
 
 def test_last_used_is_recorded_at_most_once_a_minute(live_server: Any, owner: Any) -> None:
