@@ -3,6 +3,8 @@ form body), and the answer to anonymous requests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -18,3 +20,22 @@ def assert_anonymous_refused(response: Any) -> None:
     # 403 with session authentication alone; 401 once API tokens (WWW-Authenticate) are merged.
     assert response.status_code in (401, 403), response.text[:300]
     assert response.json()["error"]["status"] == response.status_code
+
+
+@contextmanager
+def throttle_rate(settings: Any, scope: str, rate: str) -> Iterator[None]:
+    """Run with one DRF throttle scope at `rate` (DRF binds the rates to its throttle class at
+    import, so the class attribute is swapped too) and an empty throttle cache around it."""
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], scope: rate}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    original = SimpleRateThrottle.THROTTLE_RATES
+    SimpleRateThrottle.THROTTLE_RATES = rates
+    cache.clear()
+    try:
+        yield
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = original
+        cache.clear()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.api_helpers import assert_anonymous_refused, send_json
+from tests.api.api_helpers import assert_anonymous_refused, send_json, throttle_rate
 from tests.api.test_api_foundation import assert_error_shape
 from tests.jobs import queued_task_names
 from tests.web.test_analysis_pages import (  # noqa: F401 - fixtures shared with the analysis pages
@@ -353,6 +353,22 @@ def test_create_over_the_active_analyses_limit_is_409_in_the_pages_words(
     error = assert_error_shape(send_json(web(owner), "POST", API, _create_body(library)), 409)
     assert "already have 1 analyses queued or running" in error["message"]
     assert Analysis.objects.count() == 1
+
+
+def test_analyses_started_are_throttled_per_user_with_retry_after(
+    web: Any, owner: Any, settings: Any, library: dict[str, Any], wrong_analysis: Any
+) -> None:
+    from analyses.models import Analysis
+
+    with throttle_rate(settings, "analyses", "1/hour"):
+        client = web(owner)
+        assert send_json(client, "POST", API, _create_body(library)).status_code == 202
+        for url in (API, f"{API}{wrong_analysis.code}/rerun/", f"{API}{wrong_analysis.code}/verify/"):
+            refused = send_json(client, "POST", url, _create_body(library) if url == API else {})
+            assert_error_shape(refused, 429)
+            assert int(refused.headers["Retry-After"]) > 0
+        assert client.get(API).status_code == 200  # reads are not throttled
+    assert Analysis.objects.count() == 2
 
 
 # --------------------------------------------------------------------------- cancel, re-run, delete

@@ -11,7 +11,7 @@ import pytest
 
 from analyses.models import Video
 from audit.models import AuditEvent
-from tests.api.api_helpers import assert_anonymous_refused, send_json
+from tests.api.api_helpers import assert_anonymous_refused, send_json, throttle_rate
 from tests.api.test_api_foundation import assert_error_shape
 from tests.jobs import run_queued_tasks
 from tests.web.library_factories import (  # noqa: F401 - fixtures
@@ -206,28 +206,14 @@ def test_oversized_upload_is_413_and_never_reaches_disk_even_through_a_session(
 def test_uploads_are_throttled_per_user_with_retry_after(
     web: Any, owner: Any, settings: Any, video_files: dict[str, Path]
 ) -> None:
-    from django.core.cache import cache
-
-    cache.clear()
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "1/hour"},
-    }
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import SimpleRateThrottle
-
-    original_rates = SimpleRateThrottle.THROTTLE_RATES
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-    try:
+    with throttle_rate(settings, "uploads", "1/hour"):
         client = web(owner)
         assert api_upload(client, video_files["mp4"]).status_code == 202
         refused = api_upload(client, video_files["avi"])
         assert_error_shape(refused, 429)
         assert int(refused.headers["Retry-After"]) > 0
         assert client.get(API).status_code == 200  # reads are not throttled
-    finally:
-        SimpleRateThrottle.THROTTLE_RATES = original_rates
-        cache.clear()
+    assert Video.objects.count() == 1
 
 
 def test_oversized_model_upload_through_a_session_never_reaches_disk_either(
