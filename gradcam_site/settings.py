@@ -237,7 +237,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    # Several resources have a `status` with their own values: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "UploadStatusEnum": ["processing", "ready", "failed"],
+        "AnalysisStatusEnum": "analyses.runs.models.AnalysisStatus",
+        "VerificationStatusEnum": "analyses.runs.models.VerificationStatus",
+    },
 }
 
 # django-q2. Its defaults are dangerous for long jobs: a task that outlives `timeout` is

@@ -31,12 +31,12 @@ from analyses.api.common import (
     team_ref,
     user_ref,
 )
+from analyses.api.uploads import UploadLimitMixin
 from analyses.library import selectors
 from analyses.library import services as library_services
 from analyses.library.forms import CLASS_MAP_MAX_BYTES, ClassifierEditForm, ClassifierUploadForm
 from analyses.library.models import Classifier
 from analyses.library.services import DuplicateUpload, LibraryError, class_map_text
-from analyses.library.uploads import install_upload_limit
 from analyses.library.views import original_file_response
 from gradcam_site.api import UploadThrottle, api_error, error_responses, message_serializer
 from gradcam_site.middleware import large_upload_view
@@ -115,9 +115,13 @@ class ClassifierEditSerializer(serializers.Serializer):
     class_map_text = serializers.CharField(required=False, allow_blank=True)
 
 
-class ClassifierList(GenericAPIView):
+class ClassifierList(UploadLimitMixin, GenericAPIView):
     parser_classes = [MultiPartParser, FormParser]
     queryset = Classifier.objects.none()  # for the schema's model name; reads use the selector
+    upload_kind = "model"
+
+    def upload_limits(self) -> dict[str, int]:
+        return {"file": settings.GRADCAM_MAX_MODEL_BYTES, "class_map_file": CLASS_MAP_MAX_BYTES}
 
     def get_throttles(self) -> list[Any]:
         return [UploadThrottle()] if self.request.method == "POST" else []
@@ -143,13 +147,9 @@ class ClassifierList(GenericAPIView):
         "`ready` (or `failed`, with `status_message` saying why).",
     )
     def post(self, request: Request) -> Response:
-        limit = install_upload_limit(
-            request._request,
-            file_limits={"file": settings.GRADCAM_MAX_MODEL_BYTES, "class_map_file": CLASS_MAP_MAX_BYTES},
-            kind="model",
-        )
-        data = request.data  # parsed now, through the limit
-        if limit.refusal:
+        data = request.data  # parsed through the limit (UploadLimitMixin)
+        limit = self.upload_limit
+        if limit is not None and limit.refusal:
             return api_error(
                 limit.refusal, status=413, code="too_large", fields={limit.refusal_field: [limit.refusal]}
             )

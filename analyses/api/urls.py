@@ -2,10 +2,29 @@
 
 from django.urls import path
 
-from analyses.api import library
+from analyses.api import library, runs, videos
 
 urlpatterns = [
     path("classifiers/", library.classifier_list_view, name="api_classifiers"),
     path("classifiers/<uuid:code>/", library.classifier_detail_view, name="api_classifier"),
     path("classifiers/<uuid:code>/file/", library.classifier_file_view, name="api_classifier_file"),
+    path("videos/", videos.video_list_view, name="api_videos"),
+    path("videos/<uuid:code>/", videos.video_detail_view, name="api_video"),
+    path("videos/<uuid:code>/original/", videos.video_original_view, name="api_video_original"),
+    path("videos/<uuid:code>/rendition.mp4", videos.video_rendition_view, name="api_video_rendition"),
+    path("videos/<uuid:code>/poster.jpg", videos.video_poster_view, name="api_video_poster"),
+    path("analyses/", runs.analysis_list_view, name="api_analyses"),
+    path("analyses/<uuid:code>/", runs.analysis_detail_view, name="api_analysis"),
+    path("analyses/<uuid:code>/cancel/", runs.analysis_cancel_view, name="api_analysis_cancel"),
+    path("analyses/<uuid:code>/rerun/", runs.analysis_rerun_view, name="api_analysis_rerun"),
+    path("analyses/<uuid:code>/verify/", runs.analysis_verify_view, name="api_analysis_verify"),
+    path(
+        "analyses/<uuid:code>/verifications/",
+        runs.analysis_verifications_view,
+        name="api_analysis_verifications",
+    ),
+    path("analyses/<uuid:code>/files/", runs.analysis_files_view, name="api_analysis_files"),
+    path("analyses/<uuid:code>/files/<path:path>", runs.analysis_file_view, name="api_analysis_file"),
+    path("analyses/<uuid:code>/download.zip", runs.analysis_zip_view, name="api_analysis_zip"),
+    path("verifications/<uuid:code>/", runs.verification_detail_view, name="api_verification"),
 ]

@@ -1,0 +1,34 @@
+"""What the API's file downloads share: answering whatever the client's Accept header says (a
+file is a file; DRF would otherwise refuse `Accept: video/mp4` with 406 before the view runs),
+and their schema entries (binary bodies, Range answers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework.negotiation import BaseContentNegotiation
+
+from gradcam_site.api import error_responses
+
+
+class FileNegotiation(BaseContentNegotiation):
+    """The first renderer (JSON, for errors), whatever the client accepts: the view answers
+    with the file itself, or with an error in the API's one shape."""
+
+    def select_parser(self, request: Any, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        return (renderers[0], renderers[0].media_type)
+
+
+def binary_responses(media_type: str, description: str, *, ranges: bool = True) -> dict[Any, Any]:
+    """Schema responses of a download: the file (200), a byte range of it (206) and the errors."""
+    responses: dict[Any, Any] = {
+        (200, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description),
+    }
+    if ranges:
+        responses[(206, media_type)] = OpenApiResponse(OpenApiTypes.BINARY, description="A byte range of it")
+    return {**responses, **error_responses(401, 404, *((416,) if ranges else ()))}
