@@ -232,7 +232,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "TeamRoleEnum": "accounts.models.TeamRole",
+        "ShareRoleEnum": "analyses.sharing.models.ShareRole",
+    },
 }
 
 # django-q2. Its defaults are dangerous for long jobs: a task that outlives `timeout` is
