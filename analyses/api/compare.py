@@ -318,7 +318,8 @@ def comparison_data(
 
 
 class ComparisonCreateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=MAX_TITLE_CHARS)
+    # Bounded here; the service refuses a blank or too long title in the page's words.
+    title = serializers.CharField(allow_blank=True, max_length=5 * MAX_TITLE_CHARS)
     columns = serializers.ListField(
         child=serializers.CharField(max_length=_MAX_VALUE_CHARS),
         max_length=_MAX_COLUMN_VALUES,
