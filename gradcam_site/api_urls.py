@@ -1,6 +1,9 @@
 """/api/v1/: every resource, the OpenAPI schema and its offline docs (Swagger UI from
 drf-spectacular-sidecar's static files). Every view is exempt from LoginRequiredMiddleware: DRF
-authenticates (session or API token) and answers 401 in the API's error shape."""
+authenticates (session or API token) and answers 401 in the API's error shape.
+
+The apps' URL modules are included by name, never imported: the apps' API modules import
+`gradcam_site.api`, and the site package must not import them back (no package cycle)."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -12,6 +15,7 @@ urlpatterns = public_to_middleware(
         # Included by name, not imported: the site package imports no app (no import cycle).
         path("", include("accounts.api_urls")),
         path("", include("analyses.api.urls")),
+        path("", include("audit.api_urls")),
         path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
         path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
     ]

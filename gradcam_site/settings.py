@@ -242,6 +242,8 @@ SPECTACULAR_SETTINGS = {
         "UploadStatusEnum": ["processing", "ready", "failed"],
         "AnalysisStatusEnum": "analyses.runs.models.AnalysisStatus",
         "VerificationStatusEnum": "analyses.runs.models.VerificationStatus",
+        "TeamRoleEnum": "accounts.models.TeamRole",
+        "ShareRoleEnum": "analyses.sharing.models.ShareRole",
     },
 }
 

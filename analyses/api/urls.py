@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from analyses.api import library, runs, videos
+from analyses.api import compare, library, runs, sharing, videos
 
 urlpatterns = [
     path("classifiers/", library.classifier_list_view, name="api_classifiers"),
@@ -27,4 +27,15 @@ urlpatterns = [
     path("analyses/<uuid:code>/files/<path:path>", runs.analysis_file_view, name="api_analysis_file"),
     path("analyses/<uuid:code>/download.zip", runs.analysis_zip_view, name="api_analysis_zip"),
     path("verifications/<uuid:code>/", runs.verification_detail_view, name="api_verification"),
+    path("shares/", sharing.share_list_view, name="api_shares"),
+    path("shares/<uuid:code>/", sharing.share_detail_view, name="api_share"),
+    path("share-links/", sharing.share_link_list_view, name="api_share_links"),
+    path("share-links/<uuid:code>/", sharing.share_link_detail_view, name="api_share_link"),
+    path("comparisons/", compare.comparison_list_view, name="api_comparisons"),
+    path("comparisons/<uuid:code>/", compare.comparison_detail_view, name="api_comparison"),
+    path("differences/", compare.difference_create_view, name="api_differences"),
+    path("differences/<uuid:code>/", compare.difference_detail_view, name="api_difference"),
+    path(
+        "differences/<uuid:code>/files/<path:path>", compare.difference_file_view, name="api_difference_file"
+    ),
 ]
