@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import URLPattern, URLResolver
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
@@ -126,6 +128,44 @@ class AnalysisCreateThrottle(UserRateThrottle):
     """Analyses, re-runs and verifications started, per user (GRADCAM_API_ANALYSES_PER_HOUR)."""
 
     scope = "analyses"
+
+
+class ApiMetadata(SimpleMetadata):
+    """OPTIONS answers with the view's name, description and media types, without DRF's
+    description of the request body: that needs a `serializer_class`, which views that validate
+    with the pages' forms do not have (DRF would answer 500); the OpenAPI schema describes them."""
+
+    def determine_actions(self, request: Any, view: Any) -> dict[str, Any]:
+        return {}
+
+
+@csrf_exempt  # it changes nothing; a token client's POST must get this 404, not CSRF's HTML 403
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any /api/v1/ address no endpoint matches (an unknown path, a malformed code): the API's
+    404 in its one shape, not the site's HTML page."""
+    return JsonResponse({"error": {"status": 404, "code": "not_found", "message": "Not found."}}, status=404)
+
+
+def schema_declare_page_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: every paginated list answers 404 ("Invalid page.")
+    for a page number below 1 or past the last page; declared here once for every list."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            parameters = operation.get("parameters") or []
+            page = [p for p in parameters if p.get("in") == "query" and p.get("name") == "page"]
+            if not page:
+                continue
+            page[0].setdefault("schema", {})["minimum"] = 1
+            operation.setdefault("responses", {}).setdefault(
+                "404",
+                {
+                    "description": "No such page: below 1 or past the last page",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            )
+    return result
 
 
 def message_serializer(name: str) -> Any:

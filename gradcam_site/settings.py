@@ -215,6 +215,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "gradcam_site.api.api_exception_handler",
+    "DEFAULT_METADATA_CLASS": "gradcam_site.api.ApiMetadata",
     "DEFAULT_THROTTLE_RATES": {
         "uploads": f"{GRADCAM_API_UPLOADS_PER_HOUR}/hour",
         "analyses": f"{GRADCAM_API_ANALYSES_PER_HOUR}/hour",
@@ -245,6 +246,10 @@ SPECTACULAR_SETTINGS = {
         "TeamRoleEnum": "accounts.models.TeamRole",
         "ShareRoleEnum": "analyses.sharing.models.ShareRole",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gradcam_site.api.schema_declare_page_errors",
+    ],
 }
 
 # django-q2. Its defaults are dangerous for long jobs: a task that outlives `timeout` is

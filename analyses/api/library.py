@@ -101,7 +101,9 @@ def classifier_data(classifier: Classifier, *, request: Request) -> dict[str, An
 
 class ClassifierUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The .h5 or .keras file")
-    name = serializers.CharField(required=False, max_length=200, help_text="Defaults to the file name")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="Defaults to the file name"
+    )
     description = serializers.CharField(required=False, allow_blank=True)
     team = serializers.UUIDField(required=False, allow_null=True, help_text="Code of one of your teams")
     class_map_text = serializers.CharField(required=False, allow_blank=True, help_text="`index: label` lines")
