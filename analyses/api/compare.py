@@ -174,7 +174,7 @@ class DifferenceFile(APIView):
 
 
 # --------------------------------------------------------------------------- comparisons
-class AnalysisSummarySerializer(serializers.Serializer):
+class ColumnAnalysisSerializer(serializers.Serializer):
     code = serializers.UUIDField()
     title = serializers.CharField()
     status = serializers.CharField()
@@ -189,7 +189,7 @@ class ColumnSerializer(serializers.Serializer):
     position = serializers.IntegerField()
     letter = serializers.CharField()
     value = serializers.CharField(help_text="The column as written when saving a comparison")
-    analysis = AnalysisSummarySerializer()
+    analysis = ColumnAnalysisSerializer()
     ready = serializers.BooleanField(help_text="Whether the analysis finished with results")
     layer = serializers.CharField(help_text="The layer shown (full name)")
     layers = serializers.ListField(child=serializers.CharField(), help_text="The analysis's selected layers")
