@@ -73,3 +73,45 @@ def test_a_personal_token_authenticates_script_requests_without_a_session_or_csr
     response = requests.get(f"{live_server.url}/api/v1/me/", headers=headers, timeout=10)
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
     assert response.json()["error"]["message"] == "This API token was revoked."
+
+
+def test_the_schema_validates_with_no_warning_and_describes_every_api_route() -> None:
+    """`manage.py spectacular --validate --fail-on-warn`, and every /api/v1/ route in it."""
+    import io
+
+    import yaml
+    from django.core.management import call_command
+    from django.urls import get_resolver
+
+    out = io.StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    schema = yaml.safe_load(out.getvalue())
+    operations = [op for item in schema["paths"].values() for op in item.values() if isinstance(op, dict)]
+    assert len({op["operationId"] for op in operations}) == len(operations)
+    for operation in operations:
+        assert operation.get("responses"), operation["operationId"]
+        errors = [status for status in operation["responses"] if str(status).startswith(("4", "5"))]
+        assert errors, f"{operation['operationId']} declares no error response"
+        for status in errors:
+            ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/Error"), (operation["operationId"], status, ref)
+    routes = set(_api_routes(get_resolver().url_patterns, prefix=""))
+    missing = {route for route in routes if route not in schema["paths"]}
+    assert routes and missing == set()
+
+
+def _api_routes(patterns: list[Any], *, prefix: str) -> Any:
+    """Every /api/v1/ route (but the schema, the docs and the catch-all 404) in OpenAPI form."""
+    import re
+
+    from django.urls import URLResolver
+
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            if route.startswith("api/v1/") or "api/v1/".startswith(route) or not prefix:
+                yield from _api_routes(pattern.url_patterns, prefix=route)
+            continue
+        if not route.startswith("api/v1/") or route.endswith(("schema/", "docs/", "^")):
+            continue
+        yield "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
