@@ -146,14 +146,29 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
     return JsonResponse({"error": {"status": 404, "code": "not_found", "message": "Not found."}}, status=404)
 
 
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _declare_body_refusals(operation: dict[str, Any]) -> None:
+    """What RequestBodyLimitMiddleware answers, before any view, to a request with a body: a
+    body over the limit (413), a body of unknown length (411), a malformed Content-Length (400)."""
+    responses = operation.setdefault("responses", {})
+    responses.setdefault("400", {"description": "Invalid input", "content": _ERROR_CONTENT})
+    responses.setdefault("411", {"description": "A body without a Content-Length", "content": _ERROR_CONTENT})
+    responses.setdefault("413", {"description": "The body is over its size limit", "content": _ERROR_CONTENT})
+
+
 def schema_declare_page_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """drf-spectacular post-processing hook: every paginated list answers 404 ("Invalid page.")
-    for a page number below 1 or past the last page; declared here once for every list."""
+    for a page number below 1 or past the last page, and every operation with a body may be
+    refused by the body-size middleware; declared here once for every operation."""
     for path_item in result.get("paths", {}).values():
         for operation in path_item.values():
             if not isinstance(operation, dict):
                 continue
             parameters = operation.get("parameters") or []
+            if operation.get("requestBody"):
+                _declare_body_refusals(operation)
             page = [p for p in parameters if p.get("in") == "query" and p.get("name") == "page"]
             if not page:
                 continue

@@ -24,11 +24,19 @@ class FileNegotiation(BaseContentNegotiation):
         return (renderers[0], renderers[0].media_type)
 
 
-def binary_responses(media_type: str, description: str, *, ranges: bool = True) -> dict[Any, Any]:
-    """Schema responses of a download: the file (200), a byte range of it (206) and the errors."""
-    responses: dict[Any, Any] = {
-        (200, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description),
-    }
-    if ranges:
-        responses[(206, media_type)] = OpenApiResponse(OpenApiTypes.BINARY, description="A byte range of it")
+def binary_responses(
+    media_types: str | tuple[str, ...], description: str, *, ranges: bool = True
+) -> dict[Any, Any]:
+    """Schema responses of a download: the file (200), a byte range of it (206) and the errors;
+    `media_types` lists every type the file may be served as."""
+    kinds = (media_types,) if isinstance(media_types, str) else media_types
+    responses: dict[Any, Any] = {}
+    for media_type in kinds:
+        # A JSON file (the manifest) is described as the object it is; everything else as bytes.
+        body = OpenApiTypes.OBJECT if media_type == "application/json" else OpenApiTypes.BINARY
+        responses[(200, media_type)] = OpenApiResponse(body, description=description)
+        if ranges:
+            responses[(206, media_type)] = OpenApiResponse(
+                OpenApiTypes.BINARY, description="A byte range of it"
+            )
     return {**responses, **error_responses(401, 404, *((416,) if ranges else ()))}

@@ -34,6 +34,7 @@ from analyses.api.common import (
     user_ref,
 )
 from analyses.api.files import FileNegotiation, binary_responses
+from analyses.files import RESULT_MEDIA_TYPES
 from analyses.runs import selectors
 from analyses.runs.filters import (
     MAX_SEARCH_CHARS,
@@ -585,7 +586,9 @@ class AnalysisFile(APIView):
     @extend_schema(
         operation_id="analyses_file",
         parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH, description="A listed file's path")],
-        responses=binary_responses("application/octet-stream", "The file, with its own media type"),
+        responses=binary_responses(
+            tuple(sorted(set(RESULT_MEDIA_TYPES.values()))), "The file, with its own media type"
+        ),
         description="One listed result file (images, heatmap videos, raw maps, manifest.json). Supports "
         "Range; `?download=1` makes it an attachment (recorded in the audit trail).",
     )

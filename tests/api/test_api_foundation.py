@@ -115,3 +115,18 @@ def _api_routes(patterns: list[Any], *, prefix: str) -> Any:
         if not route.startswith("api/v1/") or route.endswith(("schema/", "docs/", "^")):
             continue
         yield "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+
+
+def test_a_body_refused_before_any_view_answers_in_the_api_error_shape(web: Any, owner: Any) -> None:
+    import requests
+
+    client = web(owner)
+    too_big = requests.post(
+        client.url("/api/v1/comparisons/"),
+        data=b"x" * (5 * 1024 * 1024),
+        headers={"Content-Type": "application/json", "X-CSRFToken": client.csrf_token()},
+        cookies=client.session.cookies,
+        timeout=30,
+    )
+    error = assert_error_shape(too_big, 413)
+    assert error["code"] == "too_large" and "accepts at most" in error["message"]
