@@ -7,6 +7,8 @@ read-only. Teams are not deleted here: that would silently unshare everything sh
 Users are not deleted either (their memberships would vanish unaudited and their audit events
 would lose their actor): the "Deactivate" action calls `user_deactivate`, and `is_active` is
 changed only through it and "Reactivate".
+API tokens are listed read-only, never with their secret (not stored) or its hash; the
+"Revoke" action calls `api_token_revoke`, which audits it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from accounts import services
-from accounts.models import Team, TeamMembership, TeamRole, User, UserQuota
+from accounts import tokens as tokens_module
+from accounts.models import ApiToken, ApiTokenState, Team, TeamMembership, TeamRole, User, UserQuota
 from audit.log import audit_log
 
 if TYPE_CHECKING:
@@ -270,3 +274,80 @@ class TeamMembershipAdmin(_ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("team__name", "user__username", "user__email")
     autocomplete_fields = ("team", "user")
     readonly_fields = ("added_by", "created_at")
+
+
+class _ApiTokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(state.value, state.label) for state in ApiTokenState]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> QuerySet[ApiToken]:
+        now = timezone.now()
+        live = Q(revoked_at__isnull=True)
+        if self.value() == ApiTokenState.ACTIVE:
+            return queryset.filter(live & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)))
+        if self.value() == ApiTokenState.EXPIRED:
+            return queryset.filter(live, expires_at__lte=now)
+        if self.value() == ApiTokenState.REVOKED:
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(_ReadOnlyMixin, admin.ModelAdmin):
+    # key_sha256 is left out everywhere: a hash of a secret is no business of a page.
+    list_display = (
+        "name",
+        "user",
+        "shown_prefix",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        "state",
+    )
+    list_filter = (_ApiTokenStateFilter, "created_at")
+    search_fields = ("name", "prefix", "user__username", "code")
+    fields = (
+        "code",
+        "user",
+        "name",
+        "shown_prefix",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        "revoked_by",
+    )
+    readonly_fields = fields
+    list_select_related = ("user",)
+    actions = ("revoke_tokens",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Token", ordering="prefix")
+    def shown_prefix(self, obj: ApiToken) -> str:
+        return f"gcs_{obj.prefix}…"
+
+    @admin.display(description="State")
+    def state(self, obj: ApiToken) -> str:
+        return obj.state.label
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_apitoken")
+
+    @admin.action(
+        description="Revoke selected API tokens (scripts using them are refused)", permissions=["revoke"]
+    )
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = 0
+        for token in queryset.select_related("user"):
+            if tokens_module.api_token_revoke(actor=request.user, token=token, via="admin"):
+                revoked += 1
+        skipped = queryset.count() - revoked
+        self.message_user(
+            request,
+            f"{revoked} API token{'s' if revoked != 1 else ''} revoked"
+            + (f"; {skipped} already revoked." if skipped else "."),
+        )

@@ -86,3 +86,27 @@ class TeamMemberAddForm(forms.Form):
 
 class TeamMemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=TeamRole.choices)
+
+
+class ApiTokenCreateForm(forms.Form):
+    # Bounds are the service's (accounts.tokens); the form only parses and says them early.
+    name = forms.CharField(
+        max_length=100,
+        help_text="What uses it, so you recognise it later: a script, a CI pipeline, a machine.",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. training cluster", "autocomplete": "off"}),
+    )
+    expires_in_days = forms.IntegerField(
+        label="Expires after (days)",
+        required=False,
+        min_value=1,
+        max_value=365,
+        initial=90,
+        help_text="1 to 365 days; leave empty for a token that never expires.",
+        widget=forms.NumberInput(attrs={"placeholder": "never"}),
+    )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the token a name, e.g. the script or machine that uses it.")
+        return name

@@ -1,4 +1,4 @@
-"""Users and teams.
+"""Users, teams and personal API tokens.
 
 A team groups users who share libraries and analyses. Membership is a row with a role and a
 unique (team, user) constraint; team owners manage members.
@@ -7,10 +7,13 @@ unique (team, user) constraint; team owners manage members.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -81,3 +84,59 @@ class UserQuota(models.Model):
 
     def __str__(self) -> str:
         return f"Quota of {self.user}"
+
+
+class ApiTokenState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
+class ApiToken(models.Model):
+    """A personal API token: scripts send "Authorization: Bearer gcs_…" instead of logging in.
+
+    Only the SHA-256 of the secret is stored (the secret is shown once, when it is made), plus
+    its first characters (`prefix`) so its owner can tell their tokens apart. Created and
+    revoked only through `accounts.tokens`, which audits both.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=8, editable=False)
+    key_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} (gcs_{self.prefix}…)"
+
+    # The audit trail records whose object an event is about through `owner`: the token's
+    # user then sees in their audit page that staff revoked their token.
+    @property
+    def owner(self) -> Any:
+        return self.user
+
+    @property
+    def owner_id(self) -> int:
+        return self.user_id
+
+    def state_at(self, now: datetime) -> ApiTokenState:
+        if self.revoked_at is not None:
+            return ApiTokenState.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return ApiTokenState.EXPIRED
+        return ApiTokenState.ACTIVE
+
+    @property
+    def state(self) -> ApiTokenState:
+        return self.state_at(timezone.now())

@@ -1,4 +1,4 @@
-"""Account and team pages. Teams are addressed by their UUID `code`, never the pk."""
+"""Account, team and API token pages. Teams are addressed by their UUID `code`, never the pk."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -47,4 +47,6 @@ urlpatterns = [
         name="team_member_remove",
     ),
     path("teams/<uuid:code>/leave/", views.team_leave_view, name="team_leave"),
+    path("tokens/", views.api_tokens_view, name="api_tokens"),
+    path("tokens/<uuid:code>/revoke/", views.api_token_revoke_view, name="api_token_revoke"),
 ]

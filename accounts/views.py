@@ -1,4 +1,4 @@
-"""Sign-up and team pages. Views parse, call a service or selector, and render.
+"""Sign-up, team and API token pages. Views parse, call a service or selector, and render.
 
 Access rules: a team is found only among the user's own teams (404 for anyone else); owner-only
 actions answer 403 to plain members (the service raises PermissionDenied).
@@ -17,18 +17,21 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
+from accounts import tokens as tokens_module
 from accounts.forms import (
+    ApiTokenCreateForm,
     SignupForm,
     StyledAuthenticationForm,
     TeamCreateForm,
     TeamMemberAddForm,
     TeamMemberRoleForm,
 )
-from accounts.models import Team, TeamRole
+from accounts.models import ApiTokenState, Team, TeamRole
 from gradcam_site.middleware import client_ip
 
 HOME_PATH = "/"  # the home page (`library:home`), the landing page after sign-up
@@ -236,3 +239,52 @@ def team_leave_view(request: HttpRequest, code: str) -> HttpResponse:
         return redirect("team_detail", code=team.code)
     messages.success(request, f"You left {team.name}.")
     return redirect(reverse("team_list"))
+
+
+# --------------------------------------------------------------------------- API tokens
+def _render_api_tokens(
+    request: HttpRequest, *, form: ApiTokenCreateForm | None = None, status: int = 200
+) -> HttpResponse:
+    now = timezone.now()
+    tokens = [(token, token.state_at(now)) for token in tokens_module.api_tokens_of(user=request.user)]
+    context = {
+        "tokens": tokens,
+        "form": form or ApiTokenCreateForm(),
+        "live_count": sum(1 for _, state in tokens if state == ApiTokenState.ACTIVE),
+        "max_live": tokens_module.MAX_LIVE_TOKENS_PER_USER,
+    }
+    return render(request, "accounts/api_tokens.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens_view(request: HttpRequest) -> HttpResponse:
+    """The user's tokens and the form to make one; a POST makes it and shows its secret once."""
+    if request.method == "GET":
+        return _render_api_tokens(request)
+    form = ApiTokenCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            token, secret = tokens_module.api_token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_in_days=form.cleaned_data.get("expires_in_days"),
+            )
+        except ValidationError as error:
+            form.add_error(None, error)  # dict errors land on their field
+        else:
+            response = render(request, "accounts/api_token_created.html", {"token": token, "secret": secret})
+            response["Cache-Control"] = "no-store"  # the secret is shown this once
+            return response
+    return _render_api_tokens(request, form=form, status=400)
+
+
+@login_required
+@require_POST
+def api_token_revoke_view(request: HttpRequest, code: str) -> HttpResponse:
+    token = tokens_module.api_token_get_for_user(code=code, user=request.user)
+    if tokens_module.api_token_revoke(actor=request.user, token=token):
+        messages.success(request, f"API token “{token.name}” revoked: scripts using it are now refused.")
+    else:
+        messages.info(request, f"API token “{token.name}” was already revoked.")
+    return redirect("api_tokens")

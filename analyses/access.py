@@ -94,6 +94,15 @@ def can_write(*, user: Any, obj: Any) -> bool:
     return TeamMembership.objects.filter(team_id=obj.team_id, user=user, role=TeamRole.OWNER).exists()
 
 
+def writable(queryset: QuerySet[ModelT], *, user: Any) -> QuerySet[ModelT]:
+    """The rows `can_write` allows, as a filter: the user owns them, or holds the owner role in
+    their team (for lists such as "shares on objects you may manage")."""
+    if is_anonymous(user):
+        return queryset.none()
+    owned_teams = TeamMembership.objects.filter(user=user, role=TeamRole.OWNER).values("team_id")
+    return queryset.filter(Q(owner=user) | Q(team_id__in=owned_teams))
+
+
 def get_for_user(queryset: QuerySet[ModelT], *, code: Any, user: Any, for_write: bool) -> ModelT:
     """The row with this UUID code among `queryset` (already scoped to the user): 404 when it
     is not there, 403 when `for_write` and the user may see but not change it."""

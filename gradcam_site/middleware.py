@@ -58,9 +58,16 @@ def _declared_length(request: HttpRequest) -> int | None:
         return -1
 
 
+_REFUSAL_CODES = {400: "bad_request", 411: "length_required", 413: "too_large"}
+
+
 def _refusal(request: HttpRequest, *, status: int, title: str, message: str) -> HttpResponse:
     accept = request.headers.get("Accept", "")
-    if "application/json" in accept and "text/html" not in accept:
+    if request.path_info.startswith("/api/"):
+        # The API's one error shape (gradcam_site.api), also for what is refused before a view.
+        body = {"error": {"status": status, "code": _REFUSAL_CODES.get(status, "error"), "message": message}}
+        return HttpResponse(json.dumps(body), status=status, content_type="application/json")
+    if "application/json" in accept and "text/html" not in accept:  # the pages' own scripts
         return HttpResponse(json.dumps({"error": message}), status=status, content_type="application/json")
     page = f'<!doctype html><html lang="en"><title>{escape(title)}</title><h1>{escape(title)}</h1><p>{escape(message)}</p></html>'
     return HttpResponse(page, status=status, content_type="text/html; charset=utf-8")

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "django_filters",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "audit",
     "analyses",
@@ -189,6 +192,65 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+
+# The REST API (/api/v1/): the pages' permissions through the same selectors and services.
+# Scripts authenticate with personal API tokens; the browser with its session (and CSRF).
+GRADCAM_API_UPLOADS_PER_HOUR = env_int("GRADCAM_API_UPLOADS_PER_HOUR", 120, minimum=1)
+GRADCAM_API_ANALYSES_PER_HOUR = env_int("GRADCAM_API_ANALYSES_PER_HOUR", 600, minimum=1)
+REST_FRAMEWORK = {
+    # Tokens first: DRF's WWW-Authenticate header (so a 401, not a 403, for anonymous requests)
+    # comes from the first class, and a bad token is refused even beside a session cookie.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "gradcam_site.api.ApiPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "gradcam_site.api.api_exception_handler",
+    "DEFAULT_METADATA_CLASS": "gradcam_site.api.ApiMetadata",
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": f"{GRADCAM_API_UPLOADS_PER_HOUR}/hour",
+        "analyses": f"{GRADCAM_API_ANALYSES_PER_HOUR}/hour",
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "3D Grad-CAM Studio API",
+    "DESCRIPTION": (
+        "Upload Keras Conv3D video classifiers and videos, run Grad-CAM analyses, read their "
+        "results, share and compare them. Authenticate with a personal API token "
+        "(`Authorization: Bearer gcs_...`, made on the account page) or a browser session. "
+        'Errors always have the shape `{"error": {"status", "code", "message", "fields"?}}`.'
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Offline docs: Swagger UI and Redoc from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Several resources have a `status` with their own values: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "UploadStatusEnum": ["processing", "ready", "failed"],
+        "AnalysisStatusEnum": "analyses.runs.models.AnalysisStatus",
+        "VerificationStatusEnum": "analyses.runs.models.VerificationStatus",
+        "TeamRoleEnum": "accounts.models.TeamRole",
+        "ShareRoleEnum": "analyses.sharing.models.ShareRole",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gradcam_site.api.schema_declare_page_errors",
+    ],
+}
 
 # django-q2. Its defaults are dangerous for long jobs: a task that outlives `timeout` is
 # killed, and one not acknowledged within `retry` seconds is handed out again — forever unless

@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("api/v1/", include("gradcam_site.api_urls")),
     path("audit/", include("audit.urls")),
     path("", include("analyses.library.urls")),
     path("", include("analyses.runs.urls")),

@@ -209,6 +209,9 @@ class WebClient:
         headers = dict(kwargs.pop("headers", None) or {})
         headers.setdefault("X-CSRFToken", token)
         headers.setdefault("Referer", self.url("/"))
+        if "json" in kwargs and data is None and files is None:
+            # A JSON body (the API): requests would send `data` instead of `json` if both were given.
+            return self.session.post(self.url(path), headers=headers, **kwargs)
         if isinstance(data, list):
             payload: Any = [*data, ("csrfmiddlewaretoken", token)]
         else:

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from analyses.access import get_for_user
 from analyses.runs.models import (
     ACTIVE_VERIFICATION_STATUSES,
     Analysis,
@@ -29,6 +30,7 @@ from analyses.runs.models import (
     Verification,
     VerificationStatus,
 )
+from analyses.runs.selectors import analyses_visible_to
 from analyses.worker.leases import current_worker_lease, worker_lease_is_dead
 from analyses.worker.queue import pending_broker_tasks, task_enqueue, task_is_pending
 from audit.log import audit_log
@@ -63,6 +65,15 @@ def verifications_recent(
 def verification_of_analysis(*, analysis: Analysis, code: Any) -> Verification | None:
     """The verification `code` of this analysis, or None (the caller may see the analysis)."""
     return analysis.verifications.filter(code=code).first()
+
+
+def verification_get_for_user(*, code: Any, user: Any) -> Verification:
+    """The verification with this code, of an analysis the user may see (404 otherwise: a
+    verification is visible exactly when its analysis is)."""
+    queryset = Verification.objects.select_related("analysis__classifier", "requested_by").filter(
+        analysis__in=analyses_visible_to(user=user).values("pk")
+    )
+    return get_for_user(queryset, code=code, user=user, for_write=False)
 
 
 def _active(queryset: QuerySet[Verification]) -> QuerySet[Verification]:

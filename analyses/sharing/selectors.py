@@ -9,7 +9,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import TeamMembership
-from analyses.access import get_for_user, is_anonymous
+from analyses.access import get_for_user, is_anonymous, writable
 from analyses.library.selectors import classifiers_visible_to, videos_visible_to
 from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.selectors import analyses_visible_to
@@ -29,24 +29,62 @@ def share_links_of(*, analysis: Analysis) -> QuerySet[ShareLink]:
     return ShareLink.objects.filter(analysis=analysis).select_related("created_by", "revoked_by")
 
 
-def share_get_for_user(*, code: Any, user: Any) -> Share:
-    """A share the user can see: one on an object they can see (404 otherwise)."""
-    visible_shares = Share.objects.filter(
+def _shares_visible_to(*, user: Any) -> QuerySet[Share]:
+    """The shares on objects the user can see."""
+    return Share.objects.filter(
         Q(analysis__in=analyses_visible_to(user=user).values("pk"))
         | Q(classifier__in=classifiers_visible_to(user=user, include_archived=True).values("pk"))
         | Q(video__in=videos_visible_to(user=user, include_archived=True).values("pk"))
-    ).select_related("analysis", "classifier", "video", "user", "team")
-    return get_for_user(visible_shares, code=code, user=user, for_write=False)
+    ).select_related("analysis", "classifier", "video", "user", "team", "created_by")
+
+
+def share_get_for_user(*, code: Any, user: Any) -> Share:
+    """A share the user can see: one on an object they can see (404 otherwise)."""
+    return get_for_user(_shares_visible_to(user=user), code=code, user=user, for_write=False)
+
+
+def shares_listed_for(*, user: Any) -> QuerySet[Share]:
+    """The shares the API lists for the user, among those on objects they can see: the ones on
+    objects they may manage (share and revoke), the ones they made, and the ones made for them
+    or for a team of theirs."""
+    if is_anonymous(user):
+        return Share.objects.none()
+    team_ids = TeamMembership.objects.filter(user=user).values("team_id")
+    managed = (
+        Q(analysis__in=writable(analyses_visible_to(user=user), user=user).values("pk"))
+        | Q(
+            classifier__in=writable(
+                classifiers_visible_to(user=user, include_archived=True), user=user
+            ).values("pk")
+        )
+        | Q(video__in=writable(videos_visible_to(user=user, include_archived=True), user=user).values("pk"))
+    )
+    return _shares_visible_to(user=user).filter(
+        managed | Q(created_by=user) | Q(user=user) | Q(team_id__in=team_ids)
+    )
+
+
+def _share_links_visible_to(*, user: Any) -> QuerySet[ShareLink]:
+    """Links on an analysis the user can see, or on a comparison they own."""
+    return ShareLink.objects.filter(
+        Q(analysis__in=analyses_visible_to(user=user).values("pk")) | Q(comparison__owner=user)
+    ).select_related("analysis", "comparison", "created_by", "revoked_by")
 
 
 def share_link_get_for_user(*, code: Any, user: Any) -> ShareLink:
     """A link the user may manage: on an analysis they can see, or on a comparison they own."""
     if is_anonymous(user):
         raise Http404("No such link")
-    links = ShareLink.objects.filter(
-        Q(analysis__in=analyses_visible_to(user=user).values("pk")) | Q(comparison__owner=user)
-    ).select_related("analysis", "comparison")
-    return get_for_user(links, code=code, user=user, for_write=False)
+    return get_for_user(_share_links_visible_to(user=user), code=code, user=user, for_write=False)
+
+
+def share_links_listed_for(*, user: Any) -> QuerySet[ShareLink]:
+    """The links the API lists for the user: the ones they made and the ones on analyses they
+    may share, or on comparisons they own (never a token: only its digest is stored)."""
+    if is_anonymous(user):
+        return ShareLink.objects.none()
+    managed = Q(analysis__in=writable(analyses_visible_to(user=user), user=user).values("pk"))
+    return _share_links_visible_to(user=user).filter(managed | Q(created_by=user) | Q(comparison__owner=user))
 
 
 def share_link_live(*, token: str) -> ShareLink | None:

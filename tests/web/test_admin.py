@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
 
-from accounts.models import TeamMembership, TeamRole
+from accounts.models import ApiToken, TeamMembership, TeamRole
 from analyses.models import Analysis, Classifier, Video
 from audit.log import audit_log
 from audit.models import AuditEvent
@@ -164,6 +164,12 @@ _ADMIN_CASES: dict[str, tuple[Callable[[Any, Any], Any], int]] = {
     "accounts.user": (lambda owner, team: owner, 200),
     "accounts.team": (lambda owner, team: team, 200),
     "accounts.teammembership": (lambda owner, team: TeamMembership.objects.get(team=team, user=owner), 403),
+    "accounts.apitoken": (
+        lambda owner, team: ApiToken.objects.create(
+            user=owner, name="CI", prefix="AbCdEfGh", key_sha256="0" * 64
+        ),
+        403,
+    ),
     "analyses.classifier": (_classifier, 403),
     "analyses.video": (_video, 403),
     "analyses.analysis": (_analysis, 403),

@@ -1,0 +1,23 @@
+"""/api/v1/: every resource, the OpenAPI schema and its offline docs (Swagger UI from
+drf-spectacular-sidecar's static files). Every view is exempt from LoginRequiredMiddleware: DRF
+authenticates (session or API token) and answers 401 in the API's error shape.
+
+The apps' URL modules are included by name, never imported: the apps' API modules import
+`gradcam_site.api`, and the site package must not import them back (no package cycle)."""
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from gradcam_site.api import api_not_found, public_to_middleware
+
+urlpatterns = public_to_middleware(
+    [
+        path("", include("accounts.api_urls")),
+        path("", include("analyses.api.urls")),
+        path("", include("audit.api_urls")),
+        path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
+        path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
+        # Last: anything else under /api/v1/ is the API's JSON 404, not the site's HTML page.
+        re_path(r"^", api_not_found, name="api_not_found"),
+    ]
+)
