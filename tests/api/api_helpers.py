@@ -17,9 +17,10 @@ def send_json(client: Any, method: str, path: str, body: Any = None, **kwargs: A
 
 
 def assert_anonymous_refused(response: Any) -> None:
-    # 403 with session authentication alone; 401 once API tokens (WWW-Authenticate) are merged.
-    assert response.status_code in (401, 403), response.text[:300]
-    assert response.json()["error"]["status"] == response.status_code
+    """No credentials: 401 with the bearer challenge, in the one error shape."""
+    assert response.status_code == 401, response.text[:300]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["error"]["status"] == 401
 
 
 @contextmanager

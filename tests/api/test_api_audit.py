@@ -34,8 +34,8 @@ def codes(response: Any) -> set[str]:
 
 def test_anonymous_reads_no_event(web: Any, events: dict[str, Any]) -> None:
     response = web().get(URL)
-    # 403 until API token authentication is merged; 401 (with WWW-Authenticate) after it.
-    assert response.status_code in (401, 403)
+    # No credentials: 401 (with WWW-Authenticate: Bearer), in the one error shape.
+    assert response.status_code == 401
     assert "error" in response.json()
 
 

@@ -69,7 +69,7 @@ def share_body(analysis: Any, **changes: Any) -> dict[str, Any]:
 def test_anonymous_gets_no_sharing_endpoint(web: Any, team_analysis: Any, owner: Any) -> None:
     share = Share.objects.create(analysis=team_analysis, team=None, user=owner, created_by=owner)
     client = web()
-    # 403 until API token authentication is merged; 401 (with WWW-Authenticate) after it.
+    # No credentials: 401 (with WWW-Authenticate: Bearer), in the one error shape.
     for response in (
         client.get("/api/v1/shares/"),
         client.get(f"/api/v1/shares/{share.code}/"),
@@ -77,7 +77,7 @@ def test_anonymous_gets_no_sharing_endpoint(web: Any, team_analysis: Any, owner:
         client.get("/api/v1/share-links/"),
         client.post("/api/v1/share-links/", json=share_body(team_analysis)),
     ):
-        assert response.status_code in (401, 403)
+        assert response.status_code == 401
     assert Share.objects.count() == 1 and ShareLink.objects.count() == 0
 
 

@@ -20,7 +20,7 @@ def team_url(team: Any, rest: str = "") -> str:
 
 def test_anonymous_gets_no_team_endpoint(web: Any, team: Any, member: Any) -> None:
     client = web()
-    # 403 until API token authentication is merged; 401 (with WWW-Authenticate) after it.
+    # No credentials: 401 (with WWW-Authenticate: Bearer), in the one error shape.
     for response in (
         client.get("/api/v1/teams/"),
         client.get(team_url(team)),
@@ -28,7 +28,7 @@ def test_anonymous_gets_no_team_endpoint(web: Any, team: Any, member: Any) -> No
         client.post(team_url(team, "members/"), json={"username": "x"}),
         client.post(team_url(team, "leave/")),
     ):
-        assert response.status_code in (401, 403)
+        assert response.status_code == 401
         assert "error" in response.json()
     assert Team.objects.count() == 1
 
