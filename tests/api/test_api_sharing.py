@@ -280,3 +280,51 @@ def test_revoking_a_link_ends_it_and_only_its_managers_may(
     assert detail["state"] == "revoked" and detail["revoked_by"] == {"username": owner.username}
     assert web(owner).get("/api/v1/share-links/", params={"state": "live"}).json()["count"] == 0
     assert web(owner).get("/api/v1/share-links/", params={"state": "revoked"}).json()["count"] == 1
+
+
+def test_a_user_an_analysis_is_shared_with_reads_its_results_through_the_api_but_nothing_more(
+    live_server: Any, web: Any, owner: Any, carol: Any, private_analysis: Any
+) -> None:
+    """With carol's own API token: the analysis, its files and ZIP (200); never the model file or
+    the original video (404); no cancel, re-run, verify-free writes or delete (403); until revoked."""
+    import requests
+
+    from accounts.tokens import api_token_create
+
+    made = web(owner).post(
+        "/api/v1/shares/", json={**share_body(private_analysis), "username": "carol", "with_inputs": True}
+    )
+    assert made.status_code == 201, made.text
+    _token, secret = api_token_create(user=carol, name="carol's script", expires_in_days=1)
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {secret}"
+    base, code = f"{live_server.url}/api/v1", private_analysis.code
+    first_file = private_analysis.manifest["files"][0]["path"]
+    reads = [
+        f"/analyses/{code}/",
+        f"/analyses/{code}/files/",
+        f"/analyses/{code}/files/{first_file}",
+        f"/analyses/{code}/download.zip",
+    ]
+    for path in reads:
+        assert api.get(base + path, timeout=60).status_code == 200, path
+    assert (
+        api.get(f"{base}/classifiers/{private_analysis.classifier.code}/file/", timeout=30).status_code == 404
+    )
+    assert api.get(f"{base}/videos/{private_analysis.video.code}/original/", timeout=30).status_code == 404
+    for method, path in (
+        ("post", f"/analyses/{code}/cancel/"),
+        ("post", f"/analyses/{code}/rerun/"),
+        ("delete", f"/analyses/{code}/"),
+    ):
+        response = api.request(method.upper(), base + path, json={}, timeout=30)
+        assert response.status_code == 403, (path, response.text[:200])
+    response = api.post(
+        f"{base}/shares/", json={**share_body(private_analysis), "username": owner.username}, timeout=30
+    )
+    assert response.status_code in (400, 403) and not Share.objects.filter(user=owner).exists()
+
+    share = Share.objects.get(analysis=private_analysis, user=carol)
+    assert delete(web(owner), f"/api/v1/shares/{share.code}/").status_code == 200
+    for path in reads:
+        assert api.get(base + path, timeout=30).status_code == 404, path
