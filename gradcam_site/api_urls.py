@@ -8,7 +8,7 @@ The apps' URL modules are included by name, never imported: the apps' API module
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from gradcam_site.api import api_not_found, public_to_middleware
+from gradcam_site.api import api_not_found, docs_view, public_to_middleware
 
 urlpatterns = public_to_middleware(
     [
@@ -16,7 +16,7 @@ urlpatterns = public_to_middleware(
         path("", include("analyses.api.urls")),
         path("", include("audit.api_urls")),
         path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
-        path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
+        path("docs/", docs_view(SpectacularSwaggerSplitView.as_view(url_name="api_schema")), name="api_docs"),
         # Last: anything else under /api/v1/ is the API's JSON 404, not the site's HTML page.
         re_path(r"^", api_not_found, name="api_not_found"),
     ]
