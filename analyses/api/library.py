@@ -15,7 +15,7 @@ from django.http import Http404
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -36,7 +36,7 @@ from analyses.library import selectors
 from analyses.library import services as library_services
 from analyses.library.forms import CLASS_MAP_MAX_BYTES, ClassifierEditForm, ClassifierUploadForm
 from analyses.library.models import Classifier
-from analyses.library.services import DuplicateUpload, LibraryError, class_map_text
+from analyses.library.services import LibraryError, class_map_text
 from analyses.library.views import original_file_response
 from gradcam_site.api import UploadThrottle, api_error, error_responses, message_serializer
 from gradcam_site.middleware import large_upload_view
@@ -149,43 +149,25 @@ class ClassifierList(UploadLimitMixin, GenericAPIView):
         "`ready` (or `failed`, with `status_message` saying why).",
     )
     def post(self, request: Request) -> Response:
-        data = request.data  # parsed through the limit (UploadLimitMixin)
-        limit = self.upload_limit
-        if limit is not None and limit.refusal:
-            return api_error(
-                limit.refusal, status=413, code="too_large", fields={limit.refusal_field: [limit.refusal]}
-            )
-        team = team_from_code(code=data.get("team"), user=request.user)
-        form = ClassifierUploadForm(
-            {**_plain(data), "team": team.pk if team else ""}, request.FILES, user=request.user
-        )
-        if not form.is_valid():
-            raise form_errors(form)
-        try:
-            classifier = library_services.classifier_create(
+        return self.upload_response(
+            request,
+            form_class=ClassifierUploadForm,
+            create=lambda cleaned: library_services.classifier_create(
                 owner=request.user,
-                team=form.cleaned_data.get("team"),
-                uploaded_file=form.cleaned_data["file"],
-                name=form.cleaned_data.get("name") or "",
-                description=form.cleaned_data.get("description") or "",
-                class_map_text=form.cleaned_data.get("class_map_text") or "",
-            )
-        except DuplicateUpload as duplicate:
-            return api_error(
-                f"{duplicate.message} Its code is {duplicate.existing.code}.", status=409, code="duplicate"
-            )
-        except library_services.InvalidClassMap as exc:
-            return api_error(
-                exc.message, status=400, code="invalid", fields={"class_map_text": [exc.message]}
-            )
-        except LibraryError as exc:
-            return api_error(exc.message, status=400, code="invalid", fields={"file": [exc.message]})
-        return Response(classifier_data(classifier, request=request), status=status.HTTP_202_ACCEPTED)
+                team=cleaned.get("team"),
+                uploaded_file=cleaned["file"],
+                name=cleaned.get("name") or "",
+                description=cleaned.get("description") or "",
+                class_map_text=cleaned.get("class_map_text") or "",
+            ),
+            refusal=_classifier_refusal,
+            data_of=classifier_data,
+        )
 
 
-def _plain(data: Any) -> dict[str, Any]:
-    """The text fields of a parsed body (files are passed separately)."""
-    return {key: data.get(key) for key in data if not hasattr(data.get(key), "read")}
+def _classifier_refusal(exc: LibraryError) -> Response:
+    field = "class_map_text" if isinstance(exc, library_services.InvalidClassMap) else "file"
+    return api_error(exc.message, status=400, code="invalid", fields={field: [exc.message]})
 
 
 class ClassifierDetail(APIView):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.http import Http404
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -32,14 +32,14 @@ from analyses.api.common import (
     user_ref,
 )
 from analyses.api.files import FileNegotiation, binary_responses
-from analyses.api.library import STATUS_PARAMETER, _plain
+from analyses.api.library import STATUS_PARAMETER
 from analyses.api.uploads import UploadLimitMixin
 from analyses.files import private_file_response
 from analyses.library import selectors
 from analyses.library import services as library_services
 from analyses.library.forms import VideoEditForm, VideoUploadForm
 from analyses.library.models import Video
-from analyses.library.services import DuplicateUpload, InvalidTeam, LibraryError, UploadRefused
+from analyses.library.services import InvalidTeam, LibraryError, UploadRefused
 from analyses.library.views import original_file_response
 from gradcam_site.api import UploadThrottle, api_error, error_responses, message_serializer
 from gradcam_site.middleware import large_upload_view
@@ -182,34 +182,20 @@ class VideoList(UploadLimitMixin, GenericAPIView):
         "until `status` is `ready` (or `failed`, with `status_message` saying why).",
     )
     def post(self, request: Request) -> Response:
-        data = request.data  # parsed through the limit (UploadLimitMixin)
-        limit = self.upload_limit
-        if limit is not None and limit.refusal:
-            return api_error(
-                limit.refusal, status=413, code="too_large", fields={limit.refusal_field: [limit.refusal]}
-            )
-        team = team_from_code(code=data.get("team"), user=request.user)
-        form = VideoUploadForm(
-            {**_plain(data), "team": team.pk if team else ""}, request.FILES, user=request.user
-        )
-        if not form.is_valid():
-            raise form_errors(form)
-        try:
-            video = library_services.video_create(
+        return self.upload_response(
+            request,
+            form_class=VideoUploadForm,
+            create=lambda cleaned: library_services.video_create(
                 owner=request.user,
-                team=form.cleaned_data.get("team"),
-                uploaded_file=form.cleaned_data["file"],
-                name=form.cleaned_data.get("name") or "",
-                description=form.cleaned_data.get("description") or "",
-                expected_class=form.cleaned_data.get("expected_class"),
-            )
-        except DuplicateUpload as duplicate:
-            return api_error(
-                f"{duplicate.message} Its code is {duplicate.existing.code}.", status=409, code="duplicate"
-            )
-        except LibraryError as exc:
-            return _library_refusal(exc)
-        return Response(video_data(video, request=request), status=status.HTTP_202_ACCEPTED)
+                team=cleaned.get("team"),
+                uploaded_file=cleaned["file"],
+                name=cleaned.get("name") or "",
+                description=cleaned.get("description") or "",
+                expected_class=cleaned.get("expected_class"),
+            ),
+            refusal=_library_refusal,
+            data_of=video_data,
+        )
 
 
 class VideoDetail(APIView):
