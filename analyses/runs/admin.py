@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from analyses.admin_support import ServicesOnlyMixin
-from analyses.runs.models import Analysis
+from analyses.runs.models import Analysis, Verification
 from analyses.runs.services import analysis_share_problem
 
 
@@ -70,3 +70,23 @@ class AnalysisAdmin(ServicesOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Progress", ordering="progress")
     def progress_percent(self, obj: Analysis) -> str:
         return f"{obj.progress * 100:.0f}%"
+
+
+@admin.register(Verification)
+class VerificationAdmin(admin.ModelAdmin):
+    """Verifications are the worker's record: listed and read here, never added, changed or
+    deleted (a verdict is also an audit event)."""
+
+    list_display = ("__str__", "analysis", "requested_by", "status", "created_at", "finished_at")
+    list_filter = ("status",)
+    list_select_related = ("analysis", "requested_by")
+    search_fields = ("analysis__title", "requested_by__username")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -113,6 +113,12 @@ def _share(owner: Any, team: Any) -> Any:
     return Share.objects.create(analysis=_analysis(owner, team), team=team, created_by=owner)
 
 
+def _verification(owner: Any, team: Any) -> Any:
+    from analyses.models import Verification
+
+    return Verification.objects.create(analysis=_analysis(owner, team), requested_by=owner)
+
+
 def _share_link(owner: Any, team: Any) -> Any:
     from datetime import timedelta
 
@@ -174,6 +180,7 @@ _ADMIN_CASES: dict[str, tuple[Callable[[Any, Any], Any], int]] = {
     "analyses.video": (_video, 403),
     "analyses.analysis": (_analysis, 403),
     "analyses.share": (lambda owner, team: _share(owner, team), 403),
+    "analyses.verification": (lambda owner, team: _verification(owner, team), 403),
     "analyses.sharelink": (lambda owner, team: _share_link(owner, team), 403),
     "audit.auditevent": (
         lambda owner, team: audit_log(
