@@ -1,6 +1,6 @@
 """What every endpoint of the REST API (`/api/v1/`) shares: one error shape, pagination, per-user
-throttles, and the URL helper that lets token-authenticated requests past Django's
-LoginRequiredMiddleware (DRF authenticates them itself; an anonymous one gets a 401/403 JSON).
+throttles, and the catch-all JSON 404. (DRF's views exempt themselves from Django's LoginRequiredMiddleware:
+DRF authenticates the request itself, and an anonymous one gets a 401 in the one shape.)
 
 Errors always have this shape, with the same words the pages show:
 
@@ -12,12 +12,11 @@ Errors always have this shape, with the same words the pages show:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
-from django.urls import URLPattern, URLResolver
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
@@ -139,6 +138,7 @@ class ApiMetadata(SimpleMetadata):
         return {}
 
 
+@login_not_required  # an anonymous client gets this JSON 404, not the login page
 @csrf_exempt  # it changes nothing; a token client's POST must get this 404, not CSRF's HTML 403
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any /api/v1/ address no endpoint matches (an unknown path, a malformed code): the API's
@@ -185,19 +185,6 @@ def schema_declare_page_errors(result: dict[str, Any], **kwargs: Any) -> dict[st
 
 def message_serializer(name: str) -> Any:
     return inline_serializer(name=name, fields={"message": serializers.CharField()})
-
-
-def public_to_middleware(patterns: Iterable[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:
-    """Mark API views so Django's LoginRequiredMiddleware lets them through: DRF authenticates
-    the request (session or token) and answers 401/403 in JSON itself."""
-    marked: list[URLPattern | URLResolver] = []
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            public_to_middleware(pattern.url_patterns)
-        else:
-            pattern.callback.login_required = False  # type: ignore[attr-defined]
-        marked.append(pattern)
-    return marked
 
 
 def docs_view(view: Any) -> Any:

@@ -38,7 +38,7 @@ from analyses.library.forms import CLASS_MAP_MAX_BYTES, ClassifierEditForm, Clas
 from analyses.library.models import Classifier
 from analyses.library.services import LibraryError, class_map_text
 from analyses.library.views import original_file_response
-from gradcam_site.api import UploadThrottle, api_error, error_responses, message_serializer
+from gradcam_site.api import api_error, error_responses, message_serializer
 from gradcam_site.middleware import large_upload_view
 
 STATUS_PARAMETER = OpenApiParameter(
@@ -125,21 +125,15 @@ class ClassifierList(UploadLimitMixin, GenericAPIView):
     def upload_limits(self) -> dict[str, int]:
         return {"file": settings.GRADCAM_MAX_MODEL_BYTES, "class_map_file": CLASS_MAP_MAX_BYTES}
 
-    def get_throttles(self) -> list[Any]:
-        return [UploadThrottle()] if self.request.method == "POST" else []
-
     @extend_schema(
         operation_id="classifiers_list",
         parameters=[STATUS_PARAMETER],
         responses={200: ClassifierSerializer(many=True), **error_responses(401)},
     )
     def get(self, request: Request) -> Response:
-        queryset = selectors.classifiers_visible_to(user=request.user)
-        wanted = request.query_params.get("status")
-        if wanted in {"processing", "ready", "failed"}:
-            queryset = queryset.filter(status=wanted)
-        page = self.paginate_queryset(queryset) or []
-        return self.get_paginated_response([classifier_data(item, request=request) for item in page])
+        return self.uploads_page(
+            request, queryset=selectors.classifiers_visible_to(user=request.user), data_of=classifier_data
+        )
 
     @extend_schema(
         operation_id="classifiers_create",

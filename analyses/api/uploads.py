@@ -17,7 +17,9 @@ from rest_framework.response import Response
 from analyses.api.common import form_errors, team_from_code
 from analyses.library.services import DuplicateUpload, LibraryError
 from analyses.library.uploads import UploadLimitHandler, install_upload_limit
-from gradcam_site.api import api_error
+from gradcam_site.api import UploadThrottle, api_error
+
+UPLOAD_STATES = ("processing", "ready", "failed")
 
 
 class UploadLimitMixin:
@@ -29,6 +31,20 @@ class UploadLimitMixin:
 
     def upload_limits(self) -> dict[str, int]:
         raise NotImplementedError
+
+    def get_throttles(self) -> list[Any]:
+        return [UploadThrottle()] if self.request.method == "POST" else []  # type: ignore[attr-defined]
+
+    def uploads_page(
+        self, request: Request, *, queryset: Any, data_of: Callable[..., dict[str, Any]]
+    ) -> Response:
+        """A page of uploads the caller may see (`queryset`), optionally only those in one
+        processing state (`?status=`), each as `data_of` describes it."""
+        wanted = request.query_params.get("status")
+        if wanted in UPLOAD_STATES:
+            queryset = queryset.filter(status=wanted)
+        page = self.paginate_queryset(queryset) or []  # type: ignore[attr-defined]
+        return self.get_paginated_response([data_of(item, request=request) for item in page])  # type: ignore[attr-defined]
 
     def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Request:
         if request.method == "POST":

@@ -41,7 +41,7 @@ from analyses.library.forms import VideoEditForm, VideoUploadForm
 from analyses.library.models import Video
 from analyses.library.services import InvalidTeam, LibraryError, UploadRefused
 from analyses.library.views import original_file_response
-from gradcam_site.api import UploadThrottle, api_error, error_responses, message_serializer
+from gradcam_site.api import api_error, error_responses, message_serializer
 from gradcam_site.middleware import large_upload_view
 
 
@@ -158,21 +158,15 @@ class VideoList(UploadLimitMixin, GenericAPIView):
     def upload_limits(self) -> dict[str, int]:
         return {"file": settings.GRADCAM_MAX_VIDEO_BYTES}
 
-    def get_throttles(self) -> list[Any]:
-        return [UploadThrottle()] if self.request.method == "POST" else []
-
     @extend_schema(
         operation_id="videos_list",
         parameters=[STATUS_PARAMETER],
         responses={200: VideoSerializer(many=True), **error_responses(401)},
     )
     def get(self, request: Request) -> Response:
-        queryset = selectors.videos_visible_to(user=request.user)
-        wanted = request.query_params.get("status")
-        if wanted in {"processing", "ready", "failed"}:
-            queryset = queryset.filter(status=wanted)
-        page = self.paginate_queryset(queryset) or []
-        return self.get_paginated_response([video_data(item, request=request) for item in page])
+        return self.uploads_page(
+            request, queryset=selectors.videos_visible_to(user=request.user), data_of=video_data
+        )
 
     @extend_schema(
         operation_id="videos_create",
