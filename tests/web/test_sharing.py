@@ -286,6 +286,7 @@ def test_a_share_link_shows_the_result_and_every_file_to_anyone_until_revoked(
     anonymous = web()
     assert_statuses(anonymous, paths, 200)
     page = anonymous.get(f"/s/{token}/")
+    assert page.status_code == 200
     assert (
         page.headers["Cache-Control"] == "private, no-store"
         and page.headers["Referrer-Policy"] == "no-referrer"
