@@ -61,21 +61,29 @@ def difference_payload(
         }
     )
     if difference.status == DifferenceStatus.READY:
-        result = difference.result or {}
-
-        def url(name: str) -> str:
-            return reverse("compare:difference_file", kwargs={"code": difference.code, "path": name})
-
         payload.update(
-            {
-                "frames": [url(name) for name in result.get("frames") or []],
-                "legend_url": url(str(result.get("legend") or "legend.png")),
-                "mean_abs": result.get("mean_abs"),
-                "max_abs": result.get("max_abs"),
-                "mean_abs_per_frame": result.get("mean_abs_per_frame") or [],
-            }
+            _ready_fields(
+                difference,
+                file_url=lambda done, name: reverse(
+                    "compare:difference_file", kwargs={"code": done.code, "path": name}
+                ),
+            )
         )
     return payload
+
+
+def _ready_fields(
+    difference: ComparisonDifference, *, file_url: Callable[[ComparisonDifference, str], str]
+) -> dict[str, Any]:
+    """A finished difference's images (named by `file_url`) and statistics."""
+    result = difference.result or {}
+    return {
+        "frames": [file_url(difference, name) for name in result.get("frames") or []],
+        "legend_url": file_url(difference, str(result.get("legend") or "legend.png")),
+        "mean_abs": result.get("mean_abs"),
+        "max_abs": result.get("max_abs"),
+        "mean_abs_per_frame": result.get("mean_abs_per_frame") or [],
+    }
 
 
 def link_difference_payload(
@@ -94,17 +102,12 @@ def link_difference_payload(
             "status": "unavailable",
             "message": "Not computed yet: it appears here once someone signed in computes it.",
         }
-    result = difference.result or {}
     return {
         "a": column_a.value,
         "b": column_b.value,
         "status": "ready",
         "message": "",
-        "frames": [file_url(difference, name) for name in result.get("frames") or []],
-        "legend_url": file_url(difference, str(result.get("legend") or "legend.png")),
-        "mean_abs": result.get("mean_abs"),
-        "max_abs": result.get("max_abs"),
-        "mean_abs_per_frame": result.get("mean_abs_per_frame") or [],
+        **_ready_fields(difference, file_url=file_url),
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Team
@@ -285,7 +286,7 @@ def share_link_revoke(*, actor: Any, link: ShareLink, as_admin: bool = False) ->
 
 def share_link_followed(*, link: ShareLink, address: str) -> None:
     """Count one visit of the link's page and record it (files it serves are not counted)."""
-    ShareLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now(), use_count=link.use_count + 1)
+    ShareLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now(), use_count=F("use_count") + 1)
     audit_log(
         actor=None,
         action="share_link.followed",
