@@ -20,6 +20,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
+from analyses import storage
+
 # At most 18 digits a side (< 10**18 bytes, far above any stored file): a longer number is
 # treated as a malformed header (the whole file is sent) instead of being parsed; int() of a
 # few thousand digits is slow and past 4300 digits it raises.
@@ -198,12 +200,63 @@ def private_file_response(
     content_type: str | None = None,
     download_name: str | None = None,
 ) -> HttpResponseBase:
-    """Send a MEDIA_ROOT file after the caller has checked permissions: `storage_path` relative
-    to MEDIA_ROOT, or an absolute `path` the caller has already checked (resolve_result_path).
+    """Send a stored file after the caller has checked permissions: `storage_path`, a storage
+    name (relative to MEDIA_ROOT, or the bucket's key), or an absolute local `path` the caller
+    has already checked (a preview's scratch file).
 
+    With MEDIA_DELIVERY accel or presigned, nginx or the object store sends the bytes (see
+    analyses.storage); otherwise Django streams the local file (Range, ETag, 304).
     `download_name` makes it an attachment with that name; otherwise it is shown inline.
     """
-    path = path if path is not None else resolve_media_path(storage_path)
+    if path is None:
+        name = os.fspath(storage_path)
+        media_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        try:
+            delivered = storage.media_delivery_response(
+                name=name, content_type=media_type, download_name=download_name
+            )
+            if delivered is not None:
+                return delivered
+            # The local store: never outside MEDIA_ROOT. The object store (a development set-up,
+            # MEDIA_DELIVERY=django): this machine's cached copy.
+            path = storage.media_fetch(name=name) if storage.store_is_remote() else resolve_media_path(name)
+        except storage.MediaMissing:
+            raise Http404("No file") from None
+        content_type = media_type
+    return _local_file_response(request, path=path, content_type=content_type, download_name=download_name)
+
+
+def stored_result_response(
+    request: HttpRequest,
+    *,
+    results_dir: str,
+    name: str,
+    content_type: str | None = None,
+    download_name: str | None = None,
+) -> HttpResponseBase:
+    """Send one file of a published results folder (an analysis's, a difference's) after the
+    caller's permission check, and after checking `name` is a clean result name.
+
+    On the local disk every component is checked (no symlink, stays inside the folder); in the
+    object store only regular files were ever uploaded (storage.media_publish_tree)."""
+    clean = clean_result_name(name)
+    if clean is None or not results_dir:
+        raise Http404("No such result file")
+    media_type = content_type or result_media_type(clean)
+    if not storage.store_is_remote():
+        local = resolve_result_path(results_dir=results_dir, name=clean)
+        if storage.media_delivery_mode() == storage.DELIVERY_DJANGO:
+            return _local_file_response(
+                request, path=local, content_type=media_type, download_name=download_name
+            )
+    return private_file_response(
+        request, storage_path=f"{results_dir}/{clean}", content_type=media_type, download_name=download_name
+    )
+
+
+def _local_file_response(
+    request: HttpRequest, *, path: Path, content_type: str | None, download_name: str | None
+) -> HttpResponseBase:
     stat = path.stat()
     size = stat.st_size
     etag = quote_etag(f"{int(stat.st_mtime_ns):x}-{size:x}")

@@ -161,6 +161,68 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = env_dir("MEDIA_ROOT", BASE_DIR / "media")
 MEDIA_URL = None
 
+# The media store (analyses/storage.py). Unset MEDIA_BUCKET: MEDIA_ROOT is the store (one
+# machine). Set: an S3-compatible bucket is the store and MEDIA_ROOT only this machine's cache
+# and scratch space, so web servers and workers on other machines share nothing but the
+# database, the broker and the bucket.
+MEDIA_BUCKET = env_str("MEDIA_BUCKET", "").strip()
+MEDIA_S3_ENDPOINT_URL = env_str("MEDIA_S3_ENDPOINT_URL", "").strip()  # empty: AWS itself
+MEDIA_S3_REGION = env_str("MEDIA_S3_REGION", "us-east-1").strip()
+# Empty: boto3's own chain (instance role, ~/.aws, AWS_* variables).
+MEDIA_S3_ACCESS_KEY_ID = env_str("MEDIA_S3_ACCESS_KEY_ID", "")
+MEDIA_S3_SECRET_ACCESS_KEY = env_str("MEDIA_S3_SECRET_ACCESS_KEY", "")
+MEDIA_S3_PREFIX = env_str("MEDIA_S3_PREFIX", "").strip().strip("/")
+# How long a presigned address handed to a browser (or to nginx) stays valid.
+MEDIA_PRESIGN_SECONDS = env_int("MEDIA_PRESIGN_SECONDS", 60, minimum=5)
+if MEDIA_PRESIGN_SECONDS > 3600:
+    raise ImproperlyConfigured(f"MEDIA_PRESIGN_SECONDS={MEDIA_PRESIGN_SECONDS} is above 3600 (one hour)")
+# Largest this machine's cache of stored files may grow (object store only; workers trim it).
+MEDIA_CACHE_MB = env_int("MEDIA_CACHE_MB", 10 * 1024, minimum=100)
+# Who sends a private file's bytes once Django has checked the permission:
+#   django    - Django streams it (one machine, no proxy; the default without a bucket);
+#   accel     - nginx, told by X-Accel-Redirect (docker/nginx.conf's internal locations);
+#   presigned - the object store, by a redirect to a short-lived presigned URL (the default
+#               with a bucket; the store's endpoint must be reachable by browsers).
+MEDIA_DELIVERY = env_str("MEDIA_DELIVERY", "presigned" if MEDIA_BUCKET else "django").strip().lower()
+if MEDIA_DELIVERY not in ("django", "accel", "presigned"):
+    raise ImproperlyConfigured(f"MEDIA_DELIVERY={MEDIA_DELIVERY!r} is not one of: django, accel, presigned")
+if MEDIA_DELIVERY == "presigned" and not MEDIA_BUCKET:
+    raise ImproperlyConfigured("MEDIA_DELIVERY=presigned needs an object store: set MEDIA_BUCKET")
+if MEDIA_BUCKET and MEDIA_DELIVERY == "django" and not DEBUG:
+    raise ImproperlyConfigured(
+        "MEDIA_DELIVERY=django with MEDIA_BUCKET would make every web server download each file it "
+        "serves: use presigned or accel (allowed only with DEBUG=1)"
+    )
+# nginx's internal location prefix for X-Accel-Redirect (see docker/nginx.conf).
+MEDIA_ACCEL_PREFIX = env_str("MEDIA_ACCEL_PREFIX", "/_protected/").strip()
+if not (MEDIA_ACCEL_PREFIX.startswith("/") and MEDIA_ACCEL_PREFIX.endswith("/")):
+    raise ImproperlyConfigured(f"MEDIA_ACCEL_PREFIX={MEDIA_ACCEL_PREFIX!r} must start and end with '/'")
+
+STORAGES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if MEDIA_BUCKET:
+    STORAGES["media_bucket"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_BUCKET,
+            "endpoint_url": MEDIA_S3_ENDPOINT_URL or None,
+            "region_name": MEDIA_S3_REGION,
+            "access_key": MEDIA_S3_ACCESS_KEY_ID or None,
+            "secret_key": MEDIA_S3_SECRET_ACCESS_KEY or None,
+            "location": MEDIA_S3_PREFIX,
+            # Private objects, addressed by path (what S3-compatible servers expect), signed
+            # with SigV4; never overwritten under a new name (our names are unique already).
+            "default_acl": None,
+            "querystring_auth": True,
+            "addressing_style": "path",
+            "signature_version": "s3v4",
+            "file_overwrite": True,
+            "object_parameters": {"CacheControl": "private, max-age=0"},
+        },
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Upload limits. Requests larger than the biggest allowed upload are refused before they
@@ -274,10 +336,21 @@ Q_CLUSTER = {
     "poll": 0.5,
     "orm": "default",
 }
-REDIS_URL = env_str("REDIS_URL", "")
+REDIS_URL = env_str("REDIS_URL", "").strip()
 if REDIS_URL:
+    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a redis://, rediss:// or unix:// URL")
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = REDIS_URL
+    # Throttles (API, sign-up, member additions) count in the cache: shared by every web
+    # process and machine only when the cache is.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "gradcam",
+        }
+    }
 if env_bool("GRADCAM_Q_SYNC", False):
     Q_CLUSTER["sync"] = True
 

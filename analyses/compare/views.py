@@ -26,7 +26,7 @@ from analyses.compare.models import MAX_COLUMNS, MIN_COLUMNS, ComparisonDifferen
 from analyses.compare.presentation import DifferencePayload, comparison_context
 from analyses.compare.selectors import Column, ComparisonError
 from analyses.compare.services import comparison_create, comparison_delete, difference_request
-from analyses.files import clean_result_name, private_file_response, resolve_result_path
+from analyses.files import clean_result_name, stored_result_response
 from analyses.runs.presentation import FileUrl
 from analyses.runs.selectors import analyses_visible_to, analysis_get_for_user
 from analyses.sharing.presentation import comparison_link_panel
@@ -281,8 +281,6 @@ def difference_file_response(
     listed = {*map(str, result.get("frames") or []), str(result.get("legend") or "")}
     if difference.status != DifferenceStatus.READY or clean_result_name(path) is None or path not in listed:
         raise Http404("No such difference file")
-    return private_file_response(
-        request,
-        path=resolve_result_path(results_dir=difference.results_dir, name=path),
-        content_type="image/png",
+    return stored_result_response(
+        request, results_dir=difference.results_dir, name=path, content_type="image/png"
     )

@@ -25,7 +25,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from analyses.access import can_write
-from analyses.files import clean_result_name, private_file_response, resolve_result_path, result_media_type
+from analyses.files import (
+    clean_result_name,
+    private_file_response,
+    resolve_result_path,
+    result_media_type,
+    stored_result_response,
+)
 from analyses.library import selectors as library_selectors
 from analyses.library.models import Classifier, Preview, ProcessingStatus
 from analyses.runs import selectors
@@ -438,9 +444,10 @@ def result_file_response(
         analysis_record_read(
             user=request.user, analysis=analysis, action="analysis.file_downloaded", file_name=path, via=via
         )
-    return private_file_response(
+    return stored_result_response(
         request,
-        path=resolve_result_path(results_dir=analysis.results_dir, name=path),
+        results_dir=analysis.results_dir,
+        name=path,
         content_type=media_type,
         download_name=download_name,
     )
