@@ -120,3 +120,20 @@ def env_header_value(name: str) -> tuple[str, str] | None:
             f"{name}={raw!r} is not of the form 'Header-Name: value' (e.g. 'X-Forwarded-Proto: https')"
         )
     return _header_meta_key(name, raw, header), value.strip()
+
+
+def media_redirect_origins(*, delivery: str, endpoint_url: str, region: str) -> list[str]:
+    """The origins browsers are redirected to for private files (presigned delivery), for the
+    Content-Security-Policy: the S3-compatible endpoint's, or AWS's regional S3 endpoints."""
+    if delivery != "presigned":
+        return []
+    if not endpoint_url:
+        return [f"https://s3.{region}.amazonaws.com", "https://s3.amazonaws.com"]
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ImproperlyConfigured(
+            f"MEDIA_S3_ENDPOINT_URL={endpoint_url!r} is not an http(s)://host[:port] address"
+        )
+    return [f"{parts.scheme}://{parts.netloc}"]

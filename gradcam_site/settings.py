@@ -27,6 +27,7 @@ from gradcam_site.env import (
     env_int,
     env_list,
     env_str,
+    media_redirect_origins,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -383,10 +384,16 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Pages load only our own scripts, styles, images and media (static/ and permission-checked
 # views); no inline script or style, no plugin, no framing, forms post only to this site.
+# With presigned delivery, images and videos are redirected to the object store's origin, and a
+# browser applies the policy to the redirect's target too: that origin (and only it) is added.
+MEDIA_REDIRECT_ORIGINS = media_redirect_origins(
+    delivery=MEDIA_DELIVERY, endpoint_url=MEDIA_S3_ENDPOINT_URL, region=MEDIA_S3_REGION
+)
+_MEDIA_SOURCES = "".join(f" {origin}" for origin in MEDIA_REDIRECT_ORIGINS)
 CONTENT_SECURITY_POLICY = env_str(
     "CONTENT_SECURITY_POLICY",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "media-src 'self' blob:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{_MEDIA_SOURCES}; "
+    f"media-src 'self' blob:{_MEDIA_SOURCES}; font-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 )
 # The client's address, for log-in throttling: REMOTE_ADDR unless the site is behind proxies
