@@ -24,6 +24,7 @@ never from a user's file name.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import shutil
 import stat as stat_module
@@ -116,9 +117,9 @@ def _regular_files(root: Path) -> Iterator[str]:
 
 
 def _upload_args(name: str) -> dict[str, str]:
-    from analyses.files import result_media_type
-
-    return {"ContentType": result_media_type(name)}
+    # The object's own type matters only to someone reading the bucket directly: every delivery
+    # sets the response's type explicitly (presigned ResponseContentType, or Django's header).
+    return {"ContentType": mimetypes.guess_type(name)[0] or "application/octet-stream"}
 
 
 def media_delete(*, names: Iterable[str]) -> None:
