@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import load_backend
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -38,7 +39,9 @@ TIMEOUT = "timeout"
 def _database_answers() -> None:
     """SELECT 1 on a fresh connection to the default database (never the request's own one, so
     a broken pooled connection is not what is tested, and nothing is left open)."""
-    settings_dict: dict[str, Any] = dict(settings.DATABASES["default"])
+    # connections.settings: settings.DATABASES with Django's defaults filled in (AUTOCOMMIT,
+    # TIME_ZONE, ...), which a DatabaseWrapper needs.
+    settings_dict: dict[str, Any] = dict(connections.settings[DEFAULT_DB_ALIAS])
     options = dict(settings_dict.get("OPTIONS") or {})
     if "postgresql" in str(settings_dict.get("ENGINE", "")):
         # libpq's own connect timeout, so the thread ends soon after the deadline too.

@@ -176,7 +176,7 @@ def test_nginx_sets_the_headers_the_settings_trust_and_proxies_to_gunicorns_port
     assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in nginx_mounts
 
 
-def test_settings_load_with_the_compose_environment_as_production() -> None:
+def test_settings_load_with_the_compose_environment_as_production(tmp_path: Path) -> None:
     """The settings module itself, imported in a fresh process with exactly web's and a
     worker's environment (plus the Dockerfile's ENV): it must accept every value."""
     compose = _compose()
@@ -186,7 +186,7 @@ def test_settings_load_with_the_compose_environment_as_production() -> None:
             **{k: v for k, v in facts.env.items() if k not in {"PATH"}},
             **_interpolated(compose["services"][name]),
         }
-        scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"gradcam-compose-{os.getpid()}-{name}"
+        scratch = tmp_path / name
         environment.update(
             GRADCAM_VAR_DIR=str(scratch / "var"),
             MEDIA_ROOT=str(scratch / "media"),

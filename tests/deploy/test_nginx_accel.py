@@ -123,8 +123,12 @@ def stand_in_django() -> Iterator[StandInDjango]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             state.seen.append((self.path, dict(self.headers.items())))
-            if self.path == "/files/video":
-                response = media_delivery_response(name=VIDEO_NAME, content_type="video/mp4")
+            if self.path in ("/files/video", "/files/download"):
+                response = media_delivery_response(
+                    name=VIDEO_NAME,
+                    content_type="video/mp4",
+                    download_name="heatmap layer 00.mp4" if self.path == "/files/download" else None,
+                )
                 assert response is not None
                 self.send_response(response.status_code)
                 for header, value in response.items():
@@ -234,6 +238,18 @@ def test_a_whole_file_comes_from_the_bucket_through_nginx(nginx_in_front: Runnin
     response = _get(nginx_in_front.https + "/files/video")
     assert response.status_code == 200
     assert response.content == VIDEO_BYTES
+
+
+def test_a_download_through_nginx_has_one_content_disposition_and_stays_uncached(
+    nginx_in_front: RunningNginx,
+) -> None:
+    response = _get(nginx_in_front.https + "/files/download", headers={"Range": "bytes=0-99"})
+    assert response.status_code == 206 and response.content == VIDEO_BYTES[:100]
+    raw = response.raw.headers
+    # Two Content-Disposition headers make browsers refuse the download.
+    assert raw.getlist("Content-Disposition") == ['attachment; filename="heatmap layer 00.mp4"']
+    assert raw.getlist("Cache-Control") == ["private, no-store"]
+    assert "Access-Control-Allow-Origin" not in response.headers
 
 
 def test_the_protected_prefix_is_404_from_outside_and_never_reaches_django(
