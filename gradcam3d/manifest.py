@@ -59,6 +59,7 @@ def engine_versions() -> dict[str, str]:
         "ffmpeg": ffmpeg_version(),
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
+        "gpu": ", ".join(device.name for device in tf.config.list_physical_devices("GPU")) or "none",
     }
 
 

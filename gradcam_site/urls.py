@@ -3,7 +3,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from gradcam_site.health import healthz
+
 urlpatterns = [
+    path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/v1/", include("gradcam_site.api_urls")),
