@@ -140,6 +140,7 @@ class Bind:
     host: Path
     inside: str
     writable: bool = False
+    device: bool = False  # a device node (`--dev-bind`): the GPU's, for the analysis engine only
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,8 @@ def _mount_options(binds: Sequence[Bind]) -> list[str]:
             continue  # already visible through a bound folder that contains it
         options += _parent_dirs(bind.inside, made)
         if bind.host.exists():  # else the child reports the missing file itself
-            options += ["--bind" if bind.writable else "--ro-bind", str(bind.host), bind.inside]
+            kind = "--dev-bind" if bind.device else "--bind" if bind.writable else "--ro-bind"
+            options += [kind, str(bind.host), bind.inside]
         made.add(bind.inside)
     return options
 
@@ -540,7 +542,31 @@ def engine_binds(*, input_dir: Path, output_dir: Path) -> list[Bind]:
     it would make bubblewrap fail (`runner._wait_until_mounted`)."""
     if not enabled():
         return []
-    return [Bind(host=input_dir, inside=IN_DIR), Bind(host=output_dir, inside=OUT_DIR, writable=True)]
+    return [
+        Bind(host=input_dir, inside=IN_DIR),
+        Bind(host=output_dir, inside=OUT_DIR, writable=True),
+        *gpu_device_binds(),
+    ]
+
+
+GPU_DEVICE_GLOB = "/dev/nvidia*"
+
+
+def gpu_device_binds() -> list[Bind]:
+    """The NVIDIA device nodes this machine has (a GPU worker: the container runtime put them in
+    its /dev), so the sandboxed engine can use the GPU; none elsewhere. The sandbox's own /dev is
+    minimal, so without these TensorFlow would silently fall back to the CPU."""
+    import glob
+    import stat as stat_module
+
+    devices = []
+    for path in sorted(glob.glob(GPU_DEVICE_GLOB)):
+        try:
+            if stat_module.S_ISCHR(os.stat(path).st_mode):
+                devices.append(Bind(host=Path(path), inside=path, device=True))
+        except OSError:
+            continue
+    return devices
 
 
 # --------------------------------------------------------------------------- limits and the cap

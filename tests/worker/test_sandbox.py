@@ -533,3 +533,28 @@ def test_migrate_works_without_bubblewrap_and_make_demo_refuses_saying_why(tmp_p
     assert "Traceback" not in refused.stderr
     deploy = _manage("check", "--deploy", path=no_bwrap, tmp_path=tmp_path)
     assert deploy.returncode != 0 and "analyses.E001" in deploy.stderr
+
+
+def test_the_analysis_engine_gets_the_gpu_device_nodes_when_the_machine_has_them(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    """A GPU worker's container has /dev/nvidia*; the sandbox's minimal /dev would hide them."""
+    from analyses.worker import sandbox
+
+    devices = tmp_path / "dev"
+    devices.mkdir()
+    (devices / "nvidia0").write_text("")  # a regular file is not a device: never bound
+    monkeypatch.setattr(sandbox, "GPU_DEVICE_GLOB", str(devices / "nvidia*"))
+    assert sandbox.gpu_device_binds() == []
+    monkeypatch.setattr(sandbox, "GPU_DEVICE_GLOB", "/dev/nul*")  # a character device on every machine
+    binds = sandbox.gpu_device_binds()
+    assert binds == [sandbox.Bind(host=Path("/dev/null"), inside="/dev/null", device=True)]
+    options = sandbox._mount_options(binds)
+    assert options[options.index("--dev-bind") : options.index("--dev-bind") + 3] == [
+        "--dev-bind",
+        "/dev/null",
+        "/dev/null",
+    ]
+    if sandbox.enabled():
+        engine = sandbox.engine_binds(input_dir=tmp_path, output_dir=tmp_path)
+        assert sandbox.Bind(host=Path("/dev/null"), inside="/dev/null", device=True) in engine
