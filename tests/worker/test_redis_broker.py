@@ -229,6 +229,28 @@ def test_with_redis_unreachable_the_reaper_logs_and_leaves_lost_rows_queued(
     assert redis_broker.client().llen(_queue_key()) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_job_whose_task_redis_lost_is_enqueued_again_once(
+    redis_broker: RedisServer, video: Any
+) -> None:
+    """Uploads and previews (processing_reap), differences and verifications list the queue
+    through the same helpers: one job kind stands for them here."""
+    from analyses.library.processing import processing_reap
+    from analyses.models import ProcessingStatus, Video
+    from analyses.worker.queue import pending_broker_tasks
+
+    Video.objects.filter(pk=video.pk).update(
+        status=ProcessingStatus.PROCESSING,
+        processing_lease="",
+        created_at=timezone.now() - timedelta(hours=1),
+    )
+    assert processing_reap()["enqueued_again"] == 1
+    assert processing_reap()["enqueued_again"] == 0
+    assert redis_broker.client().llen(_queue_key()) == 1
+    _, names = pending_broker_tasks()
+    assert f"video-{video.pk}" in names
+
+
 # --------------------------------------------------------------------------- with a real cluster
 @pytest.mark.slow
 @pytest.mark.worker
