@@ -341,6 +341,12 @@ REDIS_URL = env_str("REDIS_URL", "").strip()
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a redis://, rediss:// or unix:// URL")
+    # The Redis broker keeps no copy of a task once a cluster's pusher has taken it (BLPOP into
+    # the cluster's local queue of `queue_limit`), and a Redis without persistence loses its list
+    # on a restart: the reaper re-enqueues queued rows whose task is in neither place after
+    # GRADCAM_HEARTBEAT_STALE_SECONDS (analyses.worker.queue). A running cluster survives a Redis
+    # restart by itself: its pusher exits on the broken connection (after 10 s) and the
+    # cluster's sentinel starts a new one (tests/worker/test_redis_broker.py).
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = REDIS_URL
     # Throttles (API, sign-up, member additions) count in the cache: shared by every web

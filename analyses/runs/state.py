@@ -288,8 +288,9 @@ def _reap_running(analysis: Analysis, *, now: datetime) -> str:
 
 
 def _reap_lost_queued(*, now: datetime, counts: dict[str, int]) -> None:
-    """Queued rows whose task is gone (enqueueing failed at commit, a broker lost it): queue them
-    again, or fail them in words when no attempt is left."""
+    """Queued rows whose task is gone (enqueueing failed at commit, the ORM queue row was deleted,
+    Redis lost its list or a SIGKILLed cluster its prefetched tasks): queue them again, or fail
+    them in words when no attempt is left."""
     lost_before = now - timedelta(seconds=settings.GRADCAM_HEARTBEAT_STALE_SECONDS)
     candidates = list(
         Analysis.objects.filter(
@@ -330,7 +331,11 @@ def analysis_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
     its worker process (same host) is gone. While attempts remain it goes back to the queue,
     otherwise it fails with a message saying what happened. A queued row older than that with
     no pending django-q2 task is enqueued again (a duplicate task is harmless: the queued ->
-    running compare-and-set lets only one run it).
+    running compare-and-set lets only one run it). With the Redis broker "pending" means in the
+    Redis list or enqueued within the grace, because a task a busy live cluster has prefetched is
+    in neither the list nor started: such a row gets at most one more copy per grace period
+    (`analyses.worker.queue._remember_redis_enqueue`). When the broker cannot be listed (Redis
+    down) nothing is re-enqueued this run and the rows stay queued for the next one.
     """
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=settings.GRADCAM_HEARTBEAT_STALE_SECONDS)
