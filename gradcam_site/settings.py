@@ -321,9 +321,10 @@ SPECTACULAR_SETTINGS = {
 # row decides about retries, so django-q2 gets exactly one attempt, and `retry` is longer than
 # `timeout` so a running task is never handed to a second worker.
 _Q_TIMEOUT = GRADCAM_ANALYSIS_TIMEOUT + 120
+_Q_WORKERS = env_int("GRADCAM_WORKERS", 2, minimum=1)
 Q_CLUSTER = {
     "name": "gradcam",
-    "workers": env_int("GRADCAM_WORKERS", 2, minimum=1),
+    "workers": _Q_WORKERS,
     "recycle": 50,
     "timeout": _Q_TIMEOUT,
     "retry": _Q_TIMEOUT + 300,
@@ -333,7 +334,10 @@ Q_CLUSTER = {
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 500,
-    "queue_limit": 4,
+    # Tasks a cluster takes from the broker ahead of its free workers. With Redis a taken task
+    # is out of the shared list: a cluster holding many while others idle would spread work
+    # unevenly over machines, so it takes no more than it has workers.
+    "queue_limit": _Q_WORKERS,
     "poll": 0.5,
     "orm": "default",
 }
