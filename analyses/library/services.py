@@ -7,6 +7,11 @@ task then has the file inspected (models) or probed and transcoded (videos) by t
 sandboxed child process (`classifier_process`, `video_process`), renames it to its final name
 (`classifiers/<uuid hex>.h5`, `videos/<uuid hex>.mp4`) and marks the row ready, or refused with
 the reason, removing the file. No failure path leaves a file behind.
+
+With an object store (analyses.storage, MEDIA_BUCKET set) the web server and the worker share
+no disk: every stored file (the pending upload, the final original, the rendition and poster)
+is published to the bucket before a row names it or a job that reads it is queued; the worker
+fetches its input from the store, and removing a file removes its object too.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from django.utils import timezone
 import gradcam3d.classmap as class_map_grammar
 from accounts.models import Team
 from accounts.selectors import user_is_team_member
+from analyses import storage
 from analyses.library.models import Classifier, ProcessingStatus, Video
 from analyses.library.processing import (
     processing_claim,
@@ -185,13 +191,33 @@ def _move_into_media(*, source: Path, relative_name: str) -> Path:
     return destination
 
 
-def _delete_media_file(relative_name: str) -> None:
-    if not relative_name:
-        return
-    root = media_root().resolve()
-    path = (root / relative_name).resolve()
-    if root in path.parents:
-        _remove_quietly(path)
+def _delete_stored(*names: str) -> None:
+    """Remove stored files (their local copies and, with an object store, their objects).
+
+    Called from cleanup paths and on-commit hooks: a failure (an unreachable bucket, a name
+    that is not a storage name) is logged and never masks the original error or turns a
+    committed delete into an error page; the orphan costs space, not correctness."""
+    for name in names:
+        if not name:
+            continue
+        try:
+            storage.media_delete(names=[name])
+        except Exception as exc:
+            logger.warning("could not remove the stored file %s: %s", name, exc)
+
+
+def _publish_moved(*, source: Path, relative_name: str) -> Path:
+    """Move a complete local file to `relative_name` and make it the stored one (uploaded to the
+    bucket, when there is one) before any row names it: a worker on another machine, or a web
+    server, must find it there. On failure neither the local file nor the object remains."""
+    stored = _move_into_media(source=source, relative_name=relative_name)
+    try:
+        storage.media_publish_file(name=relative_name)
+    except BaseException:
+        _remove_quietly(stored)
+        _delete_stored(relative_name)  # a put may have landed before the error was seen
+        raise
+    return stored
 
 
 # --------------------------------------------------------------------------- teams
@@ -287,7 +313,7 @@ def _record_upload(
     and queue its worker job (on commit); nothing is left behind when any step fails."""
     stored: Path | None = None
     try:
-        stored = _move_into_media(source=staged.path, relative_name=relative_name)
+        stored = _publish_moved(source=staged.path, relative_name=relative_name)
         with transaction.atomic():
             obj = model.objects.create(**fields, status=ProcessingStatus.PROCESSING)
             audit_log(
@@ -302,16 +328,20 @@ def _record_upload(
                 },
             )
             processing_enqueue(obj)
-        return obj
     except IntegrityError:
-        _remove_quietly(stored)
+        if stored is not None:
+            _delete_stored(relative_name)
         _refuse_raced_duplicate(model=model, owner=fields["owner"], sha256=staged.sha256)
         raise
     except BaseException:
-        _remove_quietly(stored)
+        if stored is not None:
+            _delete_stored(relative_name)  # the object too: no row will ever name it
         raise
     finally:
         _remove_quietly(staged.path)
+    # The worker reads the upload from the store (the bucket), not from this web server.
+    storage.media_drop_local_copy(names=[relative_name])
+    return obj
 
 
 def _uploaded_file_fields(
@@ -437,22 +467,45 @@ def _refuse_processing(obj: Classifier | Video, *, lease: str, message: str) -> 
         audit_log(
             actor=obj.owner, action=f"{obj._meta.model_name}.refused", target=obj, data={"reason": message}
         )
-        _delete_media_file(obj.file.name)
+        _delete_stored(obj.file.name)
         return ProcessingStatus.FAILED
     return "gone"  # deleted (or taken over) while it was being processed
+
+
+def _fetch_upload_or_refuse(obj: Classifier | Video, *, what: str) -> Path:
+    """A complete local copy of the uploaded file, from the store (this worker may share no disk
+    with the web server that took the upload); refused when it is not stored."""
+    try:
+        return storage.media_fetch(name=obj.file.name, size=obj.size_bytes)
+    except storage.MediaMissing:
+        raise UploadRefused(
+            f"The uploaded {what} file is missing from the server; upload it again."
+        ) from None
+
+
+def _publish_processed(renames: list[tuple[Path, str]]) -> list[str]:
+    """Move each processed file to its final name and publish it; the names published. On
+    failure, what was already published is removed again and the error raised."""
+    published: list[str] = []
+    try:
+        for source, relative_name in renames:
+            _publish_moved(source=source, relative_name=relative_name)
+            published.append(relative_name)
+    except BaseException:
+        _delete_stored(*published)
+        raise
+    return published
 
 
 def _finish_processing(
     obj: Classifier | Video, *, lease: str, renames: list[tuple[Path, str]], fields: dict[str, Any]
 ) -> str:
-    """Rename the processed files to their final names and mark the row ready, or undo the renames
-    when the row is no longer this job's (deleted meanwhile)."""
-    moved: list[Path] = []
+    """Store the processed files under their final names (published before the row names them)
+    and mark the row ready, or remove them again when the row is no longer this job's."""
+    uploaded_name = obj.file.name
     try:
-        for source, relative_name in renames:
-            moved.append(_move_into_media(source=source, relative_name=relative_name))
-    except OSError as exc:
-        _remove_quietly(*moved)
+        published = _publish_processed(renames)
+    except Exception as exc:  # a full disk (OSError) or an unreachable bucket (boto's errors)
         if not type(obj).objects.filter(pk=obj.pk, processing_lease=lease).exists():
             return "gone"  # deleted while it was processed: the delete removed the upload
         logger.error("%s %s: the processed files could not be stored: %s", obj._meta.model_name, obj.pk, exc)
@@ -466,11 +519,15 @@ def _finish_processing(
                 obj.refresh_from_db()
                 _audit_created(obj, actor=obj.owner)
     except BaseException:
-        _remove_quietly(*moved)
+        _delete_stored(*published)
         raise
     if not won:
-        _remove_quietly(*moved)
+        _delete_stored(*published)
         return "gone"
+    if uploaded_name not in published:
+        # The row now names the final copy: the upload's pending name goes (in the bucket; on
+        # the local disk it was renamed away already).
+        _delete_stored(uploaded_name)
     return ProcessingStatus.READY
 
 
@@ -484,10 +541,8 @@ def classifier_process(*, classifier_id: int) -> str:
     if lease is None:
         return "skipped"
     classifier = Classifier.objects.get(pk=classifier_id)
-    pending = media_root() / classifier.file.name
     try:
-        if not pending.is_file():
-            raise UploadRefused("The uploaded model file is missing from the server; upload it again.")
+        pending = _fetch_upload_or_refuse(classifier, what="model")
         try:
             inspection = engine_client.inspect_model_file(pending)
         except engine_client.EngineError as exc:
@@ -559,8 +614,7 @@ def _delete_or_archive(obj: _LibraryT, *, actor: Any, media_names: Callable[[_Li
             names = media_names(locked)
 
             def delete_media_files() -> None:
-                for name in names:
-                    _delete_media_file(name)
+                _delete_stored(*names)
 
             try:
                 with transaction.atomic():  # a savepoint: the audit event goes with the delete
@@ -732,7 +786,6 @@ def video_process(*, video_id: int) -> str:
     if lease is None:
         return "skipped"
     video = Video.objects.get(pk=video_id)
-    pending = media_root() / video.file.name
     stem = Path(video.file.name).name.removesuffix(PENDING_SUFFIX)
     # The child writes (and, if killed, leaves) partial files next to its outputs: give it a
     # folder of its own under MEDIA_ROOT/tmp (same file system: the final renames stay atomic).
@@ -740,8 +793,7 @@ def video_process(*, video_id: int) -> str:
     try:
         rendition, poster = work_dir / f"{stem}.web.mp4", work_dir / f"{stem}.poster.jpg"
         try:
-            if not pending.is_file():
-                raise UploadRefused("The uploaded video file is missing from the server; upload it again.")
+            pending = _fetch_upload_or_refuse(video, what="video")
             probe = _transcode_or_refuse(source=pending, rendition=rendition, poster=poster)
         except LibraryError as exc:
             return _refuse_processing(video, lease=lease, message=exc.message)
@@ -750,7 +802,7 @@ def video_process(*, video_id: int) -> str:
             "rendition": f"videos/{stem}.web.mp4",
             "poster": f"videos/{stem}.poster.jpg",
         }
-        return _finish_processing(
+        outcome = _finish_processing(
             video,
             lease=lease,
             renames=[(pending, names["file"]), (rendition, names["rendition"]), (poster, names["poster"])],
@@ -760,6 +812,11 @@ def video_process(*, video_id: int) -> str:
                 "derived_bytes": rendition.stat().st_size + poster.stat().st_size,
             },
         )
+        if outcome == ProcessingStatus.READY:
+            # Web servers deliver these from the store; no worker reads them again. (The original
+            # stays cached here: analyses of the video read it.)
+            storage.media_drop_local_copy(names=[names["rendition"], names["poster"]])
+        return outcome
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
