@@ -16,6 +16,7 @@ manifest can never list it (or make the file view serve it), and it is not one o
 from __future__ import annotations
 
 import os
+import stat as stat_module
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -58,6 +59,28 @@ def listed_result_names(manifest: dict[str, Any]) -> list[str]:
 def archive_storage_name(results_dir: str) -> str:
     """The storage name of an attempt folder's prebuilt ZIP."""
     return f"{results_dir}/{ARCHIVE_NAME}"
+
+
+def prebuilt_archive_exists(results_dir: str) -> bool:
+    """Whether the worker prebuilt the ZIP of this published results folder.
+
+    Object store: only what `media_publish_tree` uploaded is there, and the worker removes any
+    file of this name the engine wrote before uploading. Local disk: a folder published before
+    ZIPs were prebuilt holds whatever its engine child wrote, so only a regular file (never a
+    symlink, in no symlinked folder) counts."""
+    name = archive_storage_name(results_dir)
+    if storage.store_is_remote():
+        return storage.media_exists(name=name)
+    try:
+        folder = storage.media_local_path(results_dir)
+        path = storage.media_local_path(name)
+        return (
+            not folder.is_symlink()
+            and stat_module.S_ISREG(path.lstat().st_mode)
+            and path.resolve().parent == folder.resolve()
+        )
+    except (OSError, storage.MediaMissing):
+        return False
 
 
 def _compression(media_type: str) -> int:

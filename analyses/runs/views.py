@@ -36,6 +36,7 @@ from analyses.runs.archive import (
     archive_storage_name,
     listed_result_names,
     local_members,
+    prebuilt_archive_exists,
     stored_members,
     zip_stream,
 )
@@ -464,7 +465,9 @@ def result_zip_response(request: HttpRequest, *, analysis: Analysis, via: str = 
     name = f"analysis-{analysis.code.hex[:8]}.zip"
     names = _listed_result_names(analysis)
     prebuilt = archive_storage_name(analysis.results_dir)
-    if storage.media_delivery_mode() != storage.DELIVERY_DJANGO and storage.media_exists(name=prebuilt):
+    if storage.media_delivery_mode() != storage.DELIVERY_DJANGO and prebuilt_archive_exists(
+        analysis.results_dir
+    ):
         response = private_file_response(
             request, storage_path=prebuilt, content_type="application/zip", download_name=name
         )

@@ -116,13 +116,10 @@ def test_with_accel_delivery_the_zip_answers_x_accel_redirect_and_no_body(
     assert response.content == b""
 
 
-def test_on_one_machine_no_zip_is_prebuilt_and_the_zip_is_streamed(
-    web: Any, owner: Any, demo: dict[str, Any], settings: Any, tmp_path: Path
-) -> None:
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    assert settings.MEDIA_DELIVERY == "django" and not settings.MEDIA_BUCKET
+def _run_on_one_machine(*, owner: Any, demo: dict[str, Any], settings: Any, media_root: Path) -> Any:
+    """An analysis run with no bucket: MEDIA_ROOT is the store, shared by the web and the worker."""
+    settings.MEDIA_ROOT = str(media_root)
     entry = demo_video_entry(demo, mislabelled=False)
-    media_root = Path(settings.MEDIA_ROOT)
     library = {
         "classifier": make_classifier(
             owner=owner,
@@ -137,7 +134,42 @@ def test_on_one_machine_no_zip_is_prebuilt_and_the_zip_is_streamed(
     run_as_worker(settings, media_root)  # the same machine: the same MEDIA_ROOT
     analysis.refresh_from_db()
     assert analysis.status == "succeeded", analysis.error_message
+    return analysis
+
+
+def test_on_one_machine_no_zip_is_prebuilt_and_the_zip_is_streamed(
+    web: Any, owner: Any, demo: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    assert settings.MEDIA_DELIVERY == "django" and not settings.MEDIA_BUCKET
+    media_root = tmp_path / "media"
+    analysis = _run_on_one_machine(owner=owner, demo=demo, settings=settings, media_root=media_root)
     assert not (media_root / analysis.results_dir / ARCHIVE_NAME).exists()
     response = web(owner).get(f"/analyses/{analysis.code}/download.zip")
     assert response.status_code == 200 and "Content-Length" not in response.headers  # streamed
     _assert_complete_zip(response.content, analysis)
+
+
+def test_on_one_machine_with_accel_the_prebuilt_zip_is_handed_to_nginx(
+    web: Any, owner: Any, demo: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_DELIVERY = "accel"
+    media_root = tmp_path / "media"
+    analysis = _run_on_one_machine(owner=owner, demo=demo, settings=settings, media_root=media_root)
+    _assert_complete_zip((media_root / analysis.results_dir / ARCHIVE_NAME).read_bytes(), analysis)
+    response = web(owner).get(f"/analyses/{analysis.code}/download.zip")
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["X-Accel-Redirect"] == f"/_protected/media/{analysis.results_dir}/{ARCHIVE_NAME}"
+
+
+def test_a_zip_symlink_left_in_an_older_results_folder_is_never_handed_to_nginx(
+    web: Any, owner: Any, demo: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    media_root = tmp_path / "media"
+    analysis = _run_on_one_machine(owner=owner, demo=demo, settings=settings, media_root=media_root)
+    secret = tmp_path / "secret.zip"
+    secret.write_bytes(b"not a result")
+    (media_root / analysis.results_dir / ARCHIVE_NAME).symlink_to(secret)  # as a hostile engine could
+    settings.MEDIA_DELIVERY = "accel"
+    response = web(owner).get(f"/analyses/{analysis.code}/download.zip")
+    assert response.status_code == 200 and "X-Accel-Redirect" not in response.headers
+    _assert_complete_zip(response.content, analysis)  # streamed from the listed files instead
