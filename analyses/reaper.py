@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from analyses.compare.services import differences_reap
 from analyses.library.processing import processing_reap
+from analyses.runs.execution import worker_cache_trim
 from analyses.runs.previews import previews_sweep
 from analyses.runs.state import analysis_reap_stale
 from analyses.runs.verification import verifications_reap
@@ -78,4 +79,7 @@ def _on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> 
         reap_everything()
     except Exception:  # noqa: BLE001 - a worker must start even if the database is unavailable now
         logger.exception("reaping stale analyses at worker start failed")
+    # A worker machine's cache of the object store (inputs, results) may have grown past
+    # MEDIA_CACHE_MB while no worker ran; a no-op on one machine.
+    worker_cache_trim()
     runner.start_spare()

@@ -1,6 +1,6 @@
 """What the API's file downloads share: answering whatever the client's Accept header says (a
 file is a file; DRF would otherwise refuse `Accept: video/mp4` with 406 before the view runs),
-and their schema entries (binary bodies, Range answers)."""
+and their schema entries (binary bodies, Range answers, the object store's redirect)."""
 
 from __future__ import annotations
 
@@ -39,4 +39,10 @@ def binary_responses(
             responses[(206, media_type)] = OpenApiResponse(
                 OpenApiTypes.BINARY, description="A byte range of it"
             )
+    # With the media store in a bucket and MEDIA_DELIVERY=presigned, the file itself is not sent
+    # by the API server (analyses.files.private_file_response): clients must follow redirects.
+    responses[302] = OpenApiResponse(
+        description="A redirect to a short-lived presigned address of the file in the object store "
+        "(MEDIA_DELIVERY=presigned), which answers Range requests itself"
+    )
     return {**responses, **error_responses(401, 404, *((416,) if ranges else ()))}

@@ -16,9 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from analyses import storage
 from analyses.compare.models import (
     MAX_COLUMNS,
     MIN_COLUMNS,
@@ -194,7 +195,7 @@ def difference_request(*, user: Any, column_a: Column, column_b: Column) -> Comp
 
 # --------------------------------------------------------------------------- difference: the job
 def difference_folder(difference: ComparisonDifference) -> str:
-    """Relative to MEDIA_ROOT."""
+    """Its storage name (relative to MEDIA_ROOT, and the bucket's key prefix)."""
     return f"{DIFFERENCE_FOLDER}/{difference.code.hex}"
 
 
@@ -239,16 +240,30 @@ def _checked_result(raw: dict[str, Any], *, folder: Path) -> dict[str, Any]:
     }
 
 
+def _published_maps(column: Column) -> Path:
+    """This machine's copy of a column's published raw maps: on the local disk the file itself
+    (checked like the file view does); from the object store a download into the cache (the
+    analysis may have run on another machine). MediaMissing (an OSError) when it is not stored."""
+    name = _raw_maps_path(column) or ""
+    results_dir = column.analysis.results_dir
+    if not storage.store_is_remote():
+        return resolve_result_path(results_dir=results_dir, name=name)
+    recorded = [
+        record.get("bytes")
+        for record in (column.analysis.manifest or {}).get("files") or []
+        if isinstance(record, dict) and record.get("path") == name
+    ]
+    size = recorded[0] if recorded and isinstance(recorded[0], int) else None
+    return storage.media_fetch(name=f"{results_dir}/{name}", size=size)
+
+
 def _engine_inputs(difference: ComparisonDifference) -> dict[str, Any]:
     a = Column(analysis=difference.analysis_a, layer_name=difference.layer_a, class_index=difference.class_a)
     b = Column(analysis=difference.analysis_b, layer_name=difference.layer_b, class_index=difference.class_b)
     reason = difference_unavailable_reason(column_a=a, column_b=b)
     if reason is not None:
         raise ComparisonError(f"No difference for these columns: {reason}")
-    paths = {}
-    for side, column in (("a", a), ("b", b)):
-        name = _raw_maps_path(column) or ""
-        paths[side] = resolve_result_path(results_dir=column.analysis.results_dir, name=name)
+    paths = {side: _published_maps(column) for side, column in (("a", a), ("b", b))}
     return {
         "a_npz": paths["a"],
         "a_key": _map_key(a) or "",
@@ -259,14 +274,17 @@ def _engine_inputs(difference: ComparisonDifference) -> dict[str, Any]:
 
 def difference_build(*, difference_id: int) -> str:
     """The worker's job: the engine computes the difference in a sandboxed child into
-    MEDIA_ROOT/differences/<code hex>/. Returns the final status, or "skipped"."""
+    MEDIA_ROOT/differences/<code hex>/, which is uploaded to the media store before the row says
+    READY (a half-uploaded difference is never shown). Returns the final status, or "skipped"."""
     lease = _claim(difference_id)
     if lease is None:
         return "skipped"
     difference = ComparisonDifference.objects.select_related("analysis_a", "analysis_b").get(pk=difference_id)
-    folder = Path(settings.MEDIA_ROOT) / difference_folder(difference)
-    shutil.rmtree(folder, ignore_errors=True)
+    prefix = difference_folder(difference)
+    folder = storage.media_local_path(prefix)
     try:
+        # Also what an earlier attempt (a worker that died) may have uploaded.
+        storage.media_delete_prefix(prefix=prefix)
         inputs = _engine_inputs(difference)
         raw = engine_client.difference_maps(
             **inputs,
@@ -276,21 +294,16 @@ def difference_build(*, difference_id: int) -> str:
             timeout_seconds=difference_timeout_seconds(),
         )
         result = _checked_result(raw, folder=folder)
+        storage.media_publish_tree(prefix=prefix)
     except (engine_client.EngineError, ComparisonError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        _end(difference, lease=lease, status=DifferenceStatus.FAILED, message=exc.message, progress=1.0)
-        return DifferenceStatus.FAILED
-    except Exception as exc:  # noqa: BLE001 - the files are untrusted output or gone: fail the row, say so
-        logger.error("difference %s: unusable engine output or inputs: %s", difference_id, exc)
-        shutil.rmtree(folder, ignore_errors=True)
-        _end(
-            difference,
-            lease=lease,
-            status=DifferenceStatus.FAILED,
-            message="The difference could not be computed from these results.",
-            progress=1.0,
+        return _build_failed(difference, lease=lease, message=exc.message)
+    except Exception as exc:  # noqa: BLE001 - untrusted output, inputs gone, or not uploaded: fail the row, say so
+        logger.error(
+            "difference %s: unusable engine output or inputs, or not uploaded: %s", difference_id, exc
         )
-        return DifferenceStatus.FAILED
+        return _build_failed(
+            difference, lease=lease, message="The difference could not be computed from these results."
+        )
     if _end(
         difference,
         lease=lease,
@@ -298,11 +311,41 @@ def difference_build(*, difference_id: int) -> str:
         progress=1.0,
         message="",
         result=result,
-        results_dir=difference_folder(difference),
+        results_dir=prefix,
     ):
+        # The store holds it now; web servers serve it from there.
+        storage.media_drop_local_copy(names=[prefix])
         return DifferenceStatus.READY
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove_folder(prefix)
     return "gone"
+
+
+def _build_failed(difference: ComparisonDifference, *, lease: str, message: str) -> str:
+    _remove_folder(difference_folder(difference))
+    _end(difference, lease=lease, status=DifferenceStatus.FAILED, message=message, progress=1.0)
+    return DifferenceStatus.FAILED
+
+
+def _remove_folder(prefix: str) -> None:
+    """Remove an unpublished difference folder and its objects (a failure is logged: the sweep
+    and the next attempt remove it too)."""
+    try:
+        storage.media_delete_prefix(prefix=prefix)
+    except Exception:  # noqa: BLE001 - cleanup of a folder no row names
+        logger.exception("could not remove the unpublished difference %s", prefix)
+
+
+def difference_prefixes_of(*, analysis_id: int) -> list[str]:
+    """The folders of every difference computed from the analysis `analysis_id`: their rows go
+    with it (cascade), so whoever deletes it removes these too."""
+    rows = ComparisonDifference.objects.filter(Q(analysis_a_id=analysis_id) | Q(analysis_b_id=analysis_id))
+    return [f"{DIFFERENCE_FOLDER}/{code.hex}" for code in rows.values_list("code", flat=True)]
+
+
+def differences_delete_folders(*, prefixes: list[str]) -> None:
+    """Remove difference folders (objects and local copies) whose rows were deleted."""
+    for prefix in prefixes:
+        _remove_folder(prefix)
 
 
 # --------------------------------------------------------------------------- difference: reaping

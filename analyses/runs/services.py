@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-import shutil
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ from django.db import transaction
 
 from accounts.models import Team
 from accounts.selectors import user_is_team_member
+from analyses import storage
 from analyses.access import can_write
+from analyses.compare.services import difference_prefixes_of, differences_delete_folders
 from analyses.library.models import Classifier, Video
 from analyses.library.selectors import classifiers_usable_by, videos_usable_by
 from analyses.quota import active_analyses_count, active_analyses_limit
@@ -22,6 +24,8 @@ from analyses.runs.models import Analysis, AnalysisStatus
 from analyses.runs.params import AnalysisError, analysis_params_normalise, expected_class_checked
 from analyses.runs.selectors import analyses_visible_to
 from audit.log import audit_log
+
+logger = logging.getLogger(__name__)
 
 RESULTS_FOLDER = "analyses"
 # Each attempt publishes into MEDIA_ROOT/analyses/<code hex>/attempt-<n>/ (results_dir names it).
@@ -179,8 +183,14 @@ def analysis_cancel(*, user: Any, analysis: Analysis) -> Analysis:
     return analysis
 
 
+def analysis_results_prefix(analysis: Analysis) -> str:
+    """The storage name of the folder holding every attempt's results of `analysis`."""
+    return f"{RESULTS_FOLDER}/{analysis.code.hex}"
+
+
 def analysis_results_path(analysis: Analysis) -> Path:
-    return Path(settings.MEDIA_ROOT) / RESULTS_FOLDER / analysis.code.hex
+    """This machine's copy of that folder (where a worker renames a finished attempt into)."""
+    return Path(settings.MEDIA_ROOT) / analysis_results_prefix(analysis)
 
 
 def _raw_map_hashes(manifest: dict[str, Any]) -> dict[str, str]:
@@ -229,9 +239,22 @@ def analysis_delete(*, user: Any, analysis: Analysis) -> None:
         ):
             raise AnalysisError("This analysis has just started: cancel it and wait until it stops.")
         audit_log(actor=user, action="analysis.deleted", target=analysis, data=analysis_tombstone(analysis))
-        results = analysis_results_path(analysis)
+        prefix = analysis_results_prefix(analysis)
+        # Its difference rows go with it (cascade): their folders are removed with its own.
+        differences = difference_prefixes_of(analysis_id=analysis.pk)
         analysis.delete()
-        transaction.on_commit(lambda: shutil.rmtree(results, ignore_errors=True))
+        transaction.on_commit(lambda: _delete_results(prefix=prefix, differences=differences))
+
+
+def _delete_results(*, prefix: str, differences: list[str]) -> None:
+    """Every attempt's results of a deleted analysis, and its differences: the objects in the
+    media store and this machine's copy. The row is gone already (committed), so a failure is
+    logged, not raised: the user's delete happened, and what is left no row names."""
+    try:
+        storage.media_delete_prefix(prefix=prefix)
+    except Exception:  # noqa: BLE001 - see the docstring
+        logger.exception("could not remove the results of a deleted analysis (%s)", prefix)
+    differences_delete_folders(prefixes=differences)
 
 
 # --------------------------------------------------------------------------- reads

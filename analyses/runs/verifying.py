@@ -5,7 +5,8 @@
 2. The engine re-runs the analysis with the parameters its manifest recorded (complete, see
    docs/engine-contract.md) through the same machinery as a run (`execution.engine_run`), into
    a scratch folder that is removed afterwards. The analysis's row and results are only read.
-3. Per layer, the stored `raw_maps.npz` (hashed now: the file on disk, not the manifest's claim)
+3. Per layer, the stored `raw_maps.npz` (hashed now: the stored file, not the manifest's claim,
+   read through the media store, so the worker needs no disk shared with the web)
    is compared with the re-run's: identical when the hashes match (the engine writes them
    byte-for-byte deterministically); otherwise a sandboxed engine child computes, per class,
    the maximum absolute difference relative to the stored map's maximum. The engine and library
@@ -27,9 +28,16 @@ from typing import Any
 
 from django.http import Http404
 
+from analyses import storage
 from analyses.files import clean_result_name, resolve_result_path
 from analyses.runs import verification as verification_state
-from analyses.runs.execution import HEARTBEAT_SECONDS, PROGRESS_SAVE_SECONDS, engine_run, load_manifest
+from analyses.runs.execution import (
+    HEARTBEAT_SECONDS,
+    PROGRESS_SAVE_SECONDS,
+    engine_run,
+    load_manifest,
+    worker_cache_trim,
+)
 from analyses.runs.models import Analysis, AnalysisStatus, Verification
 from analyses.worker import runner
 from analyses.worker.engine_client import EngineError, compare_raw_maps
@@ -96,6 +104,8 @@ def verification_run(*, verification_id: int) -> str:
             verification_id=verification_id, lease=lease, message=INTERNAL_ERROR_MESSAGE
         )
         return "failed"
+    finally:
+        worker_cache_trim()
 
 
 def _fail(reporter: VerificationReporter, message: str) -> str:
@@ -121,7 +131,7 @@ def _verify(*, verification_id: int, reporter: VerificationReporter) -> str:
     if analysis.status != AnalysisStatus.SUCCEEDED or not manifest or not analysis.results_dir:
         return _fail(reporter, "This analysis has no results to verify (any more).")
     reporter.save({"stage": "checking the inputs"})
-    inputs = _inputs_now(analysis)
+    inputs, input_paths = _inputs_now(analysis)
     changed = [name for name, record in inputs.items() if record["changed"]]
     if changed:
         return _finish(reporter, _inputs_changed_verdict(inputs=inputs, changed=changed))
@@ -131,7 +141,7 @@ def _verify(*, verification_id: int, reporter: VerificationReporter) -> str:
         return _fail(reporter, "This analysis's manifest records no parameters to re-run it with.")
     reporter.save({"stage": "re-running the analysis", "progress": 0.0})
     with engine_run(
-        analysis=analysis,
+        inputs=input_paths,
         work_dir=runner.work_root() / f"verify-{verification.code.hex}",
         params=params,
         on_event=reporter.on_event,
@@ -161,18 +171,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _inputs_now(analysis: Analysis) -> dict[str, dict[str, Any]]:
-    """Per input: the SHA-256 recorded when the analysis ran, the one of the stored file now."""
+def _fresh_copy(name: str, *, size: int | None = None) -> Path:
+    """This machine's copy of the stored file `name`, for hashing: from the object store it is
+    downloaded again (a cached copy may predate a change of the stored object, and finding such
+    a change is the point of verifying). MediaMissing when it is not stored."""
+    storage.media_drop_local_copy(names=[name])
+    return storage.media_fetch(name=name, size=size)
+
+
+def _inputs_now(analysis: Analysis) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
+    """Per input: the SHA-256 recorded when the analysis ran and the one of the stored file now;
+    and the local copies hashed (the re-run reads exactly those)."""
     recorded_inputs = (analysis.manifest or {}).get("inputs") or {}
     inputs: dict[str, dict[str, Any]] = {}
-    for name, stored_file in (("model", analysis.classifier.file), ("video", analysis.video.file)):
+    paths: dict[str, Path] = {}
+    for name, row in (("model", analysis.classifier), ("video", analysis.video)):
         recorded = (analysis.input_hashes or {}).get(name) or (recorded_inputs.get(name) or {}).get("sha256")
         try:
-            now: str | None = sha256_of(Path(stored_file.path))
-        except (OSError, ValueError):  # ValueError: no file associated with the field
-            now = None  # missing or unreadable: changed
+            paths[name] = _fresh_copy(row.file.name or "", size=row.size_bytes)
+            now: str | None = sha256_of(paths[name])
+        except OSError:  # MediaMissing (never stored, or no file name) or unreadable: changed
+            now = None
         inputs[name] = {"recorded": recorded, "now": now, "changed": not recorded or now != recorded}
-    return inputs
+    return inputs, paths
 
 
 def _inputs_changed_verdict(*, inputs: dict[str, dict[str, Any]], changed: list[str]) -> dict[str, Any]:
@@ -212,12 +233,21 @@ def _stored_maps(analysis: Analysis) -> dict[str, dict[str, Any]]:
     for layer, record in _raw_map_records(analysis.manifest or {}).items():
         entry: dict[str, Any] = {"path": None, "recorded": record.get("sha256"), "now": None}
         try:
-            path = resolve_result_path(results_dir=analysis.results_dir, name=record["path"])
+            path = _published_file(results_dir=analysis.results_dir, name=record["path"])
             entry.update(path=path, now=sha256_of(path))
-        except (Http404, OSError):
+        except (Http404, OSError):  # OSError includes MediaMissing
             pass
         stored[layer] = entry
     return stored
+
+
+def _published_file(*, results_dir: str, name: str) -> Path:
+    """This machine's copy of a published result file (the stored raw maps): on the local disk
+    the file itself, checked like the file view does; from the object store a fresh download
+    (the web server and earlier workers may be other machines)."""
+    if not storage.store_is_remote():
+        return resolve_result_path(results_dir=results_dir, name=name)
+    return _fresh_copy(f"{results_dir}/{name}")
 
 
 def _rerun_file(rerun_dir: Path, name: str) -> Path | None:

@@ -10,9 +10,6 @@ the page, with HTTP Range support (video seeking).
 from __future__ import annotations
 
 import uuid
-import zipfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
@@ -24,17 +21,25 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from analyses import storage
 from analyses.access import can_write
 from analyses.files import (
     clean_result_name,
     private_file_response,
-    resolve_result_path,
     result_media_type,
     stored_result_response,
 )
 from analyses.library import selectors as library_selectors
 from analyses.library.models import Classifier, Preview, ProcessingStatus
 from analyses.runs import selectors
+from analyses.runs.archive import (
+    archive_storage_name,
+    listed_result_names,
+    local_members,
+    prebuilt_archive_exists,
+    stored_members,
+    zip_stream,
+)
 from analyses.runs.filters import history_filter
 from analyses.runs.forms import AnalysisForm, initial_from_analysis
 from analyses.runs.models import Analysis, AnalysisStatus
@@ -53,9 +58,6 @@ from analyses.runs.verification import verifications_recent
 from analyses.sharing.presentation import sharing_panel
 
 HISTORY_PAGE_SIZE = 25
-ZIP_CHUNK_BYTES = 256 * 1024
-# Already-compressed media gain nothing from deflate; store them (faster, streams sooner).
-_STORED_MEDIA_TYPES = ("video/", "image/")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -407,14 +409,8 @@ def analysis_status(request: HttpRequest, code: uuid.UUID) -> JsonResponse:
 
 
 def _listed_result_names(analysis: Analysis) -> list[str]:
-    """The result files an analysis may serve: manifest.json and the clean names its manifest
-    lists (each once). Only listed files are ever served; names the engine wrote are checked."""
-    names = {"manifest.json": None}
-    for record in (analysis.manifest or {}).get("files") or []:
-        name = clean_result_name(record.get("path")) if isinstance(record, dict) else None
-        if name is not None:
-            names.setdefault(name, None)
-    return list(names)
+    """The result files an analysis may serve (analyses.runs.archive.listed_result_names)."""
+    return listed_result_names(analysis.manifest or {})
 
 
 def _results_ready(analysis: Analysis) -> None:
@@ -453,74 +449,50 @@ def result_file_response(
     )
 
 
-class _ZipSink:
-    """A write-only file for zipfile that hands the written bytes to a generator."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.position = 0
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        self.position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.position
-
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        # Never called (ZipFile leaves a file object it was given open); zipfile's type for a
-        # writable file asks for it.
-        return None
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks = []
-        return data
-
-
-def _zip_stream(members: list[tuple[Path, str, str]]) -> Iterator[bytes]:
-    sink = _ZipSink()
-    with zipfile.ZipFile(sink, mode="w", allowZip64=True) as archive:
-        for source, name, media_type in members:
-            info = zipfile.ZipInfo(name)
-            stat = source.stat()
-            info.file_size = stat.st_size
-            info.compress_type = (
-                zipfile.ZIP_STORED if media_type.startswith(_STORED_MEDIA_TYPES) else zipfile.ZIP_DEFLATED
-            )
-            with source.open("rb") as reader, archive.open(info, mode="w") as writer:
-                while chunk := reader.read(ZIP_CHUNK_BYTES):
-                    writer.write(chunk)
-                    if sink.position and sum(map(len, sink.chunks)) >= ZIP_CHUNK_BYTES:
-                        yield sink.take()
-            yield sink.take()
-    yield sink.take()
-
-
 @login_required
 @require_GET
-def analysis_zip(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
+def analysis_zip(request: HttpRequest, code: uuid.UUID) -> HttpResponseBase:
     analysis = selectors.analysis_get_for_user(code=code, user=request.user)
     return result_zip_response(request, analysis=analysis)
 
 
-def result_zip_response(request: HttpRequest, *, analysis: Analysis, via: str = "") -> StreamingHttpResponse:
-    """The streamed ZIP of an analysis the caller has already authorised."""
+def result_zip_response(request: HttpRequest, *, analysis: Analysis, via: str = "") -> HttpResponseBase:
+    """The ZIP of an analysis the caller has already authorised (the page's, the API's and a
+    share link's). One machine (MEDIA_DELIVERY=django): streamed by Django. Otherwise large ZIPs
+    must never go through Python: the one the worker prebuilt is handed to nginx or the object
+    store, like any stored file."""
     _results_ready(analysis)
-    members: list[tuple[Path, str, str]] = [
-        (resolve_result_path(results_dir=analysis.results_dir, name=name), name, result_media_type(name))
-        for name in _listed_result_names(analysis)
-    ]
     name = f"analysis-{analysis.code.hex[:8]}.zip"
+    names = _listed_result_names(analysis)
+    prebuilt = archive_storage_name(analysis.results_dir)
+    if storage.media_delivery_mode() != storage.DELIVERY_DJANGO and prebuilt_archive_exists(
+        analysis.results_dir
+    ):
+        response = private_file_response(
+            request, storage_path=prebuilt, content_type="application/zip", download_name=name
+        )
+    else:
+        # MEDIA_DELIVERY=django; or an analysis published before the worker prebuilt ZIPs: then
+        # (and only then) it is streamed from the store's objects (media_open), as it always was.
+        response = _streamed_zip(results_dir=analysis.results_dir, names=names, download_name=name)
     analysis_record_read(
         user=request.user, analysis=analysis, action="analysis.zip_downloaded", file_name=name, via=via
     )
-    response = StreamingHttpResponse(_zip_stream(members), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def _streamed_zip(*, results_dir: str, names: list[str], download_name: str) -> StreamingHttpResponse:
+    """Every member is found (or 404) before the first byte is sent."""
+    try:
+        members = (
+            stored_members(results_dir=results_dir, names=names)
+            if storage.store_is_remote()
+            else local_members(results_dir=results_dir, names=names, skip_unservable=False)
+        )
+    except storage.MediaMissing:
+        raise Http404("A result file of this analysis is missing") from None
+    response = StreamingHttpResponse(zip_stream(members), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{download_name}"'
     response["Cache-Control"] = "private, no-store"
     return response
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -260,7 +260,7 @@ def link_difference_file(request: HttpRequest, token: str, code: uuid.UUID, path
 
 @login_not_required  # the token is the permission, checked by _live_link
 @require_GET
-def link_zip(request: HttpRequest, token: str) -> StreamingHttpResponse:
+def link_zip(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _live_link(token)
     if link.analysis is None:
         raise Http404("A comparison has no ZIP: download each analysis's from its own page")
