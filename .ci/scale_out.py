@@ -303,7 +303,7 @@ class Platform:
                 },
                 timeout=60,
             )
-            if response.status_code != 201:
+            if response.status_code != 202:  # accepted: workers run it
                 raise ScaleOutFailure(f"submitting: {response.status_code} {response.text[:500]}")
             codes.append(str(response.json()["code"]))
         return codes
@@ -476,7 +476,22 @@ def phase_restart_redis(
     results = succeeded_results(codes)
     if sorted(set(results.values())) != [1]:
         raise ScaleOutFailure(f"each analysis must have exactly one succeeded run: {results}")
-    log("all 8 succeeded after the Redis restart; none lost, none run twice")
+    requeued = lost_tasks_enqueued_again()
+    if requeued < 1:
+        raise ScaleOutFailure("no reaper run re-enqueued a lost task: the restart lost nothing to recover")
+    log(
+        f"all 8 succeeded after the Redis restart; none lost ({requeued} lost tasks re-enqueued), none run twice"
+    )
+
+
+def lost_tasks_enqueued_again() -> int:
+    """How many lost tasks the reaper runs so far queued again (their results say)."""
+    from django_q.models import Task
+
+    results = Task.objects.filter(func="analyses.tasks.reap_stale_analyses_task").values_list(
+        "result", flat=True
+    )
+    return sum(int(result.get("enqueued_again", 0)) for result in results if isinstance(result, dict))
 
 
 def main() -> int:
