@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast test-browser install install-dev lint migrate demo bench clean
+.PHONY: run test test-fast test-browser install install-dev lint migrate demo bench bench-load clean
 
 # Runtime dependencies only (what `make run` needs); tests, lint and benchmarks add the
 # development set on top (requirements-dev.txt).
@@ -70,6 +70,10 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/latency.py
+
+# 50 users against gunicorn and a worker cluster on loopback (about 5 minutes; see README).
+bench-load: $(DEV_STAMP)
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) var media .pytest_cache
