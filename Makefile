@@ -76,4 +76,5 @@ bench-load: $(DEV_STAMP)
 	$(PY) bench/load.py
 
 clean:
-	rm -rf $(VENV) var media .pytest_cache
+	rm -rf $(VENV) var .pytest_cache
+	find media -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true  # media/ itself is kept in git
