@@ -1,12 +1,12 @@
 """API: analyses — create with every parameter the form has, the history with its filters,
 detail (status, stage, progress, predictions, manifest, timings, files), cancel, re-run, delete,
-result files (Range) and the streamed ZIP — and the verifications of an analysis.
+result files (Range) and the ZIP — and the verifications of an analysis.
 
 A create or re-run body is turned into the analysis form's data and validated by that form
 (`analyses.runs.forms.AnalysisForm`), then by the same service as the page, so the API refuses
 with the same words; the parameters the form has no field for (`top_k`, `inference_frames`)
 go straight to the service, which checks them. Downloads go through the pages' own helpers
-(listed files only, HTTP Range, streamed ZIP, reads recorded in the audit trail).
+(listed files only, HTTP Range, the ZIP, reads recorded in the audit trail).
 """
 
 from __future__ import annotations
@@ -131,7 +131,10 @@ class AnalysisSerializer(AnalysisSummarySerializer):
     results_bytes = serializers.IntegerField()
     reruns = AnalysisRefSerializer(many=True, help_text="Re-runs of this analysis that you see")
     files = ResultFileSerializer(many=True, help_text="Every result file (empty until it succeeded)")
-    zip_url = serializers.CharField(allow_null=True, help_text="Every result file as a streamed ZIP")
+    zip_url = serializers.CharField(
+        allow_null=True,
+        help_text="Every result file as one ZIP (a redirect to it when files come from an object store or nginx)",
+    )
     verifications_url = serializers.CharField()
 
 
@@ -602,7 +605,7 @@ class AnalysisZip(APIView):
 
     @extend_schema(
         operation_id="analyses_zip",
-        responses=binary_responses("application/zip", "Every result file, streamed", ranges=False),
+        responses=binary_responses("application/zip", "Every result file as one ZIP", ranges=False),
     )
     def get(self, request: Request, code: str) -> HttpResponseBase:
         analysis = selectors.analysis_get_for_user(code=code, user=request.user)
