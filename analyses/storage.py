@@ -229,12 +229,21 @@ def media_cache_trim(*, max_bytes: int, skip: Iterable[str] = ()) -> int:
     return removed
 
 
-def media_fetch_tree(*, prefix: str, names: Iterable[str]) -> Path:
-    """Local copies of the files `prefix/<name>` (for reading a published results folder);
-    the local folder."""
-    for name in names:
-        media_fetch(name=f"{prefix}/{name}")
-    return media_local_path(prefix)
+def media_stored_folders(*, prefix: str) -> list[str]:
+    """Object store only: the names of the "folders" (key prefixes) directly under `prefix`."""
+    if not store_is_remote():
+        return []
+    return list(_bucket().listdir(_check_name(prefix))[0])
+
+
+def media_newest_modified(*, prefix: str) -> float | None:
+    """Object store only: the newest upload time (epoch seconds) of the files directly under
+    `prefix`, or None when it holds none."""
+    if not store_is_remote():
+        return None
+    bucket = _bucket()
+    names = bucket.listdir(_check_name(prefix))[1]
+    return max((bucket.get_modified_time(f"{prefix}/{name}").timestamp() for name in names), default=None)
 
 
 def _is_not_found(problem: Exception) -> bool:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import storages
 from django.db import transaction
 
 from analyses import storage
@@ -234,19 +233,18 @@ def previews_sweep() -> int:
 
 
 def _sweep_stored_previews() -> int:
-    """The object store's side of the sweep: its preview "folders" are key prefixes, listed
-    through django-storages (delimiter listings), aged by their newest object."""
-    bucket = storages[storage.BUCKET_STORAGE_ALIAS]
+    """The object store's side of the sweep: its preview "folders" are key prefixes, aged by
+    their newest object."""
     live = _live_previews()
     young = time.time() - _SWEEP_GRACE_SECONDS
     removed = 0
-    for owner in bucket.listdir(PREVIEW_FOLDER)[0]:
-        for code in bucket.listdir(f"{PREVIEW_FOLDER}/{owner}")[0]:
+    for owner in storage.media_stored_folders(prefix=PREVIEW_FOLDER):
+        for code in storage.media_stored_folders(prefix=f"{PREVIEW_FOLDER}/{owner}"):
             prefix = f"{PREVIEW_FOLDER}/{owner}/{code}"
             if (owner, code) in live:
                 continue
-            files = bucket.listdir(prefix)[1]
-            if any(bucket.get_modified_time(f"{prefix}/{name}").timestamp() >= young for name in files):
+            newest = storage.media_newest_modified(prefix=prefix)
+            if newest is not None and newest >= young:
                 continue
             _remove_preview_files(prefix)
             removed += 1
